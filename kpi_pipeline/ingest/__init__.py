@@ -1,0 +1,1 @@
+"""Reading raw exports and turning them into staged rows plus a quarantine."""

@@ -1,0 +1,82 @@
+"""Stage incident-log exports: validate, normalise severities, keep the latest version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from kpi_pipeline.contract import BAD_TIMESTAMP, INCIDENT_EXTENSIONS, INCIDENT_FIELDS, INCIDENT_REQUIRED
+from kpi_pipeline.ingest.raw_files import LINE
+from kpi_pipeline.ingest.rows import (
+    FILE,
+    StagedExports,
+    first_reason,
+    is_blank,
+    parse_timestamps,
+    stage_exports,
+)
+
+TIMESTAMPS: tuple[str, ...] = ("started_at", "detected_at", "resolved_at", "updated_at")
+SEVERITY_PATTERN = r"^(?:sev|p)?\s*-?\s*([1-4])$"
+
+
+def normalise_severity(values: pd.Series) -> pd.Series:
+    """``SEV1``…``SEV4`` from spellings like ``sev1``, ``1``, ``P1``; NA when not recognised."""
+    level = values.str.strip().str.lower().str.extract(SEVERITY_PATTERN, expand=False)
+    return ("SEV" + level).astype("string")
+
+
+def normalise_workflows(values: pd.Series) -> pd.Series:
+    """A list of workflow names (JSON list or ``;``-separated) → sorted, ``;``-joined, no blanks."""
+    names = (
+        values.fillna("")
+        .str.replace(r"[\[\]\"']", "", regex=True)
+        .str.split(r"[;,]", regex=True)
+        .explode()
+        .str.strip()
+    )
+    names = names[names.ne("").fillna(False)]
+    names = names.rename("name").reset_index().drop_duplicates().sort_values(["index", "name"])
+    joined = names.groupby("index")["name"].agg(";".join)
+    return joined.reindex(values.index, fill_value="").astype("string")
+
+
+def validate_incidents(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split incident versions into (valid typed versions, rejected rows with ``reason``)."""
+    ts = {name: parse_timestamps(rows[name]) for name in TIMESTAMPS}
+    severity = normalise_severity(rows["severity"])
+    given = {name: ~is_blank(rows[name]) for name in INCIDENT_FIELDS}
+    checks: list[tuple[pd.Series, str]] = [(~given[f], f"missing_field:{f}") for f in INCIDENT_REQUIRED]
+    checks += [(given[name] & ts[name].isna(), BAD_TIMESTAMP) for name in TIMESTAMPS]
+    checks += [
+        (severity.isna(), "bad_value:severity"),
+        ((ts["resolved_at"] < ts["started_at"]).fillna(False), "bad_value:resolved_at"),
+    ]
+    reason = first_reason(rows.index, checks)
+    keep = reason.isna().to_numpy(dtype=bool)
+
+    valid = rows.loc[keep].copy()
+    for name in TIMESTAMPS:
+        valid[name] = ts[name][keep]
+    valid["detected_at"] = valid["detected_at"].fillna(valid["started_at"])
+    valid["severity"] = severity[keep]
+    valid["affected_workflows"] = normalise_workflows(rows.loc[keep, "affected_workflows"])
+    valid["source_file"] = valid[FILE]
+
+    rejected = rows.loc[~keep, [FILE, LINE]].copy()
+    rejected["reason"] = reason[~keep]
+    return valid, rejected
+
+
+def stage_incidents(data_root: Path) -> StagedExports:
+    """Read every incident export under ``raw/incidents``; the latest version of each incident wins."""
+    return stage_exports(
+        data_root,
+        "incidents",
+        INCIDENT_EXTENSIONS,
+        INCIDENT_FIELDS,
+        "incident_id",
+        validate_incidents,
+        "stg_incidents",
+    )

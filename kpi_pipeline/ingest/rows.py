@@ -1,0 +1,198 @@
+"""Column operations shared by the staging of every source: blanks, timestamps,
+first-applicable quarantine reason, and the quarantine frame itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kpi_pipeline.ingest.discovery import list_files
+from kpi_pipeline.ingest.raw_files import LINE, RawFile, read_raw_file
+from kpi_pipeline.tables import conform, table
+
+QUARANTINE_COLUMNS: tuple[str, ...] = ("source", "partition", "file", "line", "reason", "raw")
+FILE = "_file"
+
+
+def is_blank(values: pd.Series) -> pd.Series:
+    """True where a value is absent, null or only whitespace."""
+    return values.isna() | values.str.strip().eq("").fillna(True)
+
+
+def parse_timestamps(values: pd.Series) -> pd.Series:
+    """ISO-8601 text to UTC timestamps (naive = UTC); unparseable → NaT."""
+    return pd.to_datetime(values.str.strip(), utc=True, format="ISO8601", errors="coerce")
+
+
+def first_reason(index: pd.Index, checks: Sequence[tuple[pd.Series, str]]) -> pd.Series:
+    """The first reason whose mask is true for each row (NA where none applies)."""
+    reason = pd.Series(pd.NA, index=index, dtype="string")
+    for mask, label in reversed(checks):
+        reason = reason.mask(mask.fillna(False).to_numpy(dtype=bool), label)
+    return reason
+
+
+def with_columns(rows: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``rows`` with every named column present (absent ones as all-NA strings)."""
+    missing = [c for c in columns if c not in rows.columns]
+    if not missing:
+        return rows
+    extra = pd.DataFrame({c: pd.Series(pd.NA, index=rows.index, dtype="string") for c in missing})
+    return pd.concat([rows, extra], axis=1)
+
+
+def combine(files: Sequence[RawFile], columns: Sequence[str], root: Path) -> pd.DataFrame:
+    """Parsed rows of several files in file order, with ``_file`` (relative path) and ``_line``."""
+    frames = []
+    for raw in files:
+        rows = with_columns(raw.rows, columns)[[*columns, LINE]]
+        rows[FILE] = relative(raw.path, root)
+        frames.append(rows)
+    if not frames:
+        empty = pd.DataFrame({c: pd.Series(dtype="string") for c in columns})
+        empty[LINE] = pd.Series(dtype="int64")
+        empty[FILE] = pd.Series(dtype="string")
+        return empty
+    return pd.concat(frames, ignore_index=True)
+
+
+def relative(path: Path, root: Path) -> str:
+    """``path`` relative to the data root, as POSIX text (absolute when outside it)."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
+def quarantine_frame(
+    source: str,
+    partition: str,
+    files: Sequence[RawFile],
+    root: Path,
+    rejected: pd.DataFrame,
+) -> pd.DataFrame:
+    """Quarantine rows for every malformed line plus ``rejected`` (``_file``, ``_line``, ``reason``)."""
+    parts = []
+    for raw in files:
+        name = relative(raw.path, root)
+        bad = raw.malformed_lines
+        mine = rejected[rejected[FILE] == name]
+        if len(bad):
+            parts.append(
+                pd.DataFrame(
+                    {"file": name, "line": bad, "reason": "malformed_record", "raw": raw.line_text(bad)}
+                )
+            )
+        if len(mine):
+            lines = mine[LINE].to_numpy(dtype=np.int64)
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "file": name,
+                        "line": lines,
+                        "reason": mine["reason"].to_numpy(),
+                        "raw": raw.line_text(lines),
+                    }
+                )
+            )
+    if not parts:
+        out = pd.DataFrame({c: pd.Series(dtype="string") for c in ("file", "reason", "raw")})
+        out["line"] = pd.Series(dtype="int64")
+    else:
+        out = pd.concat(parts, ignore_index=True)
+    out.insert(0, "source", source)
+    out.insert(1, "partition", partition)
+    out["line"] = out["line"].astype("int64")
+    out = out.sort_values(["file", "line"], kind="stable", ignore_index=True)
+    return out[list(QUARANTINE_COLUMNS)].astype(
+        {"source": "string", "partition": "string", "file": "string", "reason": "string", "raw": "string"}
+    )
+
+
+@dataclass
+class StagingReport:
+    """What a staging step read, kept and rejected — the reconciliation behind every run."""
+
+    raw_rows: int
+    staged_rows: int
+    quarantined_rows: int
+    files: list[str] = field(default_factory=list)
+    ignored_files: list[str] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
+    fields_seen: dict[str, int] = field(default_factory=dict)
+    unknown_fields: dict[str, int] = field(default_factory=dict)
+    superseded_versions: int = 0
+
+    @property
+    def reconciled(self) -> bool:
+        return self.raw_rows == self.staged_rows + self.superseded_versions + self.quarantined_rows
+
+
+def latest_versions(rows: pd.DataFrame, key: str, version: pd.Series) -> pd.DataFrame:
+    """One row per ``key``: the latest ``version``; ties go to the file whose path sorts last
+    (then the later line of that file)."""
+    order = rows.assign(_version=version).sort_values(
+        ["_version", FILE, LINE], kind="stable", na_position="first"
+    )
+    return order.drop_duplicates(key, keep="last").drop(columns="_version").sort_index()
+
+
+@dataclass
+class StagedExports:
+    """Staged records of an unpartitioned source, its quarantine and its reconciliation."""
+
+    records: pd.DataFrame
+    quarantine: pd.DataFrame
+    report: StagingReport
+
+
+def field_counts(files: Sequence[RawFile], known: Sequence[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """(contract fields, unknown fields) found in the files → rows that carry a value."""
+    seen: dict[str, int] = {}
+    unknown: dict[str, int] = {}
+    for raw in files:
+        for column in raw.columns:
+            present = int(raw.rows[column].notna().sum()) if column in raw.rows else 0
+            target = seen if column in known else unknown
+            target[column] = target.get(column, 0) + present
+    return seen, unknown
+
+
+Validator = Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame]]
+
+
+def stage_exports(
+    data_root: Path,
+    source: str,
+    extensions: tuple[str, ...],
+    fields: tuple[str, ...],
+    key: str,
+    validate: Validator,
+    table_name: str,
+) -> StagedExports:
+    """Read every export of ``source`` under ``raw/<source>``, validate each version, and keep
+    the latest version per ``key`` (by ``updated_at``; ties → the path that sorts last)
+    as rows of the warehouse table ``table_name``."""
+    paths, ignored = list_files(data_root / "raw" / source, extensions, recursive=True)
+    files = [read_raw_file(p, key, fields) for p in paths]
+    valid, rejected = validate(combine(files, fields, data_root))
+    latest = latest_versions(valid, key, valid["updated_at"])
+    records = conform(latest, table(table_name)).reset_index(drop=True)
+    quarantine = quarantine_frame(source, "", files, data_root, rejected)
+    seen, unknown = field_counts(files, fields)
+    report = StagingReport(
+        raw_rows=sum(f.raw_rows for f in files),
+        staged_rows=len(records),
+        quarantined_rows=len(quarantine),
+        files=[relative(p, data_root) for p in paths],
+        ignored_files=[relative(p, data_root) for p in ignored],
+        reasons=quarantine["reason"].value_counts().to_dict(),
+        fields_seen=seen,
+        unknown_fields=unknown,
+        superseded_versions=len(valid) - len(records),
+    )
+    return StagedExports(records, quarantine, report)

@@ -1,0 +1,37 @@
+"""Where things are: the environment variables every entry point reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_START_DATE = dt.date(2025, 1, 1)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """``KPI_DATA_DIR``, ``KPI_WAREHOUSE_URL``, ``KPI_CONFIG`` and ``KPI_START_DATE``, resolved."""
+
+    data_dir: Path
+    warehouse_url: str
+    config_path: Path
+    start_date: dt.date
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.data_dir / "staging"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("KPI_DATA_DIR") or "data").resolve()
+        url = env.get("KPI_WAREHOUSE_URL") or f"sqlite:///{data_dir / 'warehouse' / 'kpi.db'}"
+        config = Path(env.get("KPI_CONFIG") or data_dir / "config" / "kpi.yaml")
+        raw_start = env.get("KPI_START_DATE") or DEFAULT_START_DATE.isoformat()
+        try:
+            start = dt.date.fromisoformat(raw_start)
+        except ValueError:
+            raise ValueError(f"KPI_START_DATE must be a date like 2025-01-01, got {raw_start!r}") from None
+        return cls(data_dir=data_dir, warehouse_url=url, config_path=config, start_date=start)
