@@ -34,7 +34,7 @@ class Windows(_Strict):
 
 
 class Workflow(_Strict):
-    owner: str = "product-analytics"
+    owner: str | None = None  # None → default_owner
     description: str = ""
     steps: tuple[str, ...] = ()
     topics: tuple[str, ...] = ()
@@ -99,6 +99,11 @@ class KpiConfig(_Strict):
     def topic_to_workflow(self) -> dict[str, str]:
         """Map each configured support topic to its workflow."""
         return {t: name for name, wf in self.workflows.items() for t in wf.topics}
+
+    def workflow_owner(self, workflow: str) -> str:
+        """Owner of a workflow's metrics: its own ``owner``, else ``default_owner``."""
+        wf = self.workflows.get(workflow)
+        return (wf.owner if wf else None) or self.default_owner
 
     def owner_for(self, area: str) -> str:
         """Owner of a non-workflow table family, falling back to ``default_owner``."""

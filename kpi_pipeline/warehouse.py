@@ -10,7 +10,9 @@ parallel runs queue instead of failing.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,13 +41,30 @@ class WarehouseError(RuntimeError):
     """A warehouse operation failed; the message names the table."""
 
 
+def _enable_wal(cursor: Any, timeout_seconds: float = 60.0) -> None:
+    """Switch the file to WAL, retrying while another connection holds the lock.
+
+    Two processes opening a fresh file at once can both try the switch; SQLite then
+    answers "database is locked" at once instead of waiting for the busy timeout.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _sqlite_pragmas(engine: Engine) -> None:
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN below control transactions
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=60000")
+        _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
@@ -94,6 +113,9 @@ class Warehouse:
         spec = table(name)
         target = sql_table(spec)
         with self._transaction() as conn:
+            if conn.dialect.name == "postgresql":
+                # Serialise concurrent first creates: two CREATE TABLEs of one name race on pg_type.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
             inspector = sa.inspect(conn)
             if not inspector.has_table(name):
                 target.create(conn, checkfirst=True)

@@ -13,15 +13,17 @@ def list_files(folder: Path, extensions: tuple[str, ...], recursive: bool) -> tu
     """(files to read, files ignored) under ``folder``, both sorted by path.
 
     Only the contract's extensions are read; anything else (including files
-    still being written, ``*.tmp``/``*.part``) is ignored and reported.
+    still being written, ``*.tmp``/``*.part``, and files in subfolders when
+    not ``recursive``) is ignored and reported.
     """
     if not folder.is_dir():
         return [], []
-    candidates = sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir()) if p.is_file())
+    candidates = sorted(p for p in folder.rglob("*") if p.is_file())
     readable, ignored = [], []
     for path in candidates:
         name = path.name.lower()
-        if path.name.startswith(".") or file_format(path) is None or not name.endswith(extensions):
+        nested = path.parent != folder and not recursive
+        if nested or path.name.startswith(".") or file_format(path) is None or not name.endswith(extensions):
             ignored.append(path)
         else:
             readable.append(path)
