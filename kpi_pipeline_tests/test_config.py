@@ -173,3 +173,8 @@ def test_workflow_owner_falls_back_to_default_owner() -> None:
     assert config.workflow_owner("access_request") == "identity-team"
     assert config.workflow_owner("data_export") == "analytics"
     assert config.workflow_owner("not_configured") == "analytics"
+
+
+def test_packaged_sample_config_is_the_repository_one() -> None:
+    packaged = Path(__file__).parents[1] / "kpi_pipeline" / "sample_kpi.yaml"
+    assert packaged.read_bytes() == (Path(__file__).parents[1] / "data" / "config" / "kpi.yaml").read_bytes()

@@ -1,0 +1,446 @@
+"""Tests of the sample data generator: layout, determinism, injected defects, bug week, exports.
+
+The files are read back with small independent parsers that apply the contract's rules, so
+every defect the generator claims to have injected is found (and nothing else is).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from kpi_pipeline.contract import (
+    EVENT_TYPES,
+    INCIDENT_FIELDS,
+    TELEMETRY_FIELDS,
+    TELEMETRY_REQUIRED,
+    TELEMETRY_REQUIRED_FOR,
+    TICKET_FIELDS,
+    TICKET_REQUIRED,
+    TICKET_STATUSES,
+)
+from kpi_pipeline.sample_data import (
+    BUG_WEEK,
+    GenerationSummary,
+    bug_week_for,
+    generate_dataset,
+    telemetry_day_bytes,
+)
+
+START = dt.date(2025, 1, 1)
+DAYS = 14  # 2025-01-01 .. 2025-01-14: holds the SEV1 (day 10) and the first two bug-week days
+USERS = 150
+UTC = dt.UTC
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+def _text(path: Path) -> str:
+    data = path.read_bytes()
+    return (gzip.decompress(data) if path.name.endswith(".gz") else data).decode("utf-8")
+
+
+def _records(path: Path) -> list[dict[str, str] | None]:
+    """Raw rows of a data file (blank lines are not rows); None for a row that cannot be parsed."""
+    text = _text(path)
+    if ".jsonl" in path.name:
+        out: list[dict[str, str] | None] = []
+        for line in text.split("\n"):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                out.append(None)
+                continue
+            out.append({k: v if isinstance(v, str) else json.dumps(v) for k, v in obj.items()})
+        return out
+    rows = [r for r in csv.reader(io.StringIO(text)) if r]
+    header = rows[0]
+    return [dict(zip(header, r, strict=True)) if len(r) == len(header) else None for r in rows[1:]]
+
+
+def _timestamp(value: str) -> dt.datetime | None:
+    try:
+        ts = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _telemetry_reason(rec: dict[str, str] | None, day: dt.date, seen: set[str]) -> str | None:
+    """The contract's first applicable quarantine reason (no aliases), None for a valid row."""
+    if rec is None:
+        return "malformed_record"
+    for name in TELEMETRY_REQUIRED:
+        if not rec.get(name):
+            return f"missing_field:{name}"
+    for name, types in TELEMETRY_REQUIRED_FOR.items():
+        if rec["event_type"] in types and not rec.get(name):
+            return f"missing_field:{name}"
+    ts = _timestamp(rec["occurred_at"])
+    if ts is None:
+        return "bad_timestamp"
+    if ts.date() != day:
+        return "outside_partition"
+    if rec["event_type"] not in EVENT_TYPES:
+        return "unknown_event_type"
+    duration = rec.get("duration_ms") or ""
+    if duration:
+        try:
+            if float(duration) < 0:
+                return "bad_value:duration_ms"
+        except ValueError:
+            return "bad_value:duration_ms"
+    if rec["event_id"] in seen:
+        return "duplicate_event_id"
+    seen.add(rec["event_id"])
+    return None
+
+
+def _partition(root: Path, day: dt.date) -> list[Path]:
+    folder = root / "raw" / "telemetry" / f"date={day.isoformat()}"
+    return sorted(p for p in folder.iterdir() if p.name.endswith((".jsonl", ".jsonl.gz", ".csv", ".csv.gz")))
+
+
+def _classified(root: Path, days: int) -> list[tuple[dt.date, str | None, dict[str, str] | None]]:
+    """(partition day, reason, record) of every raw telemetry row."""
+    out = []
+    for i in range(days):
+        day = START + dt.timedelta(days=i)
+        seen: set[str] = set()
+        for path in _partition(root, day):
+            out += [(day, _telemetry_reason(rec, day, seen), rec) for rec in _records(path)]
+    return out
+
+
+def _ticket_reason(rec: dict[str, str] | None) -> str | None:
+    if rec is None:
+        return "malformed_record"
+    for name in TICKET_REQUIRED:
+        if not rec[name]:
+            return f"missing_field:{name}"
+    stamps = {
+        n: _timestamp(rec[n]) for n in ("created_at", "updated_at", "first_reply_at", "solved_at") if rec[n]
+    }
+    if any(v is None for v in stamps.values()):
+        return "bad_timestamp"
+    if rec["status"].lower() not in TICKET_STATUSES:
+        return "bad_value:status"
+    if rec["agent_work_minutes"] and float(rec["agent_work_minutes"]) < 0:
+        return "bad_value:agent_work_minutes"
+    if "solved_at" in stamps and stamps["solved_at"] < stamps["created_at"]:
+        return "bad_value:solved_at"
+    return None
+
+
+def _severity(value: str) -> str:
+    digit = value.upper().removeprefix("SEV").removeprefix("P")
+    return f"SEV{digit}"
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, GenerationSummary, list[str]]:
+    root = tmp_path_factory.mktemp("sample")
+    lines: list[str] = []
+    summary = generate_dataset(root, days=DAYS, seed=7, start=START, users=USERS, log=lines.append)
+    return root, summary, lines
+
+
+@pytest.fixture(scope="module")
+def classified(dataset: tuple[Path, GenerationSummary, list[str]]) -> list:
+    return _classified(dataset[0], DAYS)
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def test_layout_formats_and_summary(dataset: tuple[Path, GenerationSummary, list[str]]) -> None:
+    root, summary, lines = dataset
+    on_disk = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    assert set(summary.files) == on_disk
+    assert len(summary.files) == len(on_disk)
+    assert (summary.start, summary.end) == (dt.date(2025, 1, 1), dt.date(2025, 1, 14))
+    packaged = Path(__file__).parents[1] / "kpi_pipeline" / "sample_kpi.yaml"
+    assert (root / "config" / "kpi.yaml").read_bytes() == packaged.read_bytes()
+    telemetry = [f for f in summary.files if f.startswith("raw/telemetry/")]
+    folders = Counter(f.split("/")[2] for f in telemetry)
+    assert sorted(folders) == [f"date={START + dt.timedelta(days=i)}" for i in range(DAYS)]
+    suffixes = Counter(f.split("/")[-1].split(".", 1)[1] for f in telemetry if not f.endswith(".txt"))
+    assert set(suffixes) == {"jsonl", "jsonl.gz", "csv", "csv.gz"}
+    assert suffixes["jsonl"] > suffixes["csv"] + suffixes["csv.gz"]
+    # days 4 and 7 of each week are split in two data files (the ignored note is in day 3's folder)
+    assert folders["date=2025-01-04"] == 2 and folders["date=2025-01-07"] == 2
+    assert [f for f in telemetry if f.endswith(".txt")] == ["raw/telemetry/date=2025-01-03/notes.txt"]
+    csv_file = next(root.glob("raw/telemetry/*/*.csv"))
+    assert _text(csv_file).split("\n", 1)[0] == ",".join([*TELEMETRY_FIELDS, "session_id"])
+    tickets = sorted(f for f in summary.files if f.startswith("raw/tickets/"))
+    # Mondays 2025-01-06 and 2025-01-13, then the end of the data (2025-01-15 00:00); every other gzipped
+    assert tickets == [
+        "raw/tickets/tickets_2025-01-06.csv",
+        "raw/tickets/tickets_2025-01-13.csv.gz",
+        "raw/tickets/tickets_2025-01-15.csv",
+    ]
+    incidents = sorted(f for f in summary.files if f.startswith("raw/incidents/"))
+    # first export an hour into the SEV1 (2025-01-10 14:00 UTC), the second at the end
+    assert incidents == [
+        "raw/incidents/incidents_2025-01-10T1500.jsonl",
+        "raw/incidents/incidents_2025-01-15T0000.csv",
+    ]
+    assert len(lines) == DAYS and lines[0].startswith("2025-01-01: ")
+
+
+def test_volume_scales_with_users(tmp_path: Path) -> None:
+    summary = generate_dataset(tmp_path, days=2, seed=3, users=800)
+    per_day = summary.telemetry_rows / 2
+    assert 10_000 <= per_day <= 20_000
+
+
+def test_same_seed_gives_same_bytes(tmp_path: Path) -> None:
+    a = generate_dataset(tmp_path / "a", days=4, seed=11, users=40)
+    b = generate_dataset(tmp_path / "b", days=4, seed=11, users=40)
+    c = generate_dataset(tmp_path / "c", days=4, seed=12, users=40)
+    assert a == b
+    assert a.files == c.files
+    for name in a.files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    changed = [n for n in a.files if (tmp_path / "a" / n).read_bytes() != (tmp_path / "c" / n).read_bytes()]
+    assert any(n.startswith("raw/telemetry/") for n in changed)
+
+
+def test_every_bad_row_kind_is_injected_and_counted(
+    dataset: tuple[Path, GenerationSummary, list[str]], classified: list
+) -> None:
+    _, summary, _ = dataset
+    found = Counter(reason for _, reason, _ in classified if reason)
+    expected = Counter(summary.bad_rows["telemetry"])
+    expected["unknown_event_type"] += summary.bug_events  # task_done without the alias
+    assert found == expected
+    assert summary.telemetry_rows == len(classified)
+    kinds = {
+        "malformed_record",
+        "missing_field",
+        "bad_timestamp",
+        "outside_partition",
+        "unknown_event_type",
+        "bad_value",
+        "duplicate_event_id",
+    }
+    for i in range(DAYS):
+        day = START + dt.timedelta(days=i)
+        on_day = {r.split(":")[0] for d, r, _ in classified if d == day and r}
+        assert on_day == kinds, day
+    # about 0.3% per kind: 150 users give ~2-4k rows a day, so 5-15 of each kind a day
+    assert 0.002 <= found["bad_timestamp"] / len(classified) <= 0.004
+    words = {
+        d
+        for d, r, rec in classified
+        if r == "bad_value:duration_ms" and not rec["duration_ms"].startswith("-")
+    }
+    assert words == {dt.date(2025, 1, 2), dt.date(2025, 1, 12)}  # day indexes 1 and 11 only
+
+
+def test_blank_lines_drift_offsets_and_environments(
+    dataset: tuple[Path, GenerationSummary, list[str]], classified: list
+) -> None:
+    root, _, _ = dataset
+    for i in range(DAYS):
+        day = START + dt.timedelta(days=i)
+        texts = [_text(p) for p in _partition(root, day)]
+        assert any("\n\n" in t for t in texts), day
+    valid = [rec for _, reason, rec in classified if reason is None]
+    drift_days = {rec["occurred_at"][:10] for rec in valid if rec.get("session_id")}
+    assert {"2025-01-03", "2025-01-07", "2025-01-11"} <= drift_days
+    stamps = Counter(
+        "offset"
+        if rec["occurred_at"].endswith("+02:00")
+        else "Z"
+        if rec["occurred_at"].endswith("Z")
+        else "naive"
+        for rec in valid
+    )
+    assert stamps["offset"] > 0 and stamps["naive"] > 0 and stamps["Z"] > 0.97 * len(valid)
+    env = Counter(rec.get("environment") or "" for rec in valid)
+    assert set(env) == {"", "production", "staging"}
+    assert 0.005 <= env["staging"] / len(valid) <= 0.05
+    personas = Counter(rec.get("persona") or "" for rec in valid)
+    assert set(personas) == {"", "admin", "developer", "analyst", "manager"}
+
+
+def test_task_done_only_in_bug_week_for_invoice_download(
+    dataset: tuple[Path, GenerationSummary, list[str]], classified: list
+) -> None:
+    _, summary, _ = dataset
+    # 2025-01-01 is a Wednesday; its week starts 2024-12-30, so the third week is 2025-01-13..19
+    assert summary.bug_week == BUG_WEEK == (dt.date(2025, 1, 13), dt.date(2025, 1, 19))
+    assert bug_week_for(dt.date(2025, 1, 6)) == (dt.date(2025, 1, 20), dt.date(2025, 1, 26))
+    assert summary.bug_workflow == "invoice_download"
+    done = [(day, rec) for day, _, rec in classified if rec and rec.get("event_type") == "task_done"]
+    assert len(done) == summary.bug_events > 0
+    assert {rec["workflow"] for _, rec in done} == {"invoice_download"}
+    assert {rec["release"] for _, rec in done} == {"4.2.0"}
+    assert {day for day, _ in done} == {dt.date(2025, 1, 13), dt.date(2025, 1, 14)}
+    completed = Counter(
+        (day >= dt.date(2025, 1, 13), rec["workflow"])
+        for day, reason, rec in classified
+        if reason is None and rec["event_type"] == "task_completed"
+    )
+    assert completed[(True, "invoice_download")] == 0
+    assert completed[(False, "invoice_download")] > 0 and completed[(True, "access_request")] > 0
+
+
+def test_attempts_cross_midnight_and_sev1_hurts_data_export(classified: list) -> None:
+    valid = [rec for _, reason, rec in classified if reason is None and rec.get("environment") != "staging"]
+    starts = {
+        r["task_id"]: (_timestamp(r["occurred_at"]), r["workflow"])
+        for r in valid
+        if r["event_type"] == "task_started"
+    }
+    done: dict[str, dt.datetime] = {}
+    for r in valid:
+        if r["event_type"] == "task_completed" and r["task_id"] in starts:
+            ts = _timestamp(r["occurred_at"])
+            done[r["task_id"]] = min(ts, done.get(r["task_id"], ts))
+    waits = [done[t] - starts[t][0] for t in done]
+    assert any(done[t].date() > starts[t][0].date() for t in done)
+    assert any(w > dt.timedelta(hours=24) for w in waits)
+    sev1_from = dt.datetime(2025, 1, 10, 14, tzinfo=UTC)
+    sev1_until = sev1_from + dt.timedelta(hours=3)
+    during = [t for t, (s, wf) in starts.items() if wf == "data_export" and sev1_from <= s < sev1_until]
+    others = [t for t, (s, wf) in starts.items() if wf == "data_export" and not sev1_from <= s < sev1_until]
+
+    def rate(tasks: list[str]) -> float:
+        ok = [t for t in tasks if t in done and done[t] - starts[t][0] <= dt.timedelta(hours=24)]
+        return len(ok) / len(tasks)
+
+    assert len(during) >= 5
+    assert rate(during) < 0.4 < 0.6 < rate(others)
+
+
+def test_ticket_exports_hold_versions_and_bad_rows(
+    dataset: tuple[Path, GenerationSummary, list[str]],
+) -> None:
+    root, summary, _ = dataset
+    paths = sorted((root / "raw" / "tickets").iterdir())
+    versions: dict[str, list[dict[str, str]]] = {}
+    reasons: Counter[str] = Counter()
+    rows = 0
+    for path in paths:
+        assert _text(path).split("\n", 1)[0] == ",".join(TICKET_FIELDS)
+        for rec in _records(path):
+            rows += 1
+            reason = _ticket_reason(rec)
+            if reason:
+                reasons[reason] += 1
+            else:
+                versions.setdefault(rec["ticket_id"], []).append(rec)
+    assert rows == summary.ticket_rows
+    assert reasons == Counter(summary.bad_rows["tickets"])
+    assert set(reasons) == {
+        "malformed_record",
+        "missing_field:topic",
+        "bad_timestamp",
+        "bad_value:status",
+        "bad_value:agent_work_minutes",
+        "bad_value:solved_at",
+    }
+    assert len(versions) == summary.tickets
+    order = {s: i for i, s in enumerate(TICKET_STATUSES)}
+    repeated = {t: v for t, v in versions.items() if len(v) > 1}
+    assert len(repeated) > 10
+    for history in repeated.values():
+        ranks = [order[v["status"].lower()] for v in history]
+        updated = [_timestamp(v["updated_at"]) for v in history]
+        assert ranks == sorted(ranks) and updated == sorted(updated) and len(set(updated)) == len(updated)
+    assert any(
+        h[0]["status"].lower() == "new" and h[-1]["status"].lower() in ("solved", "closed")
+        for h in repeated.values()
+    )
+    statuses = Counter(v["status"] for h in versions.values() for v in h)
+    assert any(s != s.lower() for s in statuses)
+    telemetry_users = {f"u{i:05d}" for i in range(1, USERS + 1)}
+    requesters = [h[-1]["requester_id"] for h in versions.values()]
+    known = sum(r in telemetry_users for r in requesters)
+    assert 0.8 * len(requesters) < known < len(requesters)
+    assert any(r.startswith("ext_") for r in requesters)
+
+
+def test_incident_exports(dataset: tuple[Path, GenerationSummary, list[str]]) -> None:
+    root, summary, _ = dataset
+    jsonl = next((root / "raw" / "incidents").glob("*.jsonl"))
+    csv_path = next((root / "raw" / "incidents").glob("*.csv"))
+    first = [json.loads(line) for line in _text(jsonl).splitlines()]
+    later = _records(csv_path)
+    assert summary.incident_rows == len(first) + len(later)
+    assert set(later[0]) == set(INCIDENT_FIELDS)
+    assert all(isinstance(rec["affected_workflows"], list) for rec in first)
+    good_first = {r["incident_id"]: r for r in first if r.get("resolved_at", "9") >= r["started_at"]}
+    bad_later = [r for r in later if not r["service"] or _timestamp(r["started_at"]) is None]
+    good_later = {r["incident_id"]: r for r in later if r not in bad_later}
+    assert len(first) - len(good_first) + len(bad_later) == sum(summary.bad_rows["incidents"].values()) == 3
+    assert summary.incidents == len(good_later) == 5
+    severities = {r["severity"] for r in [*first, *later]}
+    assert {"SEV2", "sev3", "P1", "1"} <= severities
+    sev1 = [r for r in good_later.values() if _severity(r["severity"]) == "SEV1"]
+    assert len(sev1) == 1
+    (inc,) = sev1
+    assert inc["affected_workflows"] == "data_export"
+    assert _timestamp(inc["started_at"]) == dt.datetime(2025, 1, 10, 14, tzinfo=UTC)
+    assert _timestamp(inc["resolved_at"]) - _timestamp(inc["started_at"]) == dt.timedelta(hours=3)
+    earlier = good_first[inc["incident_id"]]
+    assert "resolved_at" not in earlier and earlier["severity"] == "P1"
+    assert _timestamp(inc["updated_at"]) > _timestamp(earlier["updated_at"])
+    assert [r["incident_id"] for r in good_later.values() if not r["resolved_at"]] == ["INC-0005"]
+
+
+def test_generator_respects_an_edited_config(tmp_path: Path) -> None:
+    config = tmp_path / "config" / "kpi.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text(
+        "workflows:\n"
+        "  expense_report:\n"
+        "    steps: [receipt_uploaded, approved]\n"
+        "    topics: [expenses]\n"
+        "    minutes_saved_per_completion: 9\n",
+        encoding="utf-8",
+    )
+    before = config.read_bytes()
+    summary = generate_dataset(tmp_path, days=3, seed=5, users=40)
+    assert config.read_bytes() == before
+    assert "config/kpi.yaml" not in summary.files
+    valid = [rec for _, reason, rec in _classified(tmp_path, 3) if reason is None]
+    assert {r["workflow"] for r in valid if r.get("workflow")} == {"expense_report"}
+    assert {r["step"] for r in valid if r.get("step")} == {"receipt_uploaded", "approved"}
+    assert {r["topic"] for r in valid if r.get("topic")} <= {"expenses", "general", "api"}
+    assert summary.bug_events == 0  # no invoice_download workflow configured
+
+
+def test_telemetry_day_bytes_has_the_requested_size_and_mix() -> None:
+    day = dt.date(2025, 3, 4)
+    data = telemetry_day_bytes(day, 5_000, seed=1)
+    assert data == telemetry_day_bytes(day, 5_000, seed=1)
+    path_rows = [line for line in data.decode().split("\n") if line.strip()]
+    # 5000 / 1.02 = 4901.96 -> 4902 valid rows; 0.02 / 7 * 4902 = 14.0 -> 14 rows of each of 7 kinds
+    assert len(path_rows) == 4_902 + 7 * 14 == 5_000
+    seen: set[str] = set()
+    reasons = Counter()
+    for line in path_rows:
+        try:
+            rec = {k: v if isinstance(v, str) else json.dumps(v) for k, v in json.loads(line).items()}
+        except json.JSONDecodeError:
+            rec = None
+        reasons[_telemetry_reason(rec, day, seen)] += 1
+    bad = len(path_rows) - reasons[None]
+    assert bad == 98
+    assert reasons["duplicate_event_id"] == 14 and reasons["outside_partition"] == 14
