@@ -1,0 +1,1 @@
+"""Pure pandas KPI functions: staged frames and config in, KPI tables out."""

@@ -1,0 +1,97 @@
+"""Per-day activity rollup: the small table that trailing windows read.
+
+Engagement, feature adoption and retention look back 7 or 28 days (or over
+all history). Re-reading that much raw telemetry for every partition would be
+slow, so each day's production events are first reduced to one row per
+(date, user, account, feature); the windowed KPIs only read these rows.
+Shared date helpers (UTC day, Monday of the week) live here as well.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+ACTIVITY_COLUMNS: tuple[str, ...] = ("date", "user_id", "account_id", "feature", "first_at")
+
+_KEYS: list[str] = ["day", "user_id", "account_id"]
+
+
+def production(events: pd.DataFrame) -> pd.DataFrame:
+    """Events whose environment is ``production``, the only ones the KPIs count."""
+    return events[events["environment"].eq("production").fillna(False).astype(bool)]
+
+
+def utc_naive(values: pd.Series) -> pd.Series:
+    """Timestamps converted to UTC and made naive (a naive input is already UTC)."""
+    ts = pd.to_datetime(values)
+    if ts.dt.tz is not None:
+        ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+    return ts
+
+
+def week_start(values: pd.Series) -> pd.Series:
+    """ISO date of the Monday of the UTC week of each timestamp or ISO date string.
+
+    Computed once per distinct value (a rollup repeats each date many times).
+    """
+    codes, uniques = pd.factorize(values)
+    day = utc_naive(pd.Series(uniques)).dt.normalize()
+    monday = (day - pd.to_timedelta(day.dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d")
+    labels = np.append(monday.to_numpy(dtype=object), None)
+    return pd.Series(labels[codes], index=values.index, dtype="str")
+
+
+def window_dates(day: dt.date, days: int) -> tuple[str, str]:
+    """First and last ISO date of the ``days``-day window ending on ``day`` (both included)."""
+    return (day - dt.timedelta(days=days - 1)).isoformat(), day.isoformat()
+
+
+def in_window(activity: pd.DataFrame, day: dt.date, days: int) -> pd.DataFrame:
+    """Rollup rows whose date lies in the ``days``-day window ending on ``day``."""
+    first, last = window_dates(day, days)
+    dates = activity["date"].astype(str)
+    return activity[((dates >= first) & (dates <= last)).to_numpy(dtype=bool)]
+
+
+def _format_rows(grouped: pd.DataFrame) -> pd.DataFrame:
+    """Turn the grouped ``day`` timestamps into ISO ``date`` strings."""
+    day_labels = pd.Series(grouped["day"].unique())
+    labels = pd.Series(day_labels.dt.strftime("%Y-%m-%d").to_numpy(), index=day_labels.to_numpy())
+    grouped["date"] = grouped["day"].map(labels).astype(str)
+    return grouped
+
+
+def daily_activity(events: pd.DataFrame) -> pd.DataFrame:
+    """Distinct (date, user_id, account_id, feature) rows of production events.
+
+    A row with ``feature`` NA means the user was active that day in that
+    account (any event); a row with ``feature`` set means the user had a
+    ``feature_used`` event of that feature that day. ``first_at`` is the
+    earliest ``occurred_at`` behind the row. ``date`` is the UTC event date.
+    """
+    prod = production(events)
+    frame = pd.DataFrame(
+        {
+            "day": utc_naive(prod["occurred_at"]).dt.normalize(),
+            "user_id": prod["user_id"],
+            "account_id": prod["account_id"],
+            "feature": prod["feature"],
+            "event_type": prod["event_type"],
+            "first_at": prod["occurred_at"],
+        }
+    )
+    active = frame.groupby(_KEYS, sort=False, dropna=True)["first_at"].min().reset_index()
+    active["feature"] = pd.Series(pd.NA, index=active.index, dtype=frame["feature"].dtype)
+    used = frame[(frame["event_type"] == "feature_used").to_numpy(dtype=bool) & frame["feature"].notna()]
+    features = used.groupby([*_KEYS, "feature"], sort=False, dropna=True)["first_at"].min().reset_index()
+    rows = pd.concat([active, features], ignore_index=True)
+    rows = _format_rows(rows)
+    rows["first_at"] = pd.to_datetime(rows["first_at"], utc=True)
+    has_feature = rows["feature"].notna().to_numpy(dtype=np.int8)
+    rows = rows.assign(_has_feature=has_feature).sort_values(
+        ["date", "user_id", "account_id", "_has_feature", "feature"], kind="stable"
+    )
+    return rows[list(ACTIVITY_COLUMNS)].reset_index(drop=True)

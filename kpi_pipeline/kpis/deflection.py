@@ -1,0 +1,77 @@
+"""Ticket deflection KPI (``kpi_ticket_deflection_daily``): did self-service help avoid a ticket?"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from kpi_pipeline.config import KpiConfig
+from kpi_pipeline.kpis.completion import ratio
+
+DEFLECTION_COLUMNS: tuple[str, ...] = (
+    "date",
+    "topic",
+    "help_sessions",
+    "deflected",
+    "deflection_rate",
+    "tickets_created",
+    "self_service_ratio",
+)
+
+
+def _on_day(stamps: pd.Series, day: dt.date) -> pd.Series:
+    """Whether each UTC timestamp falls on the calendar date ``day``."""
+    start = pd.Timestamp(day, tz="UTC")
+    return (stamps >= start) & (stamps < start + pd.Timedelta(days=1))
+
+
+def _ticketed_views(first_view: pd.DataFrame, tickets: pd.DataFrame, window: pd.Timedelta) -> pd.DataFrame:
+    """(topic, user_id) pairs whose user created a ticket on the topic within [first view, + window]."""
+    asked = tickets.loc[tickets["requester_id"].notna(), ["requester_id", "topic", "created_at"]]
+    if first_view.empty or asked.empty:
+        return first_view.loc[[], ["topic", "user_id"]]
+    joined = first_view.merge(
+        asked, left_on=["user_id", "topic"], right_on=["requester_id", "topic"], how="inner"
+    )
+    in_window = (joined["created_at"] >= joined["occurred_at"]) & (
+        joined["created_at"] <= joined["occurred_at"] + window
+    )
+    return joined.loc[in_window, ["topic", "user_id"]].drop_duplicates()
+
+
+def ticket_deflection_daily(
+    events: pd.DataFrame, tickets: pd.DataFrame, config: KpiConfig, day: dt.date
+) -> pd.DataFrame:
+    """Deflection per topic on ``day``.
+
+    ``events`` is the telemetry of ``day`` (rows of other dates are ignored);
+    ``tickets`` are all staged tickets, so a ticket created after ``day`` still
+    counts within ``windows.deflection`` hours of the first view (both ends
+    included). A ticket created before the first view does not undo a deflection.
+    """
+    views = events[
+        events["environment"].eq("production").fillna(False).astype(bool)
+        & events["event_type"].eq("help_viewed").fillna(False).astype(bool)
+        & events["topic"].notna()
+        & _on_day(events["occurred_at"], day).fillna(False).astype(bool)
+    ]
+    first_view = views.groupby(["topic", "user_id"], as_index=False)["occurred_at"].min()
+
+    ticketed = _ticketed_views(first_view, tickets, pd.Timedelta(hours=config.windows.deflection))
+    sessions = first_view.merge(ticketed.assign(ticketed=True), on=["topic", "user_id"], how="left")
+    sessions["deflected"] = sessions["ticketed"].isna()
+    per_topic = sessions.groupby("topic").agg(
+        help_sessions=("user_id", "size"), deflected=("deflected", "sum")
+    )
+
+    created = tickets[_on_day(tickets["created_at"], day).fillna(False).astype(bool)]
+    per_topic_tickets = created.groupby("topic").size().rename("tickets_created")
+
+    out = per_topic.join(per_topic_tickets, how="outer").fillna(0).astype("int64")
+    out.index.name = "topic"
+    out = out.reset_index().sort_values("topic", kind="stable").reset_index(drop=True)
+    out["date"] = day.isoformat()
+    out["deflection_rate"] = ratio(out["deflected"], out["help_sessions"])
+    out["self_service_ratio"] = ratio(out["help_sessions"], out["tickets_created"])
+    return out[list(DEFLECTION_COLUMNS)]

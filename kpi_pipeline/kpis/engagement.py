@@ -1,0 +1,49 @@
+"""kpi_engagement_daily: DAU, WAU, MAU, stickiness, active accounts and new users.
+
+Reads the per-day activity rollup (``activity.daily_activity``) of the 28
+days ending on the date, never raw telemetry. Trailing windows use the days
+present in the rollup; a missing day contributes nobody (none is invented).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from kpi_pipeline.kpis.activity import in_window
+
+ENGAGEMENT_COLUMNS: tuple[str, ...] = (
+    "date",
+    "dau",
+    "wau",
+    "mau",
+    "stickiness",
+    "active_accounts",
+    "new_users",
+)
+
+
+def engagement_daily(activity: pd.DataFrame, first_seen: pd.DataFrame, day: dt.date) -> pd.DataFrame:
+    """One kpi_engagement_daily row for ``day``.
+
+    ``activity`` holds rollup rows of (at least) days D-27..D; rows of other
+    days are ignored. ``first_seen`` maps each user to ``first_date`` over all
+    staged history (``retention.first_seen``). Stickiness is NaN when mau is 0.
+    """
+    on_day = in_window(activity, day, 1)
+    dau = int(on_day["user_id"].nunique())
+    mau = int(in_window(activity, day, 28)["user_id"].nunique())
+    new_users = first_seen.loc[(first_seen["first_date"].astype(str) == day.isoformat()).to_numpy(bool)]
+    row = {
+        "date": day.isoformat(),
+        "dau": dau,
+        "wau": int(in_window(activity, day, 7)["user_id"].nunique()),
+        "mau": mau,
+        "stickiness": dau / mau if mau else np.nan,
+        "active_accounts": int(on_day["account_id"].nunique()),
+        "new_users": int(new_users["user_id"].nunique()),
+    }
+    out = pd.DataFrame([row], columns=list(ENGAGEMENT_COLUMNS))
+    return out.astype({"stickiness": "float64"})

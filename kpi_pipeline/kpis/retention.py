@@ -1,0 +1,131 @@
+"""First-seen users, weekly retention cohorts and time to value.
+
+All three read the per-day activity rollup over all staged history (one row
+per user, account, day and feature), not raw telemetry. A user's cohort is
+the Monday of the UTC week of their first production event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from kpi_pipeline.config import KpiConfig
+from kpi_pipeline.kpis.activity import week_start
+
+FIRST_SEEN_COLUMNS: tuple[str, ...] = ("user_id", "first_date", "first_at")
+RETENTION_COLUMNS: tuple[str, ...] = (
+    "cohort_week",
+    "week_number",
+    "cohort_users",
+    "retained_users",
+    "retention_rate",
+)
+TIME_TO_VALUE_COLUMNS: tuple[str, ...] = (
+    "cohort_week",
+    "cohort_users",
+    "activated_users",
+    "activation_rate",
+    "median_hours_to_first_completion",
+)
+
+
+def first_seen(activity: pd.DataFrame) -> pd.DataFrame:
+    """Each user's first activity date (ISO) and first event time over all rows given."""
+    grouped = activity.groupby("user_id", sort=True).agg(
+        first_date=("date", "min"), first_at=("first_at", "min")
+    )
+    out = grouped.reset_index()
+    out["first_date"] = out["first_date"].astype(str)
+    out["first_at"] = pd.to_datetime(out["first_at"], utc=True)
+    return out[list(FIRST_SEEN_COLUMNS)]
+
+
+def _with_cohort(seen: pd.DataFrame) -> pd.DataFrame:
+    """first_seen rows plus their ``cohort_week`` (Monday ISO date of first_date)."""
+    return seen.assign(cohort_week=week_start(seen["first_date"]))
+
+
+def _weeks_between(first: pd.Series, last: pd.Series) -> np.ndarray:
+    """Whole weeks from Monday ISO dates ``first`` to Monday ISO dates ``last``."""
+    days = pd.to_datetime(last, format="%Y-%m-%d") - pd.to_datetime(first, format="%Y-%m-%d")
+    return (days.dt.days.to_numpy() // 7).astype("int64")
+
+
+def retention_weekly(activity: pd.DataFrame, last_date: dt.date) -> pd.DataFrame:
+    """kpi_retention_weekly: one row per cohort week and week_number 0..week of ``last_date``.
+
+    Rollup rows after ``last_date`` are ignored. A week in which no cohort
+    user came back has ``retained_users`` 0 (the row is still written).
+    """
+    history = activity[(activity["date"].astype(str) <= last_date.isoformat()).to_numpy(bool)]
+    cohorts = _with_cohort(first_seen(history))
+    sizes = cohorts.groupby("cohort_week", sort=True)["user_id"].nunique().rename("cohort_users")
+    last_week = week_start(pd.Series([last_date.isoformat()])).iloc[0]
+
+    span = _weeks_between(pd.Series(sizes.index), pd.Series(last_week, index=range(len(sizes)))) + 1
+    grid = pd.DataFrame(
+        {
+            "cohort_week": np.repeat(sizes.index.to_numpy(dtype=object), span),
+            "cohort_users": np.repeat(sizes.to_numpy(), span),
+        }
+    )
+    grid["week_number"] = grid.groupby("cohort_week", sort=False).cumcount().astype("int64")
+
+    visits = history[["user_id", "date"]].drop_duplicates()
+    visits = visits.assign(week=week_start(visits["date"]))[["user_id", "week"]].drop_duplicates()
+    visits = visits.merge(cohorts[["user_id", "cohort_week"]], on="user_id", how="inner")
+    visits["week_number"] = _weeks_between(visits["cohort_week"], visits["week"])
+    retained = visits.groupby(["cohort_week", "week_number"])["user_id"].nunique().rename("retained_users")
+
+    out = grid.merge(retained.reset_index(), on=["cohort_week", "week_number"], how="left")
+    out["retained_users"] = out["retained_users"].fillna(0).astype("int64")
+    out["cohort_users"] = out["cohort_users"].astype("int64")
+    out["cohort_week"] = out["cohort_week"].astype(str)
+    out["retention_rate"] = (out["retained_users"] / out["cohort_users"]).astype("float64")
+    return out[list(RETENTION_COLUMNS)].reset_index(drop=True)
+
+
+def time_to_value_weekly(activity: pd.DataFrame, attempts: pd.DataFrame, config: KpiConfig) -> pd.DataFrame:
+    """kpi_time_to_value_weekly: activation of each weekly cohort.
+
+    A cohort user is activated by a completed attempt whose ``started_at`` is
+    within [first_at, first_at + activation_days] (both ends included). Their
+    hours to first completion run from ``first_at`` to the earliest
+    ``completed_at`` among those qualifying attempts; the cohort value is the
+    median over activated users (linear interpolation), NaN when none.
+    """
+    cohorts = _with_cohort(first_seen(activity))
+    completed = attempts["completed"].astype("boolean").fillna(False).astype(bool).to_numpy()
+    done = attempts.loc[completed & attempts["completed_at"].notna().to_numpy(bool)]
+    done = done[["user_id", "started_at", "completed_at"]].merge(
+        cohorts[["user_id", "first_at", "cohort_week"]], on="user_id", how="inner"
+    )
+    horizon = pd.Timedelta(days=config.activation_days)
+    started = pd.to_datetime(done["started_at"], utc=True)
+    first_at = pd.to_datetime(done["first_at"], utc=True)
+    qualifying = done[((started >= first_at) & (started <= first_at + horizon)).to_numpy(bool)]
+    firsts = qualifying.groupby(["cohort_week", "user_id"]).agg(
+        first_at=("first_at", "min"), completed_at=("completed_at", "min")
+    )
+    hours = (
+        pd.to_datetime(firsts["completed_at"], utc=True) - pd.to_datetime(firsts["first_at"], utc=True)
+    ).dt.total_seconds() / 3600.0
+    per_cohort = hours.groupby(level="cohort_week")
+
+    out = cohorts.groupby("cohort_week", sort=True)["user_id"].nunique().rename("cohort_users").to_frame()
+    out["activated_users"] = per_cohort.size().reindex(out.index, fill_value=0)
+    out["activation_rate"] = out["activated_users"].astype("float64") / out["cohort_users"]
+    out["median_hours_to_first_completion"] = per_cohort.quantile(0.5).reindex(out.index)
+    out = out.rename_axis("cohort_week").reset_index()
+    out["cohort_week"] = out["cohort_week"].astype(str)
+    return out[list(TIME_TO_VALUE_COLUMNS)].astype(
+        {
+            "cohort_users": "int64",
+            "activated_users": "int64",
+            "activation_rate": "float64",
+            "median_hours_to_first_completion": "float64",
+        }
+    )
