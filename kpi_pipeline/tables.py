@@ -117,6 +117,218 @@ TABLES: dict[str, TableSpec] = {
 }
 
 
+def _rate(name: str, text: str) -> Column:
+    return (name, "float", f"{text}; NULL when the denominator is 0")
+
+
+KPI_TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        "kpi_task_completion_daily",
+        ("date", "workflow", "persona", "channel"),
+        (
+            ("date", "date", "UTC date the attempts started"),
+            ("workflow", "string", "workflow (user job)"),
+            ("persona", "string", "persona of the start event; 'unknown' when missing"),
+            ("channel", "string", "channel of the start event; 'unknown' when missing"),
+            *(
+                _rate(n, t) if k == "float" and n.endswith("rate") else (n, k, t)
+                for n, k, t in _ATTEMPT_RATES
+            ),
+        ),
+        "Task completion, first-pass, error and fallback rates of the attempts started on each date.",
+        partition_column="date",
+    ),
+    TableSpec(
+        "kpi_funnel_daily",
+        ("date", "workflow", "step_index"),
+        (
+            ("date", "date", "UTC date the attempts started"),
+            ("workflow", "string", "workflow with configured steps"),
+            ("step_index", "int", "0 = started, 1..n = configured steps, n+1 = completed"),
+            ("step", "string", "step name (started, configured names, completed)"),
+            ("reached", "int", "attempts of the date that reached the step (presence, not order)"),
+            _rate("conversion_from_start", "reached / reached at step 0"),
+            _rate("conversion_from_previous", "reached / reached at step k-1 (NULL at step 0)"),
+            ("dropped_from_previous", "float", "reached at step k-1 − reached (NULL at step 0)"),
+        ),
+        "Funnel of each workflow's configured steps for the attempts started on each date.",
+        partition_column="date",
+    ),
+    TableSpec(
+        "kpi_ticket_deflection_daily",
+        ("date", "topic"),
+        (
+            ("date", "date", "UTC date"),
+            ("topic", "string", "support topic with a help view or a created ticket on the date"),
+            ("help_sessions", "int", "distinct users with help_viewed on the topic on the date"),
+            ("deflected", "int", "of those, users with no ticket on the topic within windows.deflection h"),
+            _rate("deflection_rate", "deflected / help_sessions"),
+            ("tickets_created", "int", "tickets created on the date with the topic (any requester)"),
+            _rate("self_service_ratio", "help_sessions / tickets_created"),
+        ),
+        "Self-service help views and the tickets they did (not) turn into, per topic and date.",
+        partition_column="date",
+    ),
+    TableSpec(
+        "kpi_engagement_daily",
+        ("date",),
+        (
+            ("date", "date", "UTC date with staged telemetry"),
+            ("dau", "int", "distinct users with any event on the date"),
+            ("wau", "int", "distinct users over the 7 days ending on the date"),
+            ("mau", "int", "distinct users over the 28 days ending on the date"),
+            _rate("stickiness", "dau / mau"),
+            ("active_accounts", "int", "distinct accounts with any event on the date"),
+            ("new_users", "int", "users whose first event in all staged history is on the date"),
+        ),
+        "Daily, weekly and monthly active users, stickiness, active accounts and new users.",
+        partition_column="date",
+    ),
+    TableSpec(
+        "kpi_feature_adoption_daily",
+        ("date", "feature"),
+        (
+            ("date", "date", "UTC date"),
+            ("feature", "string", "feature used in the 28 days ending on the date"),
+            ("users", "int", "distinct users with feature_used of the feature on the date"),
+            ("accounts", "int", "distinct accounts of those users"),
+            ("users_28d", "int", "distinct feature users over the 28 days ending on the date"),
+            ("accounts_28d", "int", "distinct accounts of those"),
+            _rate("adoption_rate_28d", "users_28d / mau of the date"),
+            _rate("account_adoption_rate_28d", "accounts_28d / distinct active accounts over the 28 days"),
+            ("median_users_per_account_28d", "float", "median over accounts_28d of their feature users"),
+        ),
+        "Feature adoption across users and accounts, on the date and over 28 days.",
+        partition_column="date",
+    ),
+    TableSpec(
+        "kpi_roi_daily",
+        ("date", "workflow"),
+        (
+            ("date", "date", "UTC date"),
+            ("workflow", "string", "workflow"),
+            ("attempts", "int", "attempts started on the date (from kpi_task_completion_daily)"),
+            ("completions", "int", "completions from kpi_task_completion_daily, summed"),
+            ("hours_saved", "float", "completions × minutes_saved_per_completion / 60"),
+            ("labor_value", "float", "hours_saved × loaded_hourly_cost"),
+            (
+                "tickets_deflected",
+                "int",
+                "deflected of kpi_ticket_deflection_daily over the workflow's topics",
+            ),
+            ("support_cost_avoided", "float", "tickets_deflected × cost_per_ticket"),
+            ("fallback_tickets", "int", "fallback tickets from kpi_task_completion_daily, summed"),
+            ("fallback_ticket_cost", "float", "fallback_tickets × cost_per_ticket"),
+            ("net_value", "float", "labor_value + support_cost_avoided − fallback_ticket_cost"),
+            ("currency", "string", "currency from kpi.yaml"),
+        ),
+        "Value of each workflow per date: hours saved, tickets deflected, fallback tickets, in money.",
+        partition_column="date",
+    ),
+    TableSpec(
+        "kpi_retention_weekly",
+        ("cohort_week", "week_number"),
+        (
+            ("cohort_week", "date", "Monday of the week of the users' first event"),
+            ("week_number", "int", "weeks since the cohort week (0 = the cohort week)"),
+            ("cohort_users", "int", "users in the cohort"),
+            ("retained_users", "int", "cohort users with any event in week cohort_week + week_number"),
+            _rate("retention_rate", "retained_users / cohort_users"),
+        ),
+        "Weekly retention of first-event cohorts, up to the week of the last staged date.",
+    ),
+    TableSpec(
+        "kpi_time_to_value_weekly",
+        ("cohort_week",),
+        (
+            ("cohort_week", "date", "Monday of the week of the users' first event"),
+            ("cohort_users", "int", "users in the cohort"),
+            ("activated_users", "int", "cohort users with a completed attempt within activation_days"),
+            _rate("activation_rate", "activated_users / cohort_users"),
+            (
+                "median_hours_to_first_completion",
+                "float",
+                "median hours from first event to first completion",
+            ),
+        ),
+        "Activation of each weekly cohort: who completed a task soon after their first event, and how fast.",
+    ),
+    TableSpec(
+        "kpi_incidents",
+        ("incident_id",),
+        (
+            ("incident_id", "string", "incident id"),
+            ("severity", "string", "SEV1–SEV4"),
+            ("service", "string", "service"),
+            ("started_at", "timestamp", "when user impact began"),
+            ("detected_at", "timestamp", "when detected"),
+            ("resolved_at", "timestamp", "when resolved; NULL while open"),
+            ("affected_workflows", "string", "';'-joined, sorted"),
+            ("minutes_to_detect", "float", "detected_at − started_at"),
+            ("minutes_to_resolve", "float", "resolved_at − started_at (NULL while open)"),
+            ("attempts_during", "int", "attempts of affected workflows started in [started_at, resolved_at)"),
+            _rate("completion_rate_during", "completion rate of those attempts"),
+            _rate("baseline_completion_rate", "completion rate in [started_at − 168 h, started_at)"),
+            ("completion_rate_delta", "float", "completion_rate_during − baseline_completion_rate"),
+            ("tickets_during", "int", "tickets on topics of affected workflows created in the window"),
+            ("tickets_per_hour_during", "float", "tickets_during / window hours"),
+            ("baseline_tickets_per_hour", "float", "such tickets in the baseline / 168"),
+            ("window_end", "timestamp", "end of the window (latest telemetry while open)"),
+            ("window_hours", "float", "length of the window in hours"),
+            ("baseline_attempts", "int", "affected-workflow attempts started in the baseline"),
+            ("baseline_tickets", "int", "affected-workflow tickets created in the baseline"),
+        ),
+        "What each incident cost in failed tasks and tickets, against the week before it.",
+    ),
+    TableSpec(
+        "kpi_reliability_weekly",
+        ("week", "severity"),
+        (
+            ("week", "date", "Monday of the week the incidents started"),
+            ("severity", "string", "SEV1–SEV4"),
+            ("incidents", "int", "incidents started in the week"),
+            ("mean_minutes_to_detect", "float", "over those incidents"),
+            ("mean_minutes_to_resolve", "float", "over those resolved"),
+            ("open_incidents", "int", "those not resolved"),
+        ),
+        "Incident counts, detection and resolution times per week and severity.",
+    ),
+    TableSpec(
+        "kpi_scorecard",
+        ("workflow",),
+        (
+            ("workflow", "string", "workflow"),
+            ("owner", "string", "owner from kpi.yaml"),
+            ("primary_outcome", "string", "the workflow's description in kpi.yaml"),
+            ("as_of", "date", "L: the last date with complete data"),
+            *(
+                col
+                for metric, kind in (
+                    ("completion_rate", "float"),
+                    ("first_pass_rate", "float"),
+                    ("fallback_to_ticket_rate", "float"),
+                    ("deflection_rate", "float"),
+                    ("attempts", "int"),
+                    ("net_value", "float"),
+                )
+                for col in (
+                    (metric, kind, f"{metric} over the 7 days ending as_of"),
+                    (f"{metric}_prev", kind, f"{metric} over the 7 days before those"),
+                )
+            ),
+            (
+                "status",
+                "string",
+                "'ok', or 'regressed: <metrics that moved the wrong way beyond the threshold>'",
+            ),
+        ),
+        "One row per workflow: the last 7 days against the 7 before, and what regressed.",
+    ),
+)
+
+
+TABLES.update({t.name: t for t in KPI_TABLES})
+
 TELEMETRY_EVENTS = TableSpec(
     "telemetry_events",
     ("event_id",),
@@ -143,6 +355,46 @@ TELEMETRY_EVENTS = TableSpec(
 )
 
 
+ATTEMPTS = TableSpec(
+    "task_attempts",
+    ("task_id",),
+    (
+        ("task_id", "string", "the attempt"),
+        ("workflow", "string", "workflow of the earliest task_started"),
+        ("user_id", "string", "user of the earliest task_started"),
+        ("account_id", "string", "account of the earliest task_started"),
+        ("persona", "string", "persona of the earliest task_started"),
+        ("channel", "string", "channel of the earliest task_started"),
+        ("date", "date", "UTC date of the start"),
+        ("started_at", "timestamp", "earliest task_started"),
+        ("completed", "bool", "a task_completed within windows.completion hours (both ends included)"),
+        ("completed_at", "timestamp", "first completion in the window"),
+        ("seconds_to_complete", "float", "completed_at − started_at"),
+        ("error", "bool", "a task_error in the window"),
+        ("fallback", "bool", "a task_fallback in the window"),
+        ("first_fallback_at", "timestamp", "first fallback in the window"),
+        ("first_pass", "bool", "completed with no error or fallback before the first completion"),
+        ("fallback_ticket", "bool", "fallback followed by the user's ticket on the workflow's topics"),
+        ("steps_reached", "string", "';'-joined sorted task_step names in the window"),
+    ),
+    "One row per attempt (a task_id with a task_started), production events only (Parquet).",
+)
+
+DAILY_ACTIVITY = TableSpec(
+    "daily_activity",
+    ("date", "user_id", "account_id", "feature"),
+    (
+        ("date", "date", "UTC date"),
+        ("user_id", "string", "active user"),
+        ("account_id", "string", "their account"),
+        ("feature", "string", "feature used that day; NULL for the 'any event' row"),
+        ("first_at", "timestamp", "the earliest such event of the day"),
+    ),
+    "Per-day rollup of production activity: who was active, in which account, using which feature "
+    "(Parquet). Feeds the 7- and 28-day windows, retention and time to value.",
+)
+
+
 def table(name: str) -> TableSpec:
     """The spec of a warehouse table; a clear error for unknown names."""
     try:
@@ -161,3 +413,18 @@ def conform(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
         if kind == "timestamp":
             data[name] = pd.to_datetime(data[name], utc=True)
     return data.astype(spec.dtypes())
+
+
+def reference_markdown() -> str:
+    """The README's table reference (grain and columns of every warehouse table), generated here."""
+    parts = []
+    for spec in TABLES.values():
+        parts.append(f"#### `{spec.name}` — grain ({', '.join(spec.grain)})\n\n{spec.description}\n")
+        parts.append("| column | type | meaning |\n|---|---|---|")
+        parts += [f"| {name} | {kind} | {text} |" for name, kind, text in spec.columns]
+        parts.append("")
+    return "\n".join(parts).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")

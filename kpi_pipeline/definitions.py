@@ -1,0 +1,32 @@
+"""Assembles the Dagster definitions; the logic lives in the modules it imports."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from kpi_pipeline.config import load_config
+from kpi_pipeline.defs.kpis import kpi_assets
+from kpi_pipeline.defs.resources import KpiData, ParquetIOManager, WarehouseIOManager, WarehouseResource
+from kpi_pipeline.defs.staging import staging_assets
+from kpi_pipeline.settings import Settings
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    """Definitions for one data root, warehouse and kpi.yaml (tests build their own)."""
+    config = load_config(settings.config_path)
+    return dg.Definitions(
+        assets=[*staging_assets(config), *kpi_assets(config)],
+        resources={
+            "kpi_data": KpiData(
+                data_dir=str(settings.data_dir),
+                config_path=str(settings.config_path),
+                staging_dir=str(settings.staging_dir),
+            ),
+            "warehouse": WarehouseResource(url=settings.warehouse_url),
+            "parquet_io_manager": ParquetIOManager(base_dir=str(settings.staging_dir)),
+            "warehouse_io_manager": WarehouseIOManager(url=settings.warehouse_url),
+        },
+    )
+
+
+defs = build_definitions(Settings.from_env())

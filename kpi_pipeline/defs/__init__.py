@@ -1,0 +1,1 @@
+"""Dagster definitions: a thin layer that wires the pure ingest and KPI functions."""

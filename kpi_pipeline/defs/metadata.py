@@ -1,0 +1,53 @@
+"""Helpers that turn our table specs and reports into Dagster metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import dagster as dg
+import pandas as pd
+
+from kpi_pipeline.tables import TableSpec
+
+
+def owner(name: str) -> str:
+    """A Dagster owner string: e-mails and ``team:`` names pass, bare names become teams."""
+    return name if "@" in name or name.startswith("team:") else f"team:{name}"
+
+
+def column_schema(spec: TableSpec) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name, kind, description=text) for name, kind, text in spec.columns]
+    )
+
+
+def table_metadata(spec: TableSpec) -> dict[str, object]:
+    """Definition metadata of an asset stored as ``spec``: its table, grain and column schema."""
+    return {
+        "table": spec.name,
+        "grain": ", ".join(spec.grain),
+        "dagster/column_schema": column_schema(spec),
+    }
+
+
+def markdown_preview(frame: pd.DataFrame, rows: int = 10) -> dg.MetadataValue:
+    """The first rows of ``frame`` as a markdown table (floats rounded for reading)."""
+    if frame.empty:
+        return dg.MetadataValue.md("_no rows_")
+    head = frame.head(rows)
+    floats = head.select_dtypes("float").columns
+    shown = head.astype(object).where(head.notna(), "NULL")
+    shown[floats] = head[floats].round(4).astype(object).where(head[floats].notna(), "NULL")
+    header = "| " + " | ".join(map(str, shown.columns)) + " |"
+    rule = "|" + "---|" * len(shown.columns)
+    body = ["| " + " | ".join(map(str, values)) + " |" for values in shown.itertuples(index=False)]
+    return dg.MetadataValue.md("\n".join([header, rule, *body]))
+
+
+def counts_markdown(counts: Mapping[str, int], label: str) -> dg.MetadataValue:
+    """A two-column markdown table of counts, largest first."""
+    if not counts:
+        return dg.MetadataValue.md(f"_no {label}_")
+    lines = [f"| {label} | rows |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return dg.MetadataValue.md("\n".join(lines))

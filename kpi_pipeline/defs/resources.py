@@ -1,0 +1,136 @@
+"""Resources and IO managers: the data root, the warehouse, Parquet staging files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pyarrow.parquet as pq
+
+from kpi_pipeline.config import KpiConfig, load_config
+from kpi_pipeline.tables import table
+from kpi_pipeline.warehouse import Warehouse
+
+
+class KpiData(dg.ConfigurableResource):
+    """The data root (raw exports, staging files) and the kpi.yaml in force."""
+
+    data_dir: str
+    config_path: str
+    staging_dir: str
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir)
+
+    def staged_max(self, asset_key: dg.AssetKey, column: str) -> pd.Timestamp | None:
+        """Latest value of a staged Parquet asset's column (e.g. the newest telemetry event)."""
+        return parquet_column_max(Path(self.staging_dir), asset_key, column)
+
+    def config(self) -> KpiConfig:
+        return load_config(self.config_path)
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The SQL warehouse at a SQLAlchemy URL (``KPI_WAREHOUSE_URL``)."""
+
+    url: str
+
+    def get(self) -> Warehouse:
+        return Warehouse(self.url)
+
+
+def parquet_column_max(base_dir: Path, asset_key: dg.AssetKey, column: str) -> pd.Timestamp | None:
+    """The largest value of ``column`` over every stored partition, from Parquet statistics only."""
+    values = []
+    for path in base_dir.joinpath(*asset_key.path).glob("date=*/data.parquet"):
+        meta = pq.read_metadata(path)
+        index = meta.schema.to_arrow_schema().get_field_index(column)
+        for group in range(meta.num_row_groups):
+            stats = meta.row_group(group).column(index).statistics
+            if stats is not None and stats.has_min_max:
+                values.append(pd.Timestamp(stats.max))
+    return max(values) if values else None
+
+
+def _window_dates(window: dg.TimeWindow) -> tuple[dt.date, dt.date]:
+    """The inclusive UTC dates of a daily partition window."""
+    return window.start.date(), (window.end - dt.timedelta(days=1)).date()
+
+
+class ParquetIOManager(dg.ConfigurableIOManager):
+    """Stores DataFrames as Parquet under ``base_dir/<asset>/date=<partition>/data.parquet``.
+
+    Writes go to a temporary file that replaces the old one atomically, so a
+    failed run never leaves a half-written partition. Loading several
+    partitions (a partition mapping) concatenates those that exist.
+    """
+
+    base_dir: str
+
+    def path_for(self, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
+        folder = Path(self.base_dir).joinpath(*asset_key.path)
+        return folder / f"date={partition_key}" / "data.parquet" if partition_key else folder / "data.parquet"
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        keys = context.asset_partition_keys if context.has_asset_partitions else [None]
+        if len(keys) != 1:
+            raise dg.Failure(
+                f"{context.asset_key.to_user_string()}: write one partition per run, got {len(keys)}"
+            )
+        path = self.path_for(context.asset_key, keys[0])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        obj.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+        context.add_output_metadata({"dagster/row_count": len(obj), "path": dg.MetadataValue.path(str(path))})
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        key = context.asset_key
+        keys = context.asset_partition_keys if context.has_asset_partitions else [None]
+        paths = [self.path_for(key, k) for k in keys]
+        existing = [p for p in paths if p.exists()]
+        if not existing:
+            raise dg.Failure(
+                f"{key.to_user_string()} has no stored data for partition(s) {', '.join(map(str, keys))}; "
+                "materialize it first"
+            )
+        return pd.concat([pd.read_parquet(p) for p in existing], ignore_index=True)
+
+
+class WarehouseIOManager(dg.ConfigurableIOManager):
+    """Stores DataFrames in the warehouse table named by the asset's ``table`` metadata.
+
+    A daily partition replaces exactly its dates; an unpartitioned asset
+    replaces the whole table; both in one transaction.
+    """
+
+    url: str
+
+    @staticmethod
+    def _table(metadata: dict, asset_key: dg.AssetKey) -> str:
+        name = metadata.get("table")
+        return str(name) if name else asset_key.path[-1]
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        name = self._table(context.definition_metadata, context.asset_key)
+        warehouse = Warehouse(self.url)
+        if context.has_asset_partitions:
+            rows = warehouse.replace(
+                name, obj, date_range=_window_dates(context.asset_partitions_time_window)
+            )
+        else:
+            rows = warehouse.replace(name, obj)
+        context.add_output_metadata({"dagster/row_count": rows, "dagster/table_name": name})
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        upstream = context.upstream_output
+        metadata = upstream.definition_metadata if upstream is not None else {}
+        name = self._table(metadata or {}, context.asset_key)
+        warehouse = Warehouse(self.url)
+        if context.has_asset_partitions and table(name).partition_column:
+            return warehouse.read(name, date_range=_window_dates(context.asset_partitions_time_window))
+        return warehouse.read(name)

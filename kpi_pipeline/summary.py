@@ -1,0 +1,69 @@
+"""The short KPI summary the demo prints: where the tables are and the headline numbers."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from kpi_pipeline.settings import Settings
+from kpi_pipeline.tables import TABLES
+from kpi_pipeline.warehouse import Warehouse
+
+
+def _pct(value: float) -> str:
+    return "n/a" if pd.isna(value) else f"{value:.1%}"
+
+
+def completion_by_workflow(completion: pd.DataFrame) -> pd.DataFrame:
+    """Attempts, completion and first-pass rates per workflow over every date."""
+    sums = completion.groupby("workflow")[["attempts", "completions", "first_pass_completions"]].sum()
+    sums["completion_rate"] = sums["completions"] / sums["attempts"].where(sums["attempts"] > 0)
+    sums["first_pass_rate"] = sums["first_pass_completions"] / sums["attempts"].where(sums["attempts"] > 0)
+    return sums.reset_index()
+
+
+def summary_lines(warehouse: Warehouse, settings: Settings) -> list[str]:
+    """Human-readable lines: table locations and counts, then headline KPIs."""
+    lines = [
+        f"warehouse: {warehouse.url}",
+        f"staged telemetry (Parquet): {settings.staging_dir / 'telemetry_events'}",
+        "tables (rows):",
+    ]
+    lines += [f"  {name:<30} {warehouse.count(name):>9,}" for name in TABLES]
+    quarantine = warehouse.read("quarantine")
+    if len(quarantine):
+        reasons = quarantine.groupby(["source", "reason"]).size().sort_values(ascending=False).head(8)
+        lines.append("quarantined rows by reason (top 8):")
+        lines += [f"  {src:<10} {reason:<32} {n:>7,}" for (src, reason), n in reasons.items()]
+    completion = warehouse.read("kpi_task_completion_daily")
+    if len(completion):
+        lines.append("task completion over all dates:")
+        for row in completion_by_workflow(completion).itertuples(index=False):
+            lines.append(
+                f"  {row.workflow:<20} attempts {row.attempts:>7,}  completion {_pct(row.completion_rate):>6}"
+                f"  first pass {_pct(row.first_pass_rate):>6}"
+            )
+    engagement = warehouse.read("kpi_engagement_daily")
+    if len(engagement):
+        last = engagement.sort_values("date").iloc[-1]
+        lines.append(
+            f"engagement on {last['date']}: DAU {last['dau']:,}  WAU {last['wau']:,}  MAU {last['mau']:,}"
+            f"  stickiness {_pct(last['stickiness'])}"
+        )
+    deflection = warehouse.read("kpi_ticket_deflection_daily")
+    if len(deflection) and deflection["help_sessions"].sum():
+        rate = deflection["deflected"].sum() / deflection["help_sessions"].sum()
+        lines.append(f"ticket deflection over all dates: {_pct(rate)} of help sessions")
+    roi = warehouse.read("kpi_roi_daily")
+    if len(roi):
+        currency = roi["currency"].iloc[0]
+        lines.append(f"net value over all dates: {roi['net_value'].sum():,.0f} {currency}")
+    card = warehouse.read("kpi_scorecard")
+    if len(card):
+        lines.append(f"scorecard as of {card['as_of'].iloc[0]}:")
+        lines += [f"  {row.workflow:<20} {row.status}" for row in card.itertuples(index=False)]
+    return lines
+
+
+def print_summary(settings: Settings) -> None:
+    for line in summary_lines(Warehouse(settings.warehouse_url), settings):
+        print(line)

@@ -1,0 +1,45 @@
+"""Helpers shared by the end-to-end tests: build settings for a data root and materialize it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from kpi_pipeline.definitions import build_definitions
+from kpi_pipeline.runner import StepResult, execute, plan
+from kpi_pipeline.sample_data import GenerationSummary
+from kpi_pipeline.settings import Settings
+from kpi_pipeline.warehouse import Warehouse
+
+START = dt.date(2025, 1, 1)
+DAYS = 21  # covers the sample data's bug week (2025-01-13 … 2025-01-19)
+
+
+@dataclass
+class PipelineRun:
+    settings: Settings
+    summary: GenerationSummary
+    defs: dg.Definitions
+    days: list[dt.date]
+    results: list[StepResult]
+
+    @property
+    def warehouse(self) -> Warehouse:
+        return Warehouse(self.settings.warehouse_url)
+
+
+def settings_for(root: Path) -> Settings:
+    return Settings(
+        data_dir=root,
+        warehouse_url=f"sqlite:///{root / 'warehouse' / 'kpi.db'}",
+        config_path=root / "config" / "kpi.yaml",
+        start_date=START,
+    )
+
+
+def materialize_all(settings: Settings, days: list[dt.date]) -> tuple[dg.Definitions, list[StepResult]]:
+    defs = build_definitions(settings)
+    return defs, execute(defs, plan(defs, days), dg.DagsterInstance.ephemeral())

@@ -1,0 +1,163 @@
+"""End to end: the generated data set staged and materialized through Dagster."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from kpi_pipeline.ingest.telemetry import partition_folder
+from kpi_pipeline.runner import execute, plan
+from kpi_pipeline.sample_data import generate_dataset
+from kpi_pipeline.tables import TABLES
+from kpi_pipeline.warehouse import Warehouse
+from kpi_pipeline_tests.support import START, PipelineRun, materialize_all, settings_for
+
+
+def _snapshot(run: PipelineRun) -> dict[str, pd.DataFrame]:
+    """Every warehouse table, sorted by its grain, for comparing two runs."""
+    out = {}
+    for name, spec in TABLES.items():
+        frame = run.warehouse.read(name)
+        out[name] = frame.sort_values(list(spec.grain), ignore_index=True)
+    return out
+
+
+def test_every_run_succeeds(pipeline_run: PipelineRun) -> None:
+    failed = [(r.step, r.message) for r in pipeline_run.results if not r.success]
+    assert failed == []
+    # 21 telemetry partitions + tickets + incidents, 21 KPI days, 1 run of unpartitioned KPIs.
+    assert len(pipeline_run.results) == 21 + 2 + 21 + 1
+
+
+def test_staged_plus_quarantined_equals_raw_for_every_partition(pipeline_run: PipelineRun) -> None:
+    warehouse = pipeline_run.warehouse
+    staging = pipeline_run.settings.staging_dir / "telemetry_events"
+    total_raw = 0
+    for result in pipeline_run.results:
+        meta = result.metadata.get("telemetry_events")
+        if meta is None:
+            continue
+        day = result.step.partition
+        staged = len(pd.read_parquet(staging / f"date={day}" / "data.parquet"))
+        quarantined = warehouse.count("quarantine", {"source": "telemetry", "partition": day})
+        assert (meta["staged_rows"], meta["quarantined_rows"]) == (staged, quarantined)
+        assert staged + quarantined == meta["raw_rows"]
+        total_raw += meta["raw_rows"]
+    assert total_raw == pipeline_run.summary.telemetry_rows
+
+
+def test_quarantine_holds_one_row_per_injected_bad_row(pipeline_run: PipelineRun) -> None:
+    quarantine = pipeline_run.warehouse.read("quarantine")
+    telemetry = quarantine[quarantine["source"] == "telemetry"]
+    assert not telemetry.duplicated(["file", "line"]).any()
+    counts = telemetry["reason"].value_counts().to_dict()
+    expected = dict(pipeline_run.summary.bad_rows["telemetry"])
+    # Without an alias, the bug week's task_done events are unknown event types too.
+    expected["unknown_event_type"] = expected.get("unknown_event_type", 0) + pipeline_run.summary.bug_events
+    assert counts == expected
+    for source in ("tickets", "incidents"):
+        rows = quarantine[quarantine["source"] == source]
+        assert rows["reason"].value_counts().to_dict() == pipeline_run.summary.bad_rows[source]
+        assert (rows["partition"] == "").all()
+
+
+def test_quarantined_raw_text_is_the_original_line(pipeline_run: PipelineRun) -> None:
+    quarantine = pipeline_run.warehouse.read("quarantine")
+    sample = quarantine[quarantine["file"].str.endswith(".jsonl")].head(20)
+    for row in sample.itertuples(index=False):
+        lines = (pipeline_run.settings.data_dir / row.file).read_text().split("\n")
+        assert lines[row.line - 1] == row.raw
+
+
+def test_latest_ticket_version_wins(pipeline_run: PipelineRun) -> None:
+    tickets = pipeline_run.warehouse.read("stg_support_tickets")
+    assert tickets["ticket_id"].is_unique
+    raw = pd.concat(
+        [
+            pd.read_csv(path, dtype=str, on_bad_lines="skip")
+            for path in sorted((pipeline_run.settings.data_dir / "raw" / "tickets").rglob("*.csv*"))
+        ]
+    )
+    raw["updated"] = pd.to_datetime(raw["updated_at"], utc=True, format="ISO8601", errors="coerce")
+    newest = raw.dropna(subset=["updated"]).groupby("ticket_id")["updated"].max()
+    merged = tickets.set_index("ticket_id")["updated_at"]
+    common = merged.index.intersection(newest.index)
+    assert len(common) > 0.9 * len(merged)
+    # Every staged version is the newest valid one; a newer raw version exists only when it was rejected.
+    assert (merged[common] <= newest[common]).all()
+    assert (merged[common] == newest[common]).mean() > 0.95
+
+
+def test_rematerializing_a_day_changes_nothing(pipeline_run: PipelineRun) -> None:
+    before = _snapshot(pipeline_run)
+    day = dt.date(2025, 1, 10)
+    results = execute(pipeline_run.defs, plan(pipeline_run.defs, [day]), dg.DagsterInstance.ephemeral())
+    results += execute(pipeline_run.defs, plan(pipeline_run.defs, [day]), dg.DagsterInstance.ephemeral())
+    assert all(r.success for r in results)
+    after = _snapshot(pipeline_run)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(after[name], before[name], obj=name)
+
+
+def test_definitions_carry_descriptions_owners_kinds_and_schemas(pipeline_run: PipelineRun) -> None:
+    specs = {s.key.to_user_string(): s for s in pipeline_run.defs.resolve_all_asset_specs()}
+    assert set(TABLES) - {"quarantine", "stg_support_tickets", "stg_incidents"} <= set(specs)
+    for name, spec in specs.items():
+        assert spec.description, name
+        assert spec.owners and all(o.startswith("team:") for o in spec.owners), name
+        assert spec.kinds & {"sql", "parquet"}, name
+        schema = spec.metadata["dagster/column_schema"]
+        assert [c.name for c in schema.columns][:1], name
+    assert specs["kpi_task_completion_daily"].owners == sorted(
+        ["team:identity-team", "team:billing-team", "team:data-platform-team", "team:growth-team"]
+    )
+
+
+@pytest.fixture
+def small_root(tmp_path: Path) -> Path:
+    generate_dataset(tmp_path, days=3, seed=3, start=START, users=30)
+    return tmp_path
+
+
+def test_unreadable_file_fails_the_partition_and_keeps_previous_rows(small_root: Path) -> None:
+    settings = settings_for(small_root)
+    days = [START + dt.timedelta(days=i) for i in range(3)]
+    defs, results = materialize_all(settings, days)
+    assert all(r.success for r in results)
+    day = days[1]
+    staged_file = settings.staging_dir / "telemetry_events" / f"date={day}" / "data.parquet"
+    staged_before = pd.read_parquet(staged_file)
+    warehouse = Warehouse(settings.warehouse_url)
+    partition = {"source": "telemetry", "partition": day.isoformat()}
+    quarantine_before = warehouse.count("quarantine", partition)
+    completion_before = warehouse.read("kpi_task_completion_daily", date_range=(day, day))
+
+    broken = partition_folder(small_root, day) / "zz-broken.jsonl.gz"
+    broken.write_bytes(b"this is not gzip")
+    results = execute(defs, plan(defs, [day]), dg.DagsterInstance.ephemeral())
+    staging = results[0]
+    assert not staging.success
+    assert str(broken) in staging.message and "not a valid gzip file" in staging.message
+    pd.testing.assert_frame_equal(pd.read_parquet(staged_file), staged_before)
+    assert (
+        warehouse.count("quarantine", {"source": "telemetry", "partition": day.isoformat()})
+        == quarantine_before
+    )
+    pd.testing.assert_frame_equal(
+        warehouse.read("kpi_task_completion_daily", date_range=(day, day)), completion_before
+    )
+
+
+def test_partition_without_folder_fails_with_a_clear_message(small_root: Path) -> None:
+    settings = settings_for(small_root)
+    day = START + dt.timedelta(days=1)
+    shutil.rmtree(partition_folder(small_root, day))
+    defs, results = materialize_all(settings, [day])
+    assert not results[0].success
+    assert f"no telemetry folder for partition {day}" in results[0].message
+    assert str(partition_folder(small_root, day)) in results[0].message
