@@ -706,3 +706,33 @@ def test_aliases_apply_before_validation_and_only_inside_their_window(tmp_path: 
         ("events.jsonl", 1, "unknown_event_type"),
         ("events.jsonl", 2, "unknown_event_type"),
     ]
+
+
+# --- parser paths -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("conflicting_extra", [False, True])
+def test_every_parser_path_gives_the_same_outcomes(tmp_path: Path, conflicting_extra: bool) -> None:
+    """Broken lines that look like objects, numbers in text fields and text in duration_ms take
+    slower paths than the columnar reader; a drift field with mixed types forces the slowest one.
+    The staged rows and reasons must not depend on the path."""
+    lines = [
+        line(event("e1", duration_ms=5)),
+        '{"event_id": "e2", }',  # starts with { and ends with }, but is not JSON
+        line(event("e3", user_id=123)),  # a number in a text field: staged as text "123"
+        line(event("e4", duration_ms="abc")),
+        line(event("e5", duration_ms="7")),  # a numeric string is a valid duration
+        line(event("e6", extra=1)),
+        line(event("e7", extra="text" if conflicting_extra else 2)),
+    ]
+    write(tmp_path, "events.jsonl", lines)
+    staged = stage(tmp_path)
+    assert outcomes(staged) == [
+        ("events.jsonl", 2, "malformed_record"),
+        ("events.jsonl", 4, "bad_value:duration_ms"),
+    ]
+    events = staged.events.set_index("event_id")
+    assert list(events.index) == ["e1", "e3", "e5", "e6", "e7"]
+    assert events.loc["e3", "user_id"] == "123"
+    assert events["duration_ms"].tolist()[:3] == [5.0, pytest.approx(float("nan"), nan_ok=True), 7.0]
+    assert staged.report.unknown_fields == {"extra": 2}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,39 +127,91 @@ def _to_text(value: object) -> str | None:
     return str(value)
 
 
-def _parse_json_line(line: bytes) -> dict[str, str | None] | None:
-    """One JSONL record as strings, or None when it is not a JSON object."""
+def _parse_json_line(line: bytes) -> dict[str, str | None]:
+    """One JSONL object (already known to be one) with every value as text."""
+    return {str(k): _to_text(v) for k, v in orjson.loads(line).items()}
+
+
+def _is_json_object(line: bytes) -> bool:
     try:
-        obj = orjson.loads(line)
+        return isinstance(orjson.loads(line), dict)
     except orjson.JSONDecodeError:
+        return False
+
+
+def _alternatives(names: tuple[str, ...]) -> str:
+    return "|".join(re.escape(n) for n in names) or "[^\\s\\S]"
+
+
+def _odd_value_pattern(string_fields: tuple[str, ...], numeric_fields: tuple[str, ...]) -> str:
+    """RE2 pattern for a text field holding a non-text JSON value, or a numeric field
+    holding text: the values pyarrow's typed reader cannot take."""
+    text, numeric = _alternatives(string_fields), _alternatives(numeric_fields)
+    return (
+        rf'"(?:{text})"\s*:\s*(?:-?\d|true|false|\[|\{{)'
+        rf'|"(?:{numeric})"\s*:\s*(?:"|true|false|\[|\{{)'
+    )
+
+
+def _arrow_rows(body: bytes, count: int, options: pa_json.ParseOptions) -> pd.DataFrame | None:
+    """Parse JSONL with pyarrow; None when it rejects the body (a broken line or mixed value types)."""
+    if count == 0:
+        return pd.DataFrame()
+    try:
+        table = pa_json.read_json(io.BytesIO(body), parse_options=options)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    if not isinstance(obj, dict):
-        return None
-    return {str(k): _to_text(v) for k, v in obj.items()}
+    return _arrow_to_strings(table) if table.num_rows == count else None
+
+
+def _record_rows(candidates: list[bytes], mask: np.ndarray) -> pd.DataFrame:
+    """The masked lines built record by record (the path for lines pyarrow cannot type)."""
+    records = [_parse_json_line(c) for c, keep in zip(candidates, mask, strict=True) if keep]
+    return pd.DataFrame.from_records(records).astype("string") if records else pd.DataFrame()
 
 
 def _read_jsonl(
-    path: Path, lines: list[bytes], numbers: np.ndarray, string_fields: tuple[str, ...]
+    path: Path,
+    lines: list[bytes],
+    numbers: np.ndarray,
+    string_fields: tuple[str, ...],
+    numeric_fields: tuple[str, ...],
 ) -> RawFile:
-    body = b"\n".join(lines[i - 1] for i in numbers)
+    """Columnar parse of the lines that are JSON objects; the others are malformed.
+
+    Lines that start with ``{`` and end with ``}`` are parsed by pyarrow, except
+    the few whose values pyarrow cannot type (a number in a text field, text in
+    a numeric one), which are built record by record. When pyarrow still
+    rejects the body, each line is checked with orjson to find the broken ones,
+    and, failing that, every record is built one by one.
+    """
+    candidates = [lines[i - 1].strip() for i in numbers]
+    count = len(candidates)
+    column = pa.array(candidates, type=pa.binary())
+    ok = np.array(pc.and_(pc.starts_with(column, "{"), pc.ends_with(column, "}")), dtype=bool)
+    pattern = _odd_value_pattern(string_fields, numeric_fields)
+    odd = np.array(pc.match_substring_regex(column, pattern), dtype=bool)
     schema = pa.schema([(name, pa.string()) for name in string_fields])
     options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
-    try:
-        table = pa_json.read_json(io.BytesIO(body), parse_options=options)
-        if table.num_rows == len(numbers):
-            rows = _arrow_to_strings(table)
-            present = tuple(c for c in rows.columns if rows[c].notna().any())
-            rows[LINE] = numbers
-            return RawFile(path, rows, np.empty(0, dtype=np.int64), lines, present)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    records = [_parse_json_line(lines[i - 1]) for i in numbers]
-    ok = np.fromiter((r is not None for r in records), dtype=bool, count=len(records))
-    good = [r for r in records if r is not None]
-    rows = pd.DataFrame.from_records(good) if good else pd.DataFrame()
-    rows = rows.astype("string")
-    rows[LINE] = numbers[ok]
-    return RawFile(path, rows, numbers[~ok], lines, tuple(c for c in rows.columns if c != LINE))
+
+    def arrow(mask: np.ndarray) -> pd.DataFrame | None:
+        body = b"\n".join(c for c, keep in zip(candidates, mask, strict=True) if keep)
+        return _arrow_rows(body, int(mask.sum()), options)
+
+    fast = arrow(ok & ~odd)
+    if fast is None:
+        ok &= np.fromiter(map(_is_json_object, candidates), dtype=bool, count=count)
+        fast = arrow(ok & ~odd)
+    if fast is None:
+        odd[:] = True
+        fast = pd.DataFrame()
+    fast[LINE] = numbers[ok & ~odd]
+    slow = _record_rows(candidates, ok & odd)
+    slow[LINE] = numbers[ok & odd]
+    rows = pd.concat([fast, slow], ignore_index=True) if len(slow) else fast
+    rows = rows.sort_values(LINE, kind="stable", ignore_index=True)
+    present = tuple(c for c in rows.columns if c != LINE and rows[c].notna().any())
+    return RawFile(path, rows, numbers[~ok], lines, present)
 
 
 def _read_csv(path: Path, lines: list[bytes], numbers: np.ndarray, key_field: str) -> RawFile:
@@ -203,16 +256,19 @@ def _read_csv(path: Path, lines: list[bytes], numbers: np.ndarray, key_field: st
     return RawFile(path, rows, data_numbers[bad_mask], lines, tuple(header))
 
 
-def read_raw_file(path: Path, key_field: str, string_fields: tuple[str, ...] = ()) -> RawFile:
+def read_raw_file(
+    path: Path, key_field: str, string_fields: tuple[str, ...] = (), numeric_fields: tuple[str, ...] = ()
+) -> RawFile:
     """Parse ``path`` (jsonl/csv, optionally gzip) into string columns plus line numbers.
 
     ``key_field`` is the record id a CSV header must name; ``string_fields``
-    are read as text by the fast JSON reader (timestamps must stay raw text).
+    are read as text by the fast JSON reader (timestamps must stay raw text),
+    ``numeric_fields`` are expected to hold JSON numbers.
     """
     fmt = file_format(path)
     if fmt is None:
         raise UnreadableFileError(f"{path}: not a .jsonl or .csv file")
     lines, numbers = _split_lines(read_bytes(path))
     if fmt == "jsonl":
-        return _read_jsonl(path, lines, numbers, string_fields)
+        return _read_jsonl(path, lines, numbers, string_fields, numeric_fields)
     return _read_csv(path, lines, numbers, key_field)

@@ -137,7 +137,7 @@ def stage_telemetry_partition(
             "(raw/telemetry/date=YYYY-MM-DD/ under the data root)"
         )
     paths, ignored = list_files(folder, TELEMETRY_EXTENSIONS, recursive=False)
-    files = [read_raw_file(p, "event_id", STRING_FIELDS) for p in paths]
+    files = [read_raw_file(p, "event_id", STRING_FIELDS, ("duration_ms",)) for p in paths]
     rows = combine(files, TELEMETRY_FIELDS, data_root)
     staged, rejected = validate_events(rows, day, aliases)
     quarantine = quarantine_frame("telemetry", day.isoformat(), files, data_root, rejected)
