@@ -1,0 +1,844 @@
+"""Oracle: every KPI table re-computed from the staged data, straight from the spec, and compared.
+
+The pipeline's KPI code is vectorised pandas; this oracle is deliberately the opposite: plain
+Python loops over attempts, users and tickets, written from ``shared/spec/kpis.md`` without
+importing ``kpi_pipeline.kpis``. Both read the same staged inputs (telemetry Parquet of every
+environment, ``stg_support_tickets``, ``stg_incidents``, kpi.yaml), so any difference in a grain
+key or a column is a disagreement about the definitions, reported with the key and both values.
+
+Documented choices the oracle follows (see the README of each table): first-pass means no
+error/fallback strictly before the first completion; of duplicate starts the earliest
+``task_started`` wins (ties: smaller event_id); every window counted from an event includes both
+ends, incident windows are half-open; a ticket created before the user's first help view of the
+day does not undo a deflection; retention runs to the week of the last production date; the
+scorecard is as of the day before the latest completion date, with ratio-of-sums rates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kpi_pipeline.config import KpiConfig, load_config
+from kpi_pipeline.tables import TELEMETRY_EVENTS, table
+from kpi_pipeline_tests.support import PipelineRun
+
+TOL = 1e-9
+TASK_TYPES = {"task_started", "task_step", "task_completed", "task_error", "task_fallback"}
+Row = dict[str, Any]
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class Inputs:
+    """The staged data the pipeline read, as plain Python-friendly frames."""
+
+    config: KpiConfig
+    events_all: pd.DataFrame  # every environment
+    events: pd.DataFrame  # production only, with a `date` column
+    tickets: pd.DataFrame
+    incidents: pd.DataFrame
+    partition_dates: list[str]  # dates that have a staged telemetry partition
+
+
+@dataclass
+class Attempt:
+    """One attempt, computed event by event."""
+
+    task_id: str
+    workflow: str
+    user_id: str
+    persona: str
+    channel: str
+    started_at: pd.Timestamp
+    date: str
+    completed_at: pd.Timestamp | None = None
+    error: bool = False
+    first_fallback_at: pd.Timestamp | None = None
+    first_pass: bool = False
+    fallback_ticket: bool = False
+    steps: set[str] = field(default_factory=set)
+
+    @property
+    def completed(self) -> bool:
+        return self.completed_at is not None
+
+    @property
+    def fallback(self) -> bool:
+        return self.first_fallback_at is not None
+
+
+def _iso(ts: pd.Timestamp) -> str:
+    return ts.strftime("%Y-%m-%d")
+
+
+def _monday(day: str) -> str:
+    d = dt.date.fromisoformat(day)
+    return (d - dt.timedelta(days=d.weekday())).isoformat()
+
+
+def _shift(day: str, days: int) -> str:
+    return (dt.date.fromisoformat(day) + dt.timedelta(days=days)).isoformat()
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den else math.nan
+
+
+def _quantile(values: list[float], q: float) -> float:
+    return float(np.quantile(values, q)) if values else math.nan
+
+
+def _hours(delta: pd.Timedelta) -> float:
+    return delta.total_seconds() / 3600.0
+
+
+@pytest.fixture(scope="module")
+def inputs(pipeline_run: PipelineRun) -> Inputs:
+    settings = pipeline_run.settings
+    paths = sorted((settings.staging_dir / "telemetry_events").glob("date=*/data.parquet"))
+    frames = [pd.read_parquet(p) for p in paths]
+    events_all = pd.concat(frames, ignore_index=True)
+    assert set(TELEMETRY_EVENTS.column_names) <= set(events_all.columns)
+    events_all = events_all.sort_values(["occurred_at", "event_id"], ignore_index=True)
+    events = events_all[events_all["environment"] == "production"].copy()
+    events["date"] = events["occurred_at"].dt.strftime("%Y-%m-%d")
+    return Inputs(
+        config=load_config(settings.config_path),
+        events_all=events_all,
+        events=events,
+        tickets=pipeline_run.warehouse.read("stg_support_tickets"),
+        incidents=pipeline_run.warehouse.read("stg_incidents"),
+        partition_dates=sorted(p.parent.name.removeprefix("date=") for p in paths),
+    )
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def _norm(value: Any) -> Any:
+    """A plain Python value; None for every kind of missing."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float | np.floating) and math.isnan(value):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _records(frame: pd.DataFrame) -> list[Row]:
+    return [{k: _norm(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
+
+
+def _same(kind: str, expected: Any, got: Any) -> bool:
+    if expected is None or got is None:
+        return expected is None and got is None
+    if kind == "float":
+        return math.isclose(float(expected), float(got), rel_tol=TOL, abs_tol=TOL)
+    if kind == "int":
+        return int(expected) == int(got) and float(got) == float(expected)
+    if kind == "timestamp":
+        return pd.Timestamp(expected) == pd.Timestamp(got)
+    return expected == got
+
+
+def assert_table_matches(name: str, actual: pd.DataFrame, expected: list[Row]) -> None:
+    """Same grain keys and every spec column equal (floats within 1e-9, NULL where NULL)."""
+    spec = table(name)
+    grain = spec.grain
+    got = {tuple(r[g] for g in grain): r for r in _records(actual)}
+    assert len(got) == len(actual), f"{name}: duplicate grain keys in the warehouse"
+    want = {tuple(_norm(r[g]) for g in grain): {k: _norm(v) for k, v in r.items()} for r in expected}
+    assert len(want) == len(expected), f"{name}: the oracle produced duplicate keys"
+    missing, extra = sorted(set(want) - set(got), key=str), sorted(set(got) - set(want), key=str)
+    assert not missing and not extra, (
+        f"{name}: grain keys differ; expected but absent: {missing[:10]}; unexpected: {extra[:10]}"
+    )
+    problems = []
+    for key in sorted(want, key=str):
+        for column, kind, _ in spec.columns:
+            e, g = want[key][column], got[key][column]
+            if not _same(kind, e, g):
+                problems.append(
+                    f"{name} {dict(zip(grain, key, strict=True))} {column}: expected {e!r}, got {g!r}"
+                )
+    assert not problems, f"{len(problems)} mismatch(es):\n" + "\n".join(problems[:25])
+
+
+# --------------------------------------------------------------------------- attempts
+
+
+def compute_attempts(inp: Inputs) -> dict[str, Attempt]:
+    """Every attempt of production telemetry, event by event, as the 'Attempts' section says."""
+    cfg = inp.config
+    window = pd.Timedelta(hours=cfg.windows.completion)
+    ticket_window = pd.Timedelta(hours=cfg.windows.fallback_ticket)
+    task_events: dict[str, list[tuple[pd.Timestamp, str, str, Any, Any, Any, Any, Any]]] = defaultdict(list)
+    columns = ["occurred_at", "event_id", "event_type", "step", "workflow", "user_id", "persona", "channel"]
+    task_rows = inp.events[inp.events["event_type"].isin(TASK_TYPES)]
+    for row in task_rows[["task_id", *columns]].itertuples(index=False):
+        task_events[row[0]].append(tuple(row[1:]))
+
+    user_tickets: dict[str, list[tuple[pd.Timestamp, str]]] = defaultdict(list)
+    for ticket in inp.tickets[["requester_id", "created_at", "topic"]].itertuples(index=False):
+        if not pd.isna(ticket.requester_id):
+            user_tickets[ticket.requester_id].append((ticket.created_at, ticket.topic))
+
+    attempts: dict[str, Attempt] = {}
+    for task_id, evs in task_events.items():
+        starts = sorted((e for e in evs if e[2] == "task_started"), key=lambda e: (e[0], e[1]))
+        if not starts:
+            continue
+        at, _, _, _, workflow, user, persona, channel = starts[0]
+        attempt = Attempt(task_id, workflow, user, persona, channel, at, _iso(at))
+        in_window = sorted((e for e in evs if at <= e[0] <= at + window), key=lambda e: (e[0], e[1]))
+        completions = [e[0] for e in in_window if e[2] == "task_completed"]
+        fallbacks = [e[0] for e in in_window if e[2] == "task_fallback"]
+        errors = [e[0] for e in in_window if e[2] == "task_error"]
+        attempt.completed_at = min(completions) if completions else None
+        attempt.first_fallback_at = min(fallbacks) if fallbacks else None
+        attempt.error = bool(errors)
+        attempt.steps = {e[3] for e in in_window if e[2] == "task_step"}
+        if attempt.completed_at is not None:
+            attempt.first_pass = not any(t < attempt.completed_at for t in errors + fallbacks)
+        if attempt.first_fallback_at is not None:
+            wf = cfg.workflows.get(workflow)
+            topics = set(wf.topics) if wf else set()
+            fb = attempt.first_fallback_at
+            attempt.fallback_ticket = any(
+                fb <= created <= fb + ticket_window and (not topics or topic in topics)
+                for created, topic in user_tickets.get(user, [])
+            )
+        attempts[task_id] = attempt
+    return attempts
+
+
+@pytest.fixture(scope="module")
+def attempts(inputs: Inputs) -> dict[str, Attempt]:
+    return compute_attempts(inputs)
+
+
+# --------------------------------------------------------------------------- daily tables
+
+
+def expected_task_completion(attempts: Iterable[Attempt]) -> list[Row]:
+    groups: dict[tuple[str, str, str, str], list[Attempt]] = defaultdict(list)
+    for a in attempts:
+        groups[(a.date, a.workflow, a.persona, a.channel)].append(a)
+    rows = []
+    for (date, workflow, persona, channel), group in groups.items():
+        n = len(group)
+        completions = sum(a.completed for a in group)
+        first_pass = sum(a.first_pass for a in group)
+        errors = sum(a.error for a in group)
+        fallbacks = sum(a.fallback for a in group)
+        fallback_tickets = sum(a.fallback_ticket for a in group)
+        seconds = [
+            (a.completed_at - a.started_at).total_seconds() for a in group if a.completed_at is not None
+        ]
+        rows.append(
+            {
+                "date": date,
+                "workflow": workflow,
+                "persona": persona,
+                "channel": channel,
+                "attempts": n,
+                "completions": completions,
+                "completion_rate": _ratio(completions, n),
+                "first_pass_completions": first_pass,
+                "first_pass_rate": _ratio(first_pass, n),
+                "error_attempts": errors,
+                "error_rate": _ratio(errors, n),
+                "fallbacks": fallbacks,
+                "fallback_rate": _ratio(fallbacks, n),
+                "fallback_tickets": fallback_tickets,
+                "fallback_to_ticket_rate": _ratio(fallback_tickets, fallbacks),
+                "median_seconds_to_complete": _quantile(seconds, 0.5),
+                "p90_seconds_to_complete": _quantile(seconds, 0.9),
+            }
+        )
+    return rows
+
+
+def expected_funnel(attempts: Iterable[Attempt], cfg: KpiConfig) -> list[Row]:
+    by_day: dict[tuple[str, str], list[Attempt]] = defaultdict(list)
+    for a in attempts:
+        by_day[(a.date, a.workflow)].append(a)
+    rows = []
+    for (date, workflow), group in by_day.items():
+        wf = cfg.workflows.get(workflow)
+        if wf is None or not wf.steps:
+            continue
+        names = ["started", *wf.steps, "completed"]
+        reached = [len(group)]
+        reached += [sum(step in a.steps for a in group) for step in wf.steps]
+        reached.append(sum(a.completed for a in group))
+        for k, (name, count) in enumerate(zip(names, reached, strict=True)):
+            rows.append(
+                {
+                    "date": date,
+                    "workflow": workflow,
+                    "step_index": k,
+                    "step": name,
+                    "reached": count,
+                    "conversion_from_start": _ratio(count, reached[0]),
+                    "conversion_from_previous": None if k == 0 else _ratio(count, reached[k - 1]),
+                    "dropped_from_previous": None if k == 0 else float(reached[k - 1] - count),
+                }
+            )
+    return rows
+
+
+def expected_deflection(inp: Inputs) -> list[Row]:
+    window = pd.Timedelta(hours=inp.config.windows.deflection)
+    first_view: dict[tuple[str, str], dict[str, pd.Timestamp]] = defaultdict(dict)
+    views = inp.events[inp.events["event_type"] == "help_viewed"]
+    for v in views[["date", "topic", "user_id", "occurred_at"]].itertuples(index=False):
+        seen = first_view[(v.date, v.topic)]
+        if v.user_id not in seen or v.occurred_at < seen[v.user_id]:
+            seen[v.user_id] = v.occurred_at
+    created: dict[tuple[str, str], int] = defaultdict(int)
+    by_user_topic: dict[tuple[str, str], list[pd.Timestamp]] = defaultdict(list)
+    for t in inp.tickets[["created_at", "topic", "requester_id"]].itertuples(index=False):
+        created[(_iso(t.created_at), t.topic)] += 1
+        if not pd.isna(t.requester_id):
+            by_user_topic[(t.requester_id, t.topic)].append(t.created_at)
+    rows = []
+    for date in inp.partition_dates:
+        topics = {k[1] for k in first_view if k[0] == date} | {k[1] for k in created if k[0] == date}
+        for topic in topics:
+            users = first_view.get((date, topic), {})
+            deflected = sum(
+                not any(at <= c <= at + window for c in by_user_topic.get((user, topic), []))
+                for user, at in users.items()
+            )
+            tickets = created.get((date, topic), 0)
+            rows.append(
+                {
+                    "date": date,
+                    "topic": topic,
+                    "help_sessions": len(users),
+                    "deflected": deflected,
+                    "deflection_rate": _ratio(deflected, len(users)),
+                    "tickets_created": tickets,
+                    "self_service_ratio": _ratio(len(users), tickets),
+                }
+            )
+    return rows
+
+
+def _active(inp: Inputs) -> tuple[dict[str, set[str]], dict[str, set[str]], dict[str, pd.Timestamp]]:
+    """Users and accounts active per date, and each user's first production event."""
+    users: dict[str, set[str]] = defaultdict(set)
+    accounts: dict[str, set[str]] = defaultdict(set)
+    first: dict[str, pd.Timestamp] = {}
+    for e in inp.events[["date", "user_id", "account_id", "occurred_at"]].itertuples(index=False):
+        users[e.date].add(e.user_id)
+        accounts[e.date].add(e.account_id)
+        if e.user_id not in first or e.occurred_at < first[e.user_id]:
+            first[e.user_id] = e.occurred_at
+    return users, accounts, first
+
+
+def _union(per_day: Mapping[str, set[str]], last: str, days: int) -> set[str]:
+    """Union over the `days` dates ending on `last` (both ends included)."""
+    out: set[str] = set()
+    for i in range(days):
+        out |= per_day.get(_shift(last, -i), set())
+    return out
+
+
+def expected_engagement(inp: Inputs) -> list[Row]:
+    users, accounts, first = _active(inp)
+    new: dict[str, int] = defaultdict(int)
+    for at in first.values():
+        new[_iso(at)] += 1
+    rows = []
+    for date in inp.partition_dates:
+        dau, mau = len(users.get(date, set())), len(_union(users, date, 28))
+        rows.append(
+            {
+                "date": date,
+                "dau": dau,
+                "wau": len(_union(users, date, 7)),
+                "mau": mau,
+                "stickiness": _ratio(dau, mau),
+                "active_accounts": len(accounts.get(date, set())),
+                "new_users": new.get(date, 0),
+            }
+        )
+    return rows
+
+
+def expected_feature_adoption(inp: Inputs) -> list[Row]:
+    users, accounts, _ = _active(inp)
+    pairs: dict[tuple[str, str], set[tuple[str, str]]] = defaultdict(
+        set
+    )  # (date, feature) -> (user, account)
+    uses = inp.events[inp.events["event_type"] == "feature_used"]
+    for e in uses[["date", "feature", "user_id", "account_id"]].itertuples(index=False):
+        pairs[(e.date, e.feature)].add((e.user_id, e.account_id))
+    rows = []
+    for date in inp.partition_dates:
+        window = {_shift(date, -i) for i in range(28)}
+        mau, active_accounts = len(_union(users, date, 28)), len(_union(accounts, date, 28))
+        for feature in {f for d, f in pairs if d in window}:
+            today = pairs.get((date, feature), set())
+            in_28d = set().union(*(pairs.get((d, feature), set()) for d in window))
+            per_account: dict[str, set[str]] = defaultdict(set)
+            for user, account in in_28d:
+                per_account[account].add(user)
+            users_28d = len({u for u, _ in in_28d})
+            rows.append(
+                {
+                    "date": date,
+                    "feature": feature,
+                    "users": len({u for u, _ in today}),
+                    "accounts": len({a for _, a in today}),
+                    "users_28d": users_28d,
+                    "accounts_28d": len(per_account),
+                    "adoption_rate_28d": _ratio(users_28d, mau),
+                    "account_adoption_rate_28d": _ratio(len(per_account), active_accounts),
+                    "median_users_per_account_28d": _quantile([len(u) for u in per_account.values()], 0.5),
+                }
+            )
+    return rows
+
+
+def expected_roi(completion: list[Row], deflection: list[Row], cfg: KpiConfig) -> list[Row]:
+    topic_wf = cfg.topic_to_workflow()
+    sums: dict[tuple[str, str], dict[str, int]] = defaultdict(
+        lambda: {"attempts": 0, "completions": 0, "fallback_tickets": 0, "deflected": 0}
+    )
+    for r in completion:
+        s = sums[(r["date"], r["workflow"])]
+        for col in ("attempts", "completions", "fallback_tickets"):
+            s[col] += r[col]
+    for r in deflection:
+        if r["topic"] in topic_wf:
+            sums[(r["date"], topic_wf[r["topic"]])]["deflected"] += r["deflected"]
+    rows = []
+    for (date, workflow), s in sums.items():
+        wf = cfg.workflows.get(workflow)
+        hours = s["completions"] * (wf.minutes_saved_per_completion if wf else 0.0) / 60
+        labor = hours * cfg.loaded_hourly_cost
+        avoided = s["deflected"] * cfg.cost_per_ticket
+        fallback_cost = s["fallback_tickets"] * cfg.cost_per_ticket
+        rows.append(
+            {
+                "date": date,
+                "workflow": workflow,
+                "attempts": s["attempts"],
+                "completions": s["completions"],
+                "hours_saved": hours,
+                "labor_value": labor,
+                "tickets_deflected": s["deflected"],
+                "support_cost_avoided": avoided,
+                "fallback_tickets": s["fallback_tickets"],
+                "fallback_ticket_cost": fallback_cost,
+                "net_value": labor + avoided - fallback_cost,
+                "currency": cfg.currency,
+            }
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------- unpartitioned tables
+
+
+def expected_retention(inp: Inputs) -> list[Row]:
+    users, _, first = _active(inp)
+    last_week = _monday(max(users))  # the week of the last date with production activity
+    cohorts: dict[str, set[str]] = defaultdict(set)
+    for user, at in first.items():
+        cohorts[_monday(_iso(at))].add(user)
+    weekly: dict[str, set[str]] = defaultdict(set)
+    for date, active in users.items():
+        weekly[_monday(date)] |= active
+    rows = []
+    for cohort, members in cohorts.items():
+        weeks = (dt.date.fromisoformat(last_week) - dt.date.fromisoformat(cohort)).days // 7
+        for n in range(weeks + 1):
+            retained = len(members & weekly.get(_shift(cohort, 7 * n), set()))
+            rows.append(
+                {
+                    "cohort_week": cohort,
+                    "week_number": n,
+                    "cohort_users": len(members),
+                    "retained_users": retained,
+                    "retention_rate": _ratio(retained, len(members)),
+                }
+            )
+    return rows
+
+
+def expected_time_to_value(inp: Inputs, attempts: Iterable[Attempt]) -> list[Row]:
+    _, _, first = _active(inp)
+    limit = pd.Timedelta(days=inp.config.activation_days)
+    first_completion: dict[str, pd.Timestamp] = {}
+    for a in attempts:
+        start = first.get(a.user_id)
+        if a.completed_at is None or start is None or not start <= a.started_at <= start + limit:
+            continue
+        if a.user_id not in first_completion or a.completed_at < first_completion[a.user_id]:
+            first_completion[a.user_id] = a.completed_at
+    cohorts: dict[str, list[str]] = defaultdict(list)
+    for user, at in first.items():
+        cohorts[_monday(_iso(at))].append(user)
+    rows = []
+    for cohort, members in cohorts.items():
+        hours = [_hours(first_completion[u] - first[u]) for u in members if u in first_completion]
+        rows.append(
+            {
+                "cohort_week": cohort,
+                "cohort_users": len(members),
+                "activated_users": len(hours),
+                "activation_rate": _ratio(len(hours), len(members)),
+                "median_hours_to_first_completion": _quantile(hours, 0.5),
+            }
+        )
+    return rows
+
+
+def expected_incidents(inp: Inputs, attempts: Iterable[Attempt]) -> list[Row]:
+    cfg = inp.config
+    latest_event = inp.events_all["occurred_at"].max()  # any environment
+    week = pd.Timedelta(hours=168)
+    attempt_list = list(attempts)
+    rows = []
+    for inc in _records(inp.incidents):
+        started, resolved = inc["started_at"], inc["resolved_at"]
+        end = resolved if resolved is not None else latest_event
+        affected = set(inc["affected_workflows"].split(";")) - {""} if inc["affected_workflows"] else set()
+        topics = {t for w in affected if w in cfg.workflows for t in cfg.workflows[w].topics}
+
+        def rate(lo: pd.Timestamp, hi: pd.Timestamp, affected: set[str] = affected) -> tuple[int, float]:
+            hit = [a for a in attempt_list if a.workflow in affected and lo <= a.started_at < hi]
+            return len(hit), _ratio(sum(a.completed for a in hit), len(hit))
+
+        def tickets(lo: pd.Timestamp, hi: pd.Timestamp, topics: set[str] = topics) -> int:
+            return sum(
+                1
+                for t in inp.tickets[["created_at", "topic"]].itertuples(index=False)
+                if t.topic in topics and lo <= t.created_at < hi
+            )
+
+        attempts_during, rate_during = rate(started, end)
+        baseline_attempts, baseline_rate = rate(started - week, started)
+        tickets_during, baseline_tickets = tickets(started, end), tickets(started - week, started)
+        window_hours = _hours(end - started)
+        rows.append(
+            {
+                "incident_id": inc["incident_id"],
+                "severity": inc["severity"],
+                "service": inc["service"],
+                "started_at": started,
+                "detected_at": inc["detected_at"],
+                "resolved_at": resolved,
+                "affected_workflows": inc["affected_workflows"],
+                "minutes_to_detect": (inc["detected_at"] - started).total_seconds() / 60,
+                "minutes_to_resolve": None if resolved is None else (resolved - started).total_seconds() / 60,
+                "attempts_during": attempts_during,
+                "completion_rate_during": rate_during,
+                "baseline_completion_rate": baseline_rate,
+                "completion_rate_delta": rate_during - baseline_rate,
+                "tickets_during": tickets_during,
+                "tickets_per_hour_during": _ratio(tickets_during, window_hours),
+                "baseline_tickets_per_hour": baseline_tickets / 168,
+                "window_end": end,
+                "window_hours": window_hours,
+                "baseline_attempts": baseline_attempts,
+                "baseline_tickets": baseline_tickets,
+            }
+        )
+    return rows
+
+
+def expected_reliability(incidents: list[Row]) -> list[Row]:
+    groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for inc in incidents:
+        groups[(_monday(_iso(inc["started_at"])), inc["severity"])].append(inc)
+    rows = []
+    for (week, severity), group in groups.items():
+        resolved = [i["minutes_to_resolve"] for i in group if i["resolved_at"] is not None]
+        rows.append(
+            {
+                "week": week,
+                "severity": severity,
+                "incidents": len(group),
+                "mean_minutes_to_detect": sum(i["minutes_to_detect"] for i in group) / len(group),
+                "mean_minutes_to_resolve": sum(resolved) / len(resolved) if resolved else None,
+                "open_incidents": len(group) - len(resolved),
+            }
+        )
+    return rows
+
+
+def expected_scorecard(
+    completion: list[Row], deflection: list[Row], roi: list[Row], cfg: KpiConfig
+) -> list[Row]:
+    as_of = _shift(max(r["date"] for r in completion), -1)
+    periods = {"": (_shift(as_of, -6), as_of), "_prev": (_shift(as_of, -13), _shift(as_of, -7))}
+    workflows = list(cfg.workflows) + sorted({r["workflow"] for r in completion} - set(cfg.workflows))
+    topic_wf = cfg.topic_to_workflow()
+    threshold = cfg.scorecard.threshold
+    rows = []
+    for workflow in workflows:
+        wf = cfg.workflows.get(workflow)
+        row: Row = {
+            "workflow": workflow,
+            "owner": cfg.workflow_owner(workflow),
+            "primary_outcome": wf.description if wf else "",
+            "as_of": as_of,
+        }
+        for suffix, (lo, hi) in periods.items():
+            c = [r for r in completion if r["workflow"] == workflow and lo <= r["date"] <= hi]
+            d = [r for r in deflection if topic_wf.get(r["topic"]) == workflow and lo <= r["date"] <= hi]
+            attempts = sum(r["attempts"] for r in c)
+            row["completion_rate" + suffix] = _ratio(sum(r["completions"] for r in c), attempts)
+            row["first_pass_rate" + suffix] = _ratio(sum(r["first_pass_completions"] for r in c), attempts)
+            row["fallback_to_ticket_rate" + suffix] = _ratio(
+                sum(r["fallback_tickets"] for r in c), sum(r["fallbacks"] for r in c)
+            )
+            row["deflection_rate" + suffix] = _ratio(
+                sum(r["deflected"] for r in d), sum(r["help_sessions"] for r in d)
+            )
+            row["attempts" + suffix] = attempts
+            row["net_value" + suffix] = sum(
+                r["net_value"] for r in roi if r["workflow"] == workflow and lo <= r["date"] <= hi
+            )
+        regressed = []
+        for metric, higher_is_better in (
+            ("completion_rate", True),
+            ("first_pass_rate", True),
+            ("fallback_to_ticket_rate", False),
+            ("deflection_rate", True),
+        ):
+            now, before = row[metric], row[metric + "_prev"]
+            if not (math.isnan(now) or math.isnan(before)):
+                worse = before - now if higher_is_better else now - before
+                if worse > threshold:
+                    regressed.append(metric)
+        for metric in ("attempts", "net_value"):
+            now, before = row[metric], row[metric + "_prev"]
+            if before and (now - before) / abs(before) < -threshold:
+                regressed.append(metric)
+        row["status"] = "regressed: " + ", ".join(regressed) if regressed else "ok"
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------- expected tables
+
+
+@pytest.fixture(scope="module")
+def completion(attempts: dict[str, Attempt]) -> list[Row]:
+    return expected_task_completion(attempts.values())
+
+
+@pytest.fixture(scope="module")
+def deflection(inputs: Inputs) -> list[Row]:
+    return expected_deflection(inputs)
+
+
+@pytest.fixture(scope="module")
+def roi(completion: list[Row], deflection: list[Row], inputs: Inputs) -> list[Row]:
+    return expected_roi(completion, deflection, inputs.config)
+
+
+@pytest.fixture(scope="module")
+def incidents(inputs: Inputs, attempts: dict[str, Attempt]) -> list[Row]:
+    return expected_incidents(inputs, attempts.values())
+
+
+# --------------------------------------------------------------------------- table comparisons
+
+
+def test_oracle_sees_the_whole_sample(pipeline_run: PipelineRun, inputs: Inputs) -> None:
+    """The oracle's inputs are the 21 staged days, with tickets and incidents."""
+    assert inputs.partition_dates == [d.isoformat() for d in pipeline_run.days]
+    assert len(inputs.tickets) > 0 and len(inputs.incidents) > 0
+
+
+def test_task_completion_daily(pipeline_run: PipelineRun, completion: list[Row]) -> None:
+    assert_table_matches(
+        "kpi_task_completion_daily", pipeline_run.warehouse.read("kpi_task_completion_daily"), completion
+    )
+
+
+def test_funnel_daily(pipeline_run: PipelineRun, attempts: dict[str, Attempt], inputs: Inputs) -> None:
+    expected = expected_funnel(attempts.values(), inputs.config)
+    assert_table_matches("kpi_funnel_daily", pipeline_run.warehouse.read("kpi_funnel_daily"), expected)
+
+
+def test_ticket_deflection_daily(pipeline_run: PipelineRun, deflection: list[Row]) -> None:
+    actual = pipeline_run.warehouse.read("kpi_ticket_deflection_daily")
+    assert_table_matches("kpi_ticket_deflection_daily", actual, deflection)
+
+
+def test_engagement_daily(pipeline_run: PipelineRun, inputs: Inputs) -> None:
+    actual = pipeline_run.warehouse.read("kpi_engagement_daily")
+    assert_table_matches("kpi_engagement_daily", actual, expected_engagement(inputs))
+
+
+def test_feature_adoption_daily(pipeline_run: PipelineRun, inputs: Inputs) -> None:
+    actual = pipeline_run.warehouse.read("kpi_feature_adoption_daily")
+    assert_table_matches("kpi_feature_adoption_daily", actual, expected_feature_adoption(inputs))
+
+
+def test_retention_weekly(pipeline_run: PipelineRun, inputs: Inputs) -> None:
+    actual = pipeline_run.warehouse.read("kpi_retention_weekly")
+    assert_table_matches("kpi_retention_weekly", actual, expected_retention(inputs))
+
+
+def test_time_to_value_weekly(
+    pipeline_run: PipelineRun, inputs: Inputs, attempts: dict[str, Attempt]
+) -> None:
+    actual = pipeline_run.warehouse.read("kpi_time_to_value_weekly")
+    assert_table_matches(
+        "kpi_time_to_value_weekly", actual, expected_time_to_value(inputs, attempts.values())
+    )
+
+
+def test_incidents(pipeline_run: PipelineRun, incidents: list[Row]) -> None:
+    assert_table_matches("kpi_incidents", pipeline_run.warehouse.read("kpi_incidents"), incidents)
+
+
+def test_reliability_weekly(pipeline_run: PipelineRun, incidents: list[Row]) -> None:
+    actual = pipeline_run.warehouse.read("kpi_reliability_weekly")
+    assert_table_matches("kpi_reliability_weekly", actual, expected_reliability(incidents))
+
+
+def test_roi_daily(pipeline_run: PipelineRun, roi: list[Row]) -> None:
+    assert_table_matches("kpi_roi_daily", pipeline_run.warehouse.read("kpi_roi_daily"), roi)
+
+
+def test_scorecard(
+    pipeline_run: PipelineRun, completion: list[Row], deflection: list[Row], roi: list[Row], inputs: Inputs
+) -> None:
+    expected = expected_scorecard(completion, deflection, roi, inputs.config)
+    assert_table_matches("kpi_scorecard", pipeline_run.warehouse.read("kpi_scorecard"), expected)
+
+
+# --------------------------------------------------------------------------- explicit spec points
+
+
+def _staged_attempts(pipeline_run: PipelineRun) -> pd.DataFrame:
+    paths = sorted((pipeline_run.settings.staging_dir / "task_attempts").glob("date=*/data.parquet"))
+    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+
+
+def test_unknown_persona_and_channel_groups(pipeline_run: PipelineRun, completion: list[Row]) -> None:
+    """Missing persona/channel form their own 'unknown' groups, with the same numbers as the oracle."""
+    unknown = [r for r in completion if "unknown" in (r["persona"], r["channel"])]
+    assert any(r["persona"] == "unknown" for r in unknown)
+    assert any(r["channel"] == "unknown" for r in unknown)
+    actual = pipeline_run.warehouse.read("kpi_task_completion_daily")
+    actual = actual[(actual["persona"] == "unknown") | (actual["channel"] == "unknown")]
+    assert_table_matches("kpi_task_completion_daily", actual, unknown)
+    assert sum(r["attempts"] for r in unknown) == int(actual["attempts"].sum()) > 0
+
+
+def test_non_production_events_are_excluded(
+    pipeline_run: PipelineRun, inputs: Inputs, attempts: dict[str, Attempt]
+) -> None:
+    """The sample has `staging` events: they start no attempt and make no user active."""
+    events_all = inputs.events_all
+    staging = events_all[events_all["environment"] != "production"]
+    staging_starts = set(staging.loc[staging["event_type"] == "task_started", "task_id"])
+    assert len(staging_starts) > 0
+    all_starts = set(events_all.loc[events_all["event_type"] == "task_started", "task_id"])
+    completion = pipeline_run.warehouse.read("kpi_task_completion_daily")
+    assert int(completion["attempts"].sum()) == len(attempts) == len(all_starts - staging_starts)
+    assert len(attempts) < len(all_starts)
+    assert not staging_starts & set(_staged_attempts(pipeline_run)["task_id"])
+
+    dates = events_all["occurred_at"].dt.strftime("%Y-%m-%d")
+    dau_any_env = events_all.groupby(dates)["user_id"].nunique()
+    dau_production = inputs.events.groupby("date")["user_id"].nunique()
+    engagement = pipeline_run.warehouse.read("kpi_engagement_daily").set_index("date")["dau"]
+    inflated = [d for d in dau_any_env.index if dau_any_env[d] > dau_production.get(d, 0)]
+    assert inflated, "the sample should have a day on which a user was active only in staging"
+    for day in inflated:
+        assert engagement[day] == dau_production[day] < dau_any_env[day]
+
+
+def test_late_completion_is_not_counted(
+    pipeline_run: PipelineRun, inputs: Inputs, attempts: dict[str, Attempt]
+) -> None:
+    """A task_completed later than windows.completion hours after the start does not complete it."""
+    window = pd.Timedelta(hours=inputs.config.windows.completion)
+    done = inputs.events[inputs.events["event_type"] == "task_completed"]
+    first_done = done.groupby("task_id")["occurred_at"].min()
+    late = sorted(t for t, at in first_done.items() if t in attempts and at > attempts[t].started_at + window)
+    assert late, "the sample should have an attempt completed only after the completion window"
+    staged = _staged_attempts(pipeline_run).set_index("task_id")
+    for task_id in late:
+        assert not attempts[task_id].completed
+        assert not staged.loc[task_id, "completed"] and pd.isna(staged.loc[task_id, "completed_at"])
+    a = attempts[late[0]]
+    completion = pipeline_run.warehouse.read("kpi_task_completion_daily")
+    row = completion[
+        (completion["date"] == a.date)
+        & (completion["workflow"] == a.workflow)
+        & (completion["persona"] == a.persona)
+        & (completion["channel"] == a.channel)
+    ].iloc[0]
+    group = [
+        b
+        for b in attempts.values()
+        if (b.date, b.workflow, b.persona, b.channel) == (a.date, a.workflow, a.persona, a.channel)
+    ]
+    with_any_completion = sum(b.task_id in first_done.index for b in group)
+    late_in_group = sum(b.task_id in late for b in group)
+    assert row["completions"] == with_any_completion - late_in_group < with_any_completion
+
+
+def test_first_and_last_day_windows(pipeline_run: PipelineRun, inputs: Inputs) -> None:
+    """Trailing windows use only the partitions that exist: nothing before 2025-01-01 is invented."""
+    per_day = inputs.events.groupby("date")["user_id"].agg(set)
+    first_day, last_day = inputs.partition_dates[0], inputs.partition_dates[-1]
+    assert (first_day, last_day) == ("2025-01-01", "2025-01-21")
+
+    def users(lo: str, hi: str) -> int:
+        return len(set().union(*(per_day[d] for d in per_day.index if lo <= d <= hi)))
+
+    engagement = pipeline_run.warehouse.read("kpi_engagement_daily").set_index("date")
+    assert list(engagement.index.sort_values()) == inputs.partition_dates
+    day1 = engagement.loc[first_day]
+    assert day1["dau"] == day1["wau"] == day1["mau"] == day1["new_users"] == len(per_day[first_day])
+    day7 = engagement.loc["2025-01-07"]
+    assert day7["wau"] == day7["mau"] == users("2025-01-01", "2025-01-07")
+    day8 = engagement.loc["2025-01-08"]
+    assert (day8["wau"], day8["mau"]) == (
+        users("2025-01-02", "2025-01-08"),
+        users("2025-01-01", "2025-01-08"),
+    )
+    assert day8["wau"] < day8["mau"]
+    last = engagement.loc[last_day]
+    assert last["wau"] == users("2025-01-15", last_day)
+    assert last["mau"] == users(first_day, last_day) == inputs.events["user_id"].nunique()
+
+    adoption = pipeline_run.warehouse.read("kpi_feature_adoption_daily")
+    day1_adoption = adoption[adoption["date"] == first_day]
+    assert len(day1_adoption) > 0
+    assert (day1_adoption["users_28d"] == day1_adoption["users"]).all()
+    assert (day1_adoption["accounts_28d"] == day1_adoption["accounts"]).all()
+    assert set(adoption["date"]) == set(inputs.partition_dates)
+
+    retention = pipeline_run.warehouse.read("kpi_retention_weekly")
+    # 2025-01-01 is in the week of Monday 2024-12-30; the last staged date 2025-01-21 in that of 2025-01-20.
+    first_cohort = retention[retention["cohort_week"] == "2024-12-30"]
+    assert sorted(first_cohort["week_number"]) == [0, 1, 2, 3]
+    assert retention["week_number"].max() == 3
