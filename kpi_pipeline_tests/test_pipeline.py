@@ -161,3 +161,48 @@ def test_partition_without_folder_fails_with_a_clear_message(small_root: Path) -
     assert not results[0].success
     assert f"no telemetry folder for partition {day}" in results[0].message
     assert str(partition_folder(small_root, day)) in results[0].message
+
+
+def _weekly_completion(warehouse: Warehouse, workflow: str, first: dt.date, last: dt.date) -> float:
+    rows = warehouse.read("kpi_task_completion_daily", date_range=(first, last))
+    rows = rows[rows["workflow"] == workflow]
+    return rows["completions"].sum() / rows["attempts"].sum()
+
+
+def test_alias_fix_and_backfill_restore_the_bug_week(tmp_path: Path) -> None:
+    summary = generate_dataset(tmp_path, days=21, seed=5, start=START, users=60)
+    first, last = summary.bug_week
+    settings = settings_for(tmp_path)
+    days = [START + dt.timedelta(days=i) for i in range(21)]
+    defs, results = materialize_all(settings, days)
+    assert all(r.success for r in results)
+    warehouse = Warehouse(settings.warehouse_url)
+    week_before = (first - dt.timedelta(days=7), first - dt.timedelta(days=1))
+    normal = _weekly_completion(warehouse, summary.bug_workflow, *week_before)
+    assert _weekly_completion(warehouse, summary.bug_workflow, first, last) < 0.05 < 0.6 < normal
+    quarantine = warehouse.read("quarantine")
+    task_done = quarantine[quarantine["raw"].str.contains("task_done", regex=False)]
+    assert len(task_done) == summary.bug_events
+    assert set(task_done["reason"]) == {"unknown_event_type"}
+    untouched = {
+        d: warehouse.read("kpi_task_completion_daily", date_range=(d, d)) for d in (days[0], days[-1])
+    }
+
+    config = settings.config_path.read_text().replace(
+        "event_aliases: []",
+        f"event_aliases:\n  - from: task_done\n    to: task_completed\n"
+        f"    valid_from: {first}\n    valid_until: {last}",
+    )
+    settings.config_path.write_text(config)
+    week = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    defs, results = materialize_all(settings, week)
+    assert all(r.success for r in results)
+
+    fixed = _weekly_completion(warehouse, summary.bug_workflow, first, last)
+    assert abs(fixed - normal) < 0.08
+    quarantine = warehouse.read("quarantine")
+    assert not quarantine["raw"].str.contains("task_done", regex=False).any()
+    for day, before in untouched.items():
+        pd.testing.assert_frame_equal(
+            warehouse.read("kpi_task_completion_daily", date_range=(day, day)), before
+        )

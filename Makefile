@@ -1,0 +1,39 @@
+# One-command entry points; each sets up the virtualenv first if needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
+
+.PHONY: setup demo test lint ui bench clean
+
+$(BIN)/kpi-pipeline: pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/kpi-pipeline
+
+$(DAGSTER_HOME):
+	mkdir -p $@
+	touch $@/dagster.yaml
+
+demo: setup $(DAGSTER_HOME)  ## generate the sample data (if absent), materialize every asset, print KPIs
+	$(BIN)/kpi-pipeline demo
+
+test: setup  ## run the whole test suite
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+ui: setup $(DAGSTER_HOME)  ## the Dagster UI (and daemon) on the same data, http://127.0.0.1:3000
+	$(BIN)/dagster dev -w workspace.yaml
+
+bench: setup
+	$(BIN)/python benchmarks/stage_partition.py
+
+clean:  ## remove generated data, staging files, the SQLite warehouse and run history
+	rm -rf data/raw data/staging data/warehouse data/dagster_home
