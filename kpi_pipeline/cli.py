@@ -56,8 +56,8 @@ def _print_step(result: StepResult, number: int, total: int) -> None:
     """One progress line per run, plus the reconciliation of staging runs."""
     step = result.step
     assets = ", ".join(step.assets) if len(step.assets) < 4 else f"{len(step.assets)} assets"
-    status = "ok" if result.success else "FAILED"
-    checks = f"; checks failed: {', '.join(result.failed_checks)}" if result.failed_checks else ""
+    status = "SKIPPED" if result.skipped else "ok" if result.success else "FAILED"
+    checks = f"; {result.check_summary()}" if result.checks else ""
     where = step.partition or "unpartitioned"
     print(f"[{number}/{total}] {where} {assets}: {status} ({result.seconds:.1f}s){checks}")
     for name, meta in result.metadata.items():
@@ -92,7 +92,9 @@ def materialize_range(
     )
     results = execute(defs, steps, _instance(), progress=_print_step)
     failed = [r for r in results if not r.success]
-    print(f"done: {len(results) - len(failed)} runs succeeded, {len(failed)} failed")
+    skipped = sum(r.skipped for r in results)
+    succeeded = len(results) - len(failed)
+    print(f"done: {succeeded} runs succeeded, {len(failed) - skipped} failed, {skipped} skipped")
     return 1 if failed else 0
 
 

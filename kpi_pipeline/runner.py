@@ -32,6 +32,17 @@ class Step:
     partition: str | None
 
 
+@dataclass(frozen=True)
+class CheckResult:
+    """One asset-check evaluation of a run."""
+
+    asset: str
+    name: str
+    passed: bool
+    severity: str  # ERROR or WARN: what a failure means
+    description: str
+
+
 @dataclass
 class StepResult:
     step: Step
@@ -39,7 +50,23 @@ class StepResult:
     seconds: float
     message: str = ""
     metadata: dict[str, dict[str, object]] = field(default_factory=dict)
-    failed_checks: list[str] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
+    skipped: bool = False
+
+    @property
+    def blocking_failures(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.passed and c.severity == "ERROR"]
+
+    def check_summary(self) -> str:
+        """``checks: 7 passed, 1 warned (schema_drift), 1 failed (quarantine_rate)``."""
+        if not self.checks:
+            return ""
+        warned = [c.name for c in self.checks if not c.passed and c.severity != "ERROR"]
+        failed = [c.name for c in self.blocking_failures]
+        parts = [f"{sum(c.passed for c in self.checks)} passed"]
+        parts.append(f"{len(warned)} warned" + (f" ({', '.join(warned)})" if warned else ""))
+        parts.append(f"{len(failed)} failed" + (f" ({', '.join(failed)})" if failed else ""))
+        return "checks: " + ", ".join(parts)
 
 
 # Progress is printed per run; Dagster's own per-step log stays in the run's event log (UI).
@@ -118,14 +145,37 @@ def partition_days(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
-def _check_failures(result: dg.ExecuteInProcessResult) -> list[str]:
-    failures = []
+def _checks(result: dg.ExecuteInProcessResult) -> list[CheckResult]:
+    out = []
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
-            evaluation = event.event_specific_data.evaluation
-            if not evaluation.passed:
-                failures.append(f"{evaluation.asset_check_key.name} ({evaluation.severity.value})")
-    return failures
+            evaluation = event.event_specific_data
+            out.append(
+                CheckResult(
+                    asset=evaluation.asset_key.to_user_string(),
+                    name=evaluation.check_name,
+                    passed=evaluation.passed,
+                    severity=evaluation.severity.value,
+                    description=evaluation.description or "",
+                )
+            )
+    return out
+
+
+def _failure_message(result: dg.ExecuteInProcessResult, checks: list[CheckResult]) -> str:
+    """Why a run failed: the blocking checks that failed (they name partition and numbers),
+    else the step errors."""
+    blocking = [
+        f"{c.asset}.{c.name}: {c.description}" for c in checks if not c.passed and c.severity == "ERROR"
+    ]
+    if blocking:
+        return "; ".join(blocking)
+    errors = [
+        e.event_specific_data.error.message.strip()
+        for e in result.all_events
+        if e.event_type_value == "STEP_FAILURE" and e.event_specific_data.error
+    ]
+    return "; ".join(errors) or "run failed"
 
 
 def execute(
@@ -134,11 +184,24 @@ def execute(
     instance: dg.DagsterInstance,
     progress: Callable[[StepResult, int, int], None] | None = None,
 ) -> list[StepResult]:
-    """Run every step in order, continuing past failures; a failed day does not stop other days."""
+    """Run every step in order, continuing past failures; a failed day does not stop other days.
+
+    When a root asset's partition fails (an unreadable file, or a blocking check such as
+    the quarantine rate), the later runs of that partition's KPIs are skipped, so the
+    previous KPI rows of that day stay as they were.
+    """
     assets = list(defs.assets or [])
     checks = list(defs.asset_checks or [])
     results: list[StepResult] = []
+    failed_days: dict[str, str] = {}
     for number, step in enumerate(steps, start=1):
+        if step.partition in failed_days:
+            reason = failed_days[step.partition]
+            result = StepResult(step, False, 0.0, f"skipped: {reason}", skipped=True)
+            results.append(result)
+            if progress:
+                progress(result, number, len(steps))
+            continue
         started = time.perf_counter()
         run = dg.materialize(
             [*assets, *checks],
@@ -150,21 +213,16 @@ def execute(
             raise_on_error=False,
             tags={"kpi_pipeline/source": "cli"},
         )
-        message = ""
-        if not run.success:
-            errors = [
-                e.event_specific_data.error.message.strip()
-                for e in run.all_events
-                if e.event_type_value == "STEP_FAILURE" and e.event_specific_data.error
-            ]
-            message = "; ".join(errors) or "run failed"
+        run_checks = _checks(run)
+        message = "" if run.success else _failure_message(run, run_checks)
         metadata = {
             e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
             for e in run.get_asset_materialization_events()
         }
-        result = StepResult(step, run.success, time.perf_counter() - started, message, metadata)
-        result.failed_checks = _check_failures(run)
+        result = StepResult(step, run.success, time.perf_counter() - started, message, metadata, run_checks)
         results.append(result)
+        if not run.success and step.partition is not None:
+            failed_days[step.partition] = f"{', '.join(step.assets)} {step.partition} failed: {message}"
         if progress:
             progress(result, number, len(steps))
     return results
