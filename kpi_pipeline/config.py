@@ -62,6 +62,24 @@ class Scorecard(_Strict):
     threshold: float = Field(0.05, ge=0)
 
 
+class Quality(_Strict):
+    """Thresholds of the data-quality checks."""
+
+    quarantine_rate_error: float = Field(0.05, ge=0, le=1)  # blocks downstream KPIs above this
+    quarantine_rate_warn: float = Field(0.005, ge=0, le=1)  # warns above this
+    volume_tolerance: float = Field(0.5, ge=0)  # ± share of the trailing median of staged rows
+    volume_window: int = Field(7, ge=1)  # partitions in that trailing median
+    telemetry_max_age_hours: float = Field(48.0, gt=0)  # newest telemetry partition may be this old
+    tickets_max_age_hours: float = Field(48.0, gt=0)  # newest ticket export may be this old
+    unknown_requester_share: float = Field(0.2, ge=0, le=1)  # warns when more tickets' requesters are unknown
+
+    @model_validator(mode="after")
+    def _warn_below_error(self) -> Quality:
+        if self.quarantine_rate_warn > self.quarantine_rate_error:
+            raise ValueError("quarantine_rate_warn is above quarantine_rate_error")
+        return self
+
+
 class Owners(_Strict):
     """Owners of the tables that are not tied to one workflow."""
 
@@ -80,6 +98,7 @@ class KpiConfig(_Strict):
     default_owner: str = "product-analytics"
     owners: Owners = Owners()
     scorecard: Scorecard = Scorecard()
+    quality: Quality = Quality()
     workflows: dict[str, Workflow] = {}
     event_aliases: tuple[EventAlias, ...] = ()
 

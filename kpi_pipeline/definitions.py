@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from kpi_pipeline.config import load_config
+from kpi_pipeline.defs.checks import asset_checks
 from kpi_pipeline.defs.kpis import kpi_assets
 from kpi_pipeline.defs.resources import KpiData, ParquetIOManager, WarehouseIOManager, WarehouseResource
 from kpi_pipeline.defs.staging import staging_assets
@@ -16,6 +17,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     config = load_config(settings.config_path)
     return dg.Definitions(
         assets=[*staging_assets(config), *kpi_assets(config)],
+        asset_checks=asset_checks(),
         resources={
             "kpi_data": KpiData(
                 data_dir=str(settings.data_dir),

@@ -109,7 +109,8 @@ def plan(defs: dg.Definitions, days: Sequence[dt.date], select: Sequence[str] | 
         raise UsageError(f"unknown asset(s): {', '.join(unknown)}; known: {', '.join(sorted(graph))}")
     names = set(select) if select else set(graph)
     order = _topological(graph, names)
-    roots = [n for n in order if not (graph[n][1] & names)]
+    # Partitioned roots (telemetry) first: the exports' checks compare tickets with staged telemetry.
+    roots = sorted((n for n in order if not (graph[n][1] & names)), key=lambda n: not graph[n][0])
     inner = [n for n in order if n not in roots]
     keys = [d.isoformat() for d in days]
     steps: list[Step] = []

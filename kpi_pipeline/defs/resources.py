@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kpi_pipeline.config import KpiConfig, load_config
@@ -30,6 +31,24 @@ class KpiData(dg.ConfigurableResource):
         """Latest value of a staged Parquet asset's column (e.g. the newest telemetry event)."""
         return parquet_column_max(Path(self.staging_dir), asset_key, column)
 
+    def staged_frame(self, asset_key: dg.AssetKey, partition_key: str) -> pd.DataFrame:
+        """One stored partition of a Parquet asset."""
+        return pd.read_parquet(parquet_path(Path(self.staging_dir), asset_key, partition_key))
+
+    def staged_rows(self, asset_key: dg.AssetKey, partition_keys: list[str]) -> list[int]:
+        """Row counts of the stored partitions among ``partition_keys`` (from Parquet footers)."""
+        paths = [parquet_path(Path(self.staging_dir), asset_key, key) for key in partition_keys]
+        return [pq.read_metadata(path).num_rows for path in paths if path.exists()]
+
+    def staged_distinct(self, asset_key: dg.AssetKey, column: str) -> set[str]:
+        """Distinct values of one column over every stored partition (reads only that column)."""
+        folder = Path(self.staging_dir).joinpath(*asset_key.path)
+        paths = sorted(folder.glob("date=*/data.parquet"))
+        if not paths:
+            return set()
+        values = pq.read_table(paths[0].parent.parent, columns=[column]).column(column)
+        return set(pc.unique(values).drop_null().to_pylist())
+
     def config(self) -> KpiConfig:
         return load_config(self.config_path)
 
@@ -41,6 +60,12 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def get(self) -> Warehouse:
         return Warehouse(self.url)
+
+
+def parquet_path(base_dir: Path, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
+    """Where a Parquet asset's partition (or unpartitioned value) is stored."""
+    folder = base_dir.joinpath(*asset_key.path)
+    return folder / f"date={partition_key}" / "data.parquet" if partition_key else folder / "data.parquet"
 
 
 def parquet_column_max(base_dir: Path, asset_key: dg.AssetKey, column: str) -> pd.Timestamp | None:
@@ -72,8 +97,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     base_dir: str
 
     def path_for(self, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
-        folder = Path(self.base_dir).joinpath(*asset_key.path)
-        return folder / f"date={partition_key}" / "data.parquet" if partition_key else folder / "data.parquet"
+        return parquet_path(Path(self.base_dir), asset_key, partition_key)
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         keys = context.asset_partition_keys if context.has_asset_partitions else [None]

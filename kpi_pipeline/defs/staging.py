@@ -1,11 +1,13 @@
 """Staging assets: raw telemetry, ticket and incident exports → validated rows + quarantine."""
 
 import datetime as dt
+from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
+from kpi_pipeline.defs.checks import check_result
 from kpi_pipeline.defs.metadata import column_schema, counts_markdown, owner, table_metadata
 from kpi_pipeline.defs.partitions import daily_partitions
 from kpi_pipeline.defs.resources import KpiData, WarehouseResource
@@ -14,6 +16,7 @@ from kpi_pipeline.ingest.raw_files import UnreadableFileError
 from kpi_pipeline.ingest.rows import StagingReport
 from kpi_pipeline.ingest.telemetry import MissingPartitionError, stage_telemetry_partition
 from kpi_pipeline.ingest.tickets import stage_tickets
+from kpi_pipeline.quality.rules import quarantine_rate, reconciliation, schema_drift, volume_anomaly
 from kpi_pipeline.tables import TELEMETRY_EVENTS, table
 
 STAGING_GROUP = "staging"
@@ -40,12 +43,105 @@ def _fail(exc: Exception) -> dg.Failure:
     return dg.Failure(description=str(exc))
 
 
+def _fields_seen_before(context: dg.AssetExecutionContext, partition_keys: list[str] | None) -> set[str]:
+    """Contract fields that earlier materializations (of these partitions) reported as present."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=partition_keys),
+        limit=len(partition_keys) if partition_keys else 1,
+    ).records
+    seen: set[str] = set()
+    for record in records:
+        materialization = record.asset_materialization
+        value = materialization.metadata.get("fields_seen") if materialization else None
+        if value is not None:
+            seen |= {name for name, rows in value.value.items() if rows}
+    return seen
+
+
+def staging_checks(
+    label: str, report: StagingReport, config: KpiConfig, seen_before: set[str], partition: bool
+) -> list[dg.AssetCheckResult]:
+    """Reconciliation (blocking), quarantine rate and schema drift of one staging step.
+
+    The quarantine rate blocks only for a telemetry partition; an export (a handful of
+    incidents, say) only warns, since one bad row of ten is no reason to stop every KPI.
+    """
+    quality = config.quality
+    error_above = quality.quarantine_rate_error if partition else 1.0
+    return [
+        check_result(
+            reconciliation(
+                label,
+                report.raw_rows,
+                report.staged_rows,
+                report.quarantined_rows,
+                report.superseded_versions,
+            ),
+            "reconciliation",
+        ),
+        check_result(
+            quarantine_rate(
+                label,
+                report.raw_rows,
+                report.quarantined_rows,
+                report.reasons,
+                error_above,
+                quality.quarantine_rate_warn,
+            ),
+            "quarantine_rate",
+        ),
+        check_result(
+            schema_drift(label, report.fields_seen, report.unknown_fields, seen_before), "schema_drift"
+        ),
+    ]
+
+
+def _check_specs(asset: str, partition: bool) -> list[dg.AssetCheckSpec]:
+    """The checks a staging asset reports on every materialization."""
+    rate = (
+        "Quarantined share of the partition's raw rows: fails above quality.quarantine_rate_error "
+        "(blocking), warns above quality.quarantine_rate_warn; lists the top reasons."
+        if partition
+        else "Quarantined share of the export's raw rows: warns above quality.quarantine_rate_warn; "
+        "lists the top reasons."
+    )
+    specs = [
+        dg.AssetCheckSpec(
+            "reconciliation",
+            asset=asset,
+            blocking=True,
+            description="raw rows = staged + superseded versions + quarantined.",
+        ),
+        dg.AssetCheckSpec("quarantine_rate", asset=asset, blocking=partition, description=rate),
+        dg.AssetCheckSpec(
+            "schema_drift",
+            asset=asset,
+            description="Warns on raw fields the contract does not know and contract fields that "
+            "vanished from a source that used to send them.",
+        ),
+    ]
+    if partition:
+        specs.append(
+            dg.AssetCheckSpec(
+                "volume_anomaly",
+                asset=asset,
+                description="Warns when staged rows are outside ± quality.volume_tolerance of the median "
+                "of the previous quality.volume_window partitions.",
+            )
+        )
+    return specs
+
+
 def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
     """The three staging assets, owned by the data-quality owner from kpi.yaml."""
     owners = [owner(config.owner_for("data_quality"))]
 
     @dg.asset(
         name="telemetry_events",
+        check_specs=_check_specs("telemetry_events", partition=True),
+        freshness_policy=dg.FreshnessPolicy.time_window(
+            fail_window=dt.timedelta(hours=config.quality.telemetry_max_age_hours)
+        ),
         partitions_def=daily_partitions,
         io_manager_key="parquet_io_manager",
         group_name=STAGING_GROUP,
@@ -62,10 +158,11 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
     )
     def telemetry_events(
         context: dg.AssetExecutionContext, kpi_data: KpiData, warehouse: WarehouseResource
-    ) -> dg.Output[pd.DataFrame]:
+    ) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
         day = dt.date.fromisoformat(context.partition_key)
+        cfg = kpi_data.config()
         try:
-            staged = stage_telemetry_partition(kpi_data.root, day, kpi_data.config().event_aliases)
+            staged = stage_telemetry_partition(kpi_data.root, day, cfg.event_aliases)
         except (MissingPartitionError, UnreadableFileError) as exc:
             raise _fail(exc) from None
         warehouse.get().replace(
@@ -75,13 +172,33 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
             f"telemetry {day}: {staged.report.raw_rows} raw rows = {staged.report.staged_rows} staged "
             f"+ {staged.report.quarantined_rows} quarantined"
         )
-        return dg.Output(staged.events, metadata=report_metadata(staged.report))
+        yield dg.Output(staged.events, metadata=report_metadata(staged.report))
+        label = f"telemetry_events {day}"
+        window = cfg.quality.volume_window
+        before = [(day - dt.timedelta(days=n)).isoformat() for n in range(window, 0, -1)]
+        yield from staging_checks(
+            label, staged.report, cfg, _fields_seen_before(context, before), partition=True
+        )
+        trailing = kpi_data.staged_rows(context.asset_key, before)
+        yield check_result(
+            volume_anomaly(label, staged.report.staged_rows, trailing, cfg.quality.volume_tolerance, window),
+            "volume_anomaly",
+        )
 
-    def export_asset(name: str, source: str, stage, table_name: str, what: str) -> dg.AssetsDefinition:
+    def export_asset(
+        name: str, source: str, stage, table_name: str, what: str, max_age_hours: float | None = None
+    ) -> dg.AssetsDefinition:
         spec = table(table_name)
+        freshness = (
+            dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=max_age_hours))
+            if max_age_hours
+            else None
+        )
 
         @dg.asset(
             name=name,
+            check_specs=_check_specs(name, partition=False),
+            freshness_policy=freshness,
             io_manager_key="warehouse_io_manager",
             group_name=STAGING_GROUP,
             owners=owners,
@@ -95,7 +212,7 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         )
         def _asset(
             context: dg.AssetExecutionContext, kpi_data: KpiData, warehouse: WarehouseResource
-        ) -> dg.Output[pd.DataFrame]:
+        ) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
             try:
                 staged = stage(kpi_data.root)
             except UnreadableFileError as exc:
@@ -106,12 +223,21 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
                 f"{source}: {report.raw_rows} raw rows = {report.staged_rows} staged "
                 f"+ {report.superseded_versions} older versions + {report.quarantined_rows} quarantined"
             )
-            return dg.Output(staged.records, metadata=report_metadata(report))
+            seen_before = _fields_seen_before(context, None)
+            yield dg.Output(staged.records, metadata=report_metadata(report))
+            yield from staging_checks(name, report, kpi_data.config(), seen_before, partition=False)
 
         return _asset
 
     return [
         telemetry_events,
-        export_asset("support_tickets", "tickets", stage_tickets, "stg_support_tickets", "Support tickets"),
+        export_asset(
+            "support_tickets",
+            "tickets",
+            stage_tickets,
+            "stg_support_tickets",
+            "Support tickets",
+            config.quality.tickets_max_age_hours,
+        ),
         export_asset("incidents", "incidents", stage_incidents, "stg_incidents", "Incidents"),
     ]

@@ -1,0 +1,198 @@
+"""Asset checks: the pure rules of :mod:`kpi_pipeline.quality`, shown next to each asset.
+
+Blocking checks (severity ERROR) stop downstream assets of the same run:
+reconciliation, quarantine rate, the Great Expectations suites and KPI sanity.
+The others (schema drift, volume, funnel order, referential, freshness) warn.
+"""
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+
+from kpi_pipeline.defs.resources import KpiData, WarehouseResource
+from kpi_pipeline.quality.expectations import incidents_suite, run_suite, telemetry_suite, tickets_suite
+from kpi_pipeline.quality.outcome import CheckOutcome
+from kpi_pipeline.quality.rules import funnel_monotonic, kpi_sanity, unknown_requesters, unknown_workflows
+from kpi_pipeline.tables import KPI_TABLES, table
+
+SEVERITY = {"ERROR": dg.AssetCheckSeverity.ERROR, "WARN": dg.AssetCheckSeverity.WARN}
+
+
+def check_result(outcome: CheckOutcome, check_name: str | None = None) -> dg.AssetCheckResult:
+    """A Dagster check result carrying the outcome's message and metadata."""
+    return dg.AssetCheckResult(
+        check_name=check_name,
+        passed=outcome.passed,
+        severity=SEVERITY[outcome.severity],
+        description=outcome.message,
+        metadata={
+            k: dg.MetadataValue.json(v) if isinstance(v, list | dict) else v
+            for k, v in outcome.metadata.items()
+        },
+    )
+
+
+def _now() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC")
+
+
+def _label(context: dg.AssetCheckExecutionContext, name: str) -> str:
+    return f"{name} {context.partition_key}" if context.has_partition_key else name
+
+
+def _date_range(context: dg.AssetCheckExecutionContext) -> tuple[dt.date, dt.date] | None:
+    if not context.has_partition_key:
+        return None
+    day = dt.date.fromisoformat(context.partition_key)
+    return day, day
+
+
+def expectation_checks() -> list[dg.AssetChecksDefinition]:
+    """One Great Expectations suite per staged source, blocking."""
+
+    @dg.asset_check(
+        asset="telemetry_events",
+        blocking=True,
+        description="Great Expectations suite: required fields, unique event_id, canonical event types, "
+        "timestamps inside the partition and not in the future, non-negative durations.",
+    )
+    def telemetry_expectations(
+        context: dg.AssetCheckExecutionContext, kpi_data: KpiData
+    ) -> dg.AssetCheckResult:
+        if not context.has_partition_key:
+            raise dg.Failure("telemetry_expectations runs per partition: launch it with a partition")
+        day = dt.date.fromisoformat(context.partition_key)
+        frame = kpi_data.staged_frame(dg.AssetKey("telemetry_events"), context.partition_key)
+        suite = telemetry_suite(day, _now())
+        return check_result(run_suite("telemetry_events", suite, frame, _label(context, "telemetry_events")))
+
+    @dg.asset_check(
+        asset="support_tickets",
+        blocking=True,
+        description="Great Expectations suite: required fields, unique ticket_id, canonical status, "
+        "created_at not in the future, non-negative work minutes and reopens, solved not before created.",
+    )
+    def tickets_expectations(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        frame = warehouse.get().read("stg_support_tickets")
+        return check_result(run_suite("support_tickets", tickets_suite(_now()), frame))
+
+    @dg.asset_check(
+        asset="incidents",
+        blocking=True,
+        description="Great Expectations suite: required fields, unique incident_id, canonical severity, "
+        "started_at not in the future, resolved and detected not before started.",
+    )
+    def incidents_expectations(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        frame = warehouse.get().read("stg_incidents")
+        return check_result(run_suite("incidents", incidents_suite(_now()), frame))
+
+    return [telemetry_expectations, tickets_expectations, incidents_expectations]
+
+
+def kpi_sanity_checks() -> list[dg.AssetChecksDefinition]:
+    """A blocking invariant check on every KPI table (grain unique, rates in [0, 1], …)."""
+
+    def sanity(name: str) -> dg.AssetChecksDefinition:
+        spec = table(name)
+
+        @dg.asset_check(
+            asset=name,
+            name="kpi_sanity",
+            blocking=True,
+            description=f"Invariants of {name}: grain ({', '.join(spec.grain)}) unique, rates in [0, 1], "
+            "counts non-negative, parts not larger than their whole.",
+        )
+        def _check(
+            context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+        ) -> dg.AssetCheckResult:
+            frame = warehouse.get().read(
+                name, date_range=_date_range(context) if spec.partition_column else None
+            )
+            return check_result(kpi_sanity(name, frame, _label(context, name)))
+
+        return _check
+
+    @dg.asset_check(
+        asset="kpi_funnel_daily",
+        description="Warns when a later funnel step is reached by more attempts than the step before it "
+        "(allowed: steps count by presence, not order — but usually a sign of instrumentation gaps).",
+    )
+    def funnel_step_order(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> dg.AssetCheckResult:
+        frame = warehouse.get().read("kpi_funnel_daily", date_range=_date_range(context))
+        return check_result(funnel_monotonic(frame, _label(context, "kpi_funnel_daily")))
+
+    return [*(sanity(spec.name) for spec in KPI_TABLES), funnel_step_order]
+
+
+def referential_checks() -> list[dg.AssetChecksDefinition]:
+    """Warnings: tickets whose requester telemetry does not know, incidents naming unknown workflows."""
+
+    @dg.asset_check(
+        asset="support_tickets",
+        description="Warns when more than quality.unknown_requester_share of tickets with a requester "
+        "name a user that staged telemetry does not know.",
+    )
+    def requesters_known(kpi_data: KpiData, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        tickets = warehouse.get().read("stg_support_tickets")
+        users = kpi_data.staged_distinct(dg.AssetKey("telemetry_events"), "user_id")
+        share = kpi_data.config().quality.unknown_requester_share
+        return check_result(unknown_requesters(tickets, users, share))
+
+    @dg.asset_check(
+        asset="incidents", description="Warns when incidents name workflows kpi.yaml does not know."
+    )
+    def workflows_known(kpi_data: KpiData, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        incidents = warehouse.get().read("stg_incidents")
+        return check_result(unknown_workflows(incidents, set(kpi_data.config().workflows)))
+
+    return [requesters_known, workflows_known]
+
+
+def freshness_checks() -> list[dg.AssetChecksDefinition]:
+    """Warnings when the newest telemetry day or ticket export is older than kpi.yaml allows."""
+
+    def _age(label: str, newest: pd.Timestamp | None, limit_hours: float) -> CheckOutcome:
+        if newest is None:
+            return CheckOutcome(False, "WARN", f"{label}: nothing staged yet", {"max_age_hours": limit_hours})
+        age = (_now() - newest).total_seconds() / 3600
+        passed = age <= limit_hours
+        verdict = "within" if passed else "older than"
+        return CheckOutcome(
+            passed,
+            "WARN",
+            f"{label}: newest data is {age:,.1f} h old ({newest.isoformat()}), "
+            f"{verdict} the {limit_hours:g} h limit",
+            {"newest": newest.isoformat(), "age_hours": round(age, 2), "max_age_hours": limit_hours},
+        )
+
+    @dg.asset_check(
+        asset="telemetry_events",
+        name="freshness",
+        description="The newest staged telemetry event is no older than quality.telemetry_max_age_hours.",
+    )
+    def telemetry_freshness(kpi_data: KpiData) -> dg.AssetCheckResult:
+        newest = kpi_data.staged_max(dg.AssetKey("telemetry_events"), "occurred_at")
+        return check_result(
+            _age("telemetry_events", newest, kpi_data.config().quality.telemetry_max_age_hours)
+        )
+
+    @dg.asset_check(
+        asset="support_tickets",
+        name="freshness",
+        description="The newest ticket version (updated_at) is no older than quality.tickets_max_age_hours.",
+    )
+    def tickets_freshness(kpi_data: KpiData, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        updated = warehouse.get().read("stg_support_tickets")["updated_at"]
+        newest = updated.max() if len(updated) else None
+        return check_result(_age("support_tickets", newest, kpi_data.config().quality.tickets_max_age_hours))
+
+    return [telemetry_freshness, tickets_freshness]
+
+
+def asset_checks() -> list[dg.AssetChecksDefinition]:
+    """Every standalone asset check; reconciliation, quarantine rate, drift and volume run inside
+    the staging assets, which have the report they need."""
+    return [*expectation_checks(), *kpi_sanity_checks(), *referential_checks(), *freshness_checks()]

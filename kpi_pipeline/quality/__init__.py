@@ -1,0 +1,1 @@
+"""Data-quality checks: pure functions that judge staged data and KPI tables."""

@@ -1,0 +1,95 @@
+"""Checks inside real runs: a corrupted day stops its own KPIs and nothing else."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from kpi_pipeline.cli import main
+from kpi_pipeline.ingest.telemetry import partition_folder, stage_telemetry_partition
+from kpi_pipeline.runner import execute, plan
+from kpi_pipeline.sample_data import generate_dataset
+from kpi_pipeline.warehouse import Warehouse
+from kpi_pipeline_tests.support import START, PipelineRun, materialize_all, settings_for
+
+DAYS = [START + dt.timedelta(days=i) for i in range(4)]
+BAD_DAY = DAYS[2]
+
+
+def corrupt(root: Path, day: dt.date, share: float) -> int:
+    """Add a file of broken JSON lines so that ``share`` of the day's raw rows are malformed."""
+    rows = stage_telemetry_partition(root, day, ()).report.raw_rows
+    broken = int(rows * share / (1 - share)) + 1
+    lines = "".join('{"event_id": "broken\n' for _ in range(broken))
+    (partition_folder(root, day) / "zz-corrupt.jsonl").write_text(lines)
+    return broken
+
+
+def test_clean_run_passes_every_check(pipeline_run: PipelineRun) -> None:
+    checks = [c for r in pipeline_run.results for c in r.checks]
+    names = {(c.asset, c.name) for c in checks}
+    assert ("telemetry_events", "quarantine_rate") in names
+    assert ("telemetry_events", "telemetry_expectations") in names
+    assert ("kpi_task_completion_daily", "kpi_sanity") in names
+    assert ("support_tickets", "tickets_expectations") in names
+    blocking = [c for c in checks if not c.passed and c.severity == "ERROR"]
+    assert blocking == []
+
+
+@pytest.fixture
+def four_days(tmp_path: Path) -> Path:
+    generate_dataset(tmp_path, days=4, seed=9, start=START, users=40)
+    return tmp_path
+
+
+def test_corrupted_day_stops_its_kpis_and_keeps_previous_rows(
+    four_days: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = settings_for(four_days)
+    defs, results = materialize_all(settings, DAYS)
+    assert all(r.success for r in results)
+    warehouse = Warehouse(settings.warehouse_url)
+    before = {d: warehouse.read("kpi_task_completion_daily", date_range=(d, d)) for d in DAYS}
+
+    broken = corrupt(four_days, BAD_DAY, 0.2)
+    results = execute(defs, plan(defs, DAYS), dg.DagsterInstance.ephemeral())
+    by_step = {(r.step.partition, r.step.assets): r for r in results}
+
+    staging = by_step[(BAD_DAY.isoformat(), ("telemetry_events",))]
+    assert not staging.success
+    assert [(c.name, c.severity) for c in staging.blocking_failures] == [("quarantine_rate", "ERROR")]
+    assert f"telemetry_events {BAD_DAY}" in staging.message and "(limit 5.0%)" in staging.message
+    assert "malformed_record" in staging.message
+
+    kpi_day = next(r for r in results if r.step.partition == BAD_DAY.isoformat() and len(r.step.assets) > 1)
+    assert kpi_day.skipped and "quarantine_rate" in kpi_day.message
+    others = [r for r in results if r.step.partition != BAD_DAY.isoformat()]
+    assert all(r.success for r in others)
+    pd.testing.assert_frame_equal(
+        warehouse.read("kpi_task_completion_daily", date_range=(BAD_DAY, BAD_DAY)), before[BAD_DAY]
+    )
+    quarantined = warehouse.count("quarantine", {"source": "telemetry", "partition": BAD_DAY.isoformat()})
+    assert quarantined >= broken
+
+
+def test_cli_prints_check_summary_and_exits_nonzero_on_blocking_failure(
+    four_days: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corrupt(four_days, BAD_DAY, 0.2)
+    monkeypatch.setenv("KPI_DATA_DIR", str(four_days))
+    monkeypatch.delenv("KPI_WAREHOUSE_URL", raising=False)
+    monkeypatch.delenv("KPI_CONFIG", raising=False)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    status = main(["materialize", "--start", DAYS[0].isoformat(), "--end", DAYS[-1].isoformat()])
+    out = capsys.readouterr().out
+    assert status == 1
+    bad_line = next(line for line in out.splitlines() if f"] {BAD_DAY} telemetry_events" in line)
+    assert "FAILED" in bad_line and "1 failed (quarantine_rate)" in bad_line
+    good_line = next(line for line in out.splitlines() if f"] {DAYS[0]} telemetry_events" in line)
+    assert "ok" in good_line and "0 failed" in good_line
+    assert f"] {BAD_DAY} " in out and "SKIPPED" in out
+    assert "1 failed, 1 skipped" in out
