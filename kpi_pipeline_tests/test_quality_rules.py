@@ -9,6 +9,7 @@ import pytest
 
 from kpi_pipeline.quality.outcome import CheckOutcome
 from kpi_pipeline.quality.rules import (
+    freshness,
     funnel_monotonic,
     is_rate_column,
     kpi_sanity,
@@ -660,3 +661,20 @@ def test_unknown_workflows_warns_with_names_and_incidents() -> None:
         "incidents: 2 incident(s) name 2 workflow(s) not in kpi.yaml: billing, payroll "
         "(incidents INC-1, INC-3)"
     )
+
+
+def test_freshness_passes_within_the_limit_and_warns_beyond_it() -> None:
+    now = pd.Timestamp("2025-01-10T12:00:00Z")
+    fresh = freshness("telemetry_events", pd.Timestamp("2025-01-09T12:00:00Z"), now, 48)
+    assert (fresh.passed, fresh.severity, jsonable(fresh)["age_hours"]) == (True, "WARN", 24.0)
+    stale = freshness("telemetry_events", pd.Timestamp("2025-01-07T11:00:00Z"), now, 48)
+    assert (stale.passed, stale.severity) == (False, "WARN")
+    assert jsonable(stale) == {"newest": "2025-01-07T11:00:00+00:00", "age_hours": 73.0, "max_age_hours": 48}
+    assert "73.0 h old" in stale.message and "older than the 48 h limit" in stale.message
+    # Exactly at the limit is still fresh (48 h).
+    assert freshness("x", pd.Timestamp("2025-01-08T12:00:00Z"), now, 48).passed
+
+
+def test_freshness_without_data_warns() -> None:
+    outcome = freshness("support_tickets", None, pd.Timestamp("2025-01-10T12:00:00Z"), 48)
+    assert (outcome.passed, outcome.message) == (False, "support_tickets: nothing staged yet")

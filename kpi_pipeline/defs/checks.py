@@ -13,7 +13,13 @@ import pandas as pd
 from kpi_pipeline.defs.resources import KpiData, WarehouseResource
 from kpi_pipeline.quality.expectations import incidents_suite, run_suite, telemetry_suite, tickets_suite
 from kpi_pipeline.quality.outcome import CheckOutcome
-from kpi_pipeline.quality.rules import funnel_monotonic, kpi_sanity, unknown_requesters, unknown_workflows
+from kpi_pipeline.quality.rules import (
+    freshness,
+    funnel_monotonic,
+    kpi_sanity,
+    unknown_requesters,
+    unknown_workflows,
+)
 from kpi_pipeline.tables import KPI_TABLES, table
 
 SEVERITY = {"ERROR": dg.AssetCheckSeverity.ERROR, "WARN": dg.AssetCheckSeverity.WARN}
@@ -154,20 +160,6 @@ def referential_checks() -> list[dg.AssetChecksDefinition]:
 def freshness_checks() -> list[dg.AssetChecksDefinition]:
     """Warnings when the newest telemetry day or ticket export is older than kpi.yaml allows."""
 
-    def _age(label: str, newest: pd.Timestamp | None, limit_hours: float) -> CheckOutcome:
-        if newest is None:
-            return CheckOutcome(False, "WARN", f"{label}: nothing staged yet", {"max_age_hours": limit_hours})
-        age = (_now() - newest).total_seconds() / 3600
-        passed = age <= limit_hours
-        verdict = "within" if passed else "older than"
-        return CheckOutcome(
-            passed,
-            "WARN",
-            f"{label}: newest data is {age:,.1f} h old ({newest.isoformat()}), "
-            f"{verdict} the {limit_hours:g} h limit",
-            {"newest": newest.isoformat(), "age_hours": round(age, 2), "max_age_hours": limit_hours},
-        )
-
     @dg.asset_check(
         asset="telemetry_events",
         name="freshness",
@@ -175,9 +167,8 @@ def freshness_checks() -> list[dg.AssetChecksDefinition]:
     )
     def telemetry_freshness(kpi_data: KpiData) -> dg.AssetCheckResult:
         newest = kpi_data.staged_max(dg.AssetKey("telemetry_events"), "occurred_at")
-        return check_result(
-            _age("telemetry_events", newest, kpi_data.config().quality.telemetry_max_age_hours)
-        )
+        limit = kpi_data.config().quality.telemetry_max_age_hours
+        return check_result(freshness("telemetry_events", newest, _now(), limit))
 
     @dg.asset_check(
         asset="support_tickets",
@@ -187,7 +178,8 @@ def freshness_checks() -> list[dg.AssetChecksDefinition]:
     def tickets_freshness(kpi_data: KpiData, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         updated = warehouse.get().read("stg_support_tickets")["updated_at"]
         newest = updated.max() if len(updated) else None
-        return check_result(_age("support_tickets", newest, kpi_data.config().quality.tickets_max_age_hours))
+        limit = kpi_data.config().quality.tickets_max_age_hours
+        return check_result(freshness("support_tickets", newest, _now(), limit))
 
     return [telemetry_freshness, tickets_freshness]
 

@@ -392,3 +392,21 @@ def unknown_workflows(incidents: pd.DataFrame, workflows: set[str]) -> CheckOutc
         f"{', '.join(unknown)} (incidents {', '.join(incident_ids)})"
     )
     return CheckOutcome(False, "WARN", message, metadata)
+
+
+def freshness(
+    label: str, newest: pd.Timestamp | None, now: pd.Timestamp, max_age_hours: float
+) -> CheckOutcome:
+    """WARN when the newest data (an event or a ticket version) is older than ``max_age_hours``."""
+    if newest is None or pd.isna(newest):
+        return CheckOutcome(False, "WARN", f"{label}: nothing staged yet", {"max_age_hours": max_age_hours})
+    age = (now - newest).total_seconds() / 3600
+    passed = age <= max_age_hours
+    verdict = "within" if passed else "older than"
+    return CheckOutcome(
+        passed,
+        "WARN",
+        f"{label}: newest data is {age:,.1f} h old ({newest.isoformat()}), "
+        f"{verdict} the {max_age_hours:g} h limit",
+        {"newest": newest.isoformat(), "age_hours": round(age, 2), "max_age_hours": max_age_hours},
+    )
