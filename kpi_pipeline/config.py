@@ -80,6 +80,12 @@ class Quality(_Strict):
         return self
 
 
+class Automation(_Strict):
+    """When the daily schedule runs."""
+
+    daily_hour_utc: int = Field(6, ge=0, le=23)  # hour of the day (UTC) the daily KPI schedule runs
+
+
 class Owners(_Strict):
     """Owners of the tables that are not tied to one workflow."""
 
@@ -99,6 +105,7 @@ class KpiConfig(_Strict):
     owners: Owners = Owners()
     scorecard: Scorecard = Scorecard()
     quality: Quality = Quality()
+    automation: Automation = Automation()
     workflows: dict[str, Workflow] = {}
     event_aliases: tuple[EventAlias, ...] = ()
 
