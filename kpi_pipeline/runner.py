@@ -74,12 +74,14 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _graph(defs: dg.Definitions) -> dict[str, tuple[bool, set[str]]]:
-    """asset name → (partitioned, names of its upstream assets)."""
+    """Materializable asset name → (partitioned, names of its materializable upstream assets)."""
+    graph = defs.resolve_asset_graph()
+    keys = graph.materializable_asset_keys
     out: dict[str, tuple[bool, set[str]]] = {}
-    for spec in defs.resolve_all_asset_specs():
-        name = spec.key.to_user_string()
-        deps = {d.asset_key.to_user_string() for d in spec.deps}
-        out[name] = (spec.partitions_def is not None, deps)
+    for key in keys:
+        node = graph.get(key)
+        parents = {p.to_user_string() for p in node.parent_keys if p in keys}
+        out[key.to_user_string()] = (node.partitions_def is not None, parents)
     return out
 
 

@@ -147,12 +147,12 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         group_name=STAGING_GROUP,
         owners=owners,
         kinds={"pandas", "parquet"},
-        code_version=f"1+aliases.{config.staging_fingerprint()}",
+        deps=["raw_telemetry_files"],
         description=(
             "Telemetry of one UTC day from raw/telemetry/date=<day>/ (jsonl, jsonl.gz, csv, csv.gz): "
             "aliases applied, validated, one row per valid event; every other row is in `quarantine`. "
-            "The code version carries a hash of kpi.yaml's event_aliases, so an alias change marks "
-            "the partitions to re-stage."
+            "It depends on raw_telemetry_files, whose data version per day covers the files and the "
+            "aliases of that day, so a re-export or an alias change marks exactly those days stale."
         ),
         metadata={"grain": "event_id", "dagster/column_schema": column_schema(TELEMETRY_EVENTS)},
     )

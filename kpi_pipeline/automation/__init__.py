@@ -1,0 +1,1 @@
+"""What the sensors and the staleness observation need: file states, cursors, data versions."""

@@ -1,0 +1,155 @@
+"""File states for the sensors: which raw files are new or changed, and settled.
+
+A file's state is its size and modification time. A sensor acts on a state
+once (the cursor remembers it); a file still being written waits: it must
+keep the same state for two ticks, or not have changed for ``settle_seconds``.
+Files named ``*.tmp`` / ``*.part`` are never read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from kpi_pipeline.config import EventAlias
+
+IN_PROGRESS_SUFFIXES: tuple[str, ...] = (".tmp", ".part")
+
+
+@dataclass(frozen=True)
+class FileState:
+    size: int
+    mtime_ns: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.size}:{self.mtime_ns}"
+
+
+def scan(folder: Path, root: Path) -> dict[str, FileState]:
+    """Every file under ``folder`` (path relative to ``root`` → state), except in-progress and hidden ones."""
+    if not folder.is_dir():
+        return {}
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.name.startswith(".") or path.name.endswith(IN_PROGRESS_SUFFIXES):
+            continue
+        stat = path.stat()
+        out[path.relative_to(root).as_posix()] = FileState(stat.st_size, stat.st_mtime_ns)
+    return out
+
+
+@dataclass
+class FileCursor:
+    """``seen``: file → state already acted on; ``pending``: file → state seen last tick, not yet settled."""
+
+    seen: dict[str, str] = field(default_factory=dict)
+    pending: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps({"seen": self.seen, "pending": self.pending}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> FileCursor:
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(dict(data.get("seen", {})), dict(data.get("pending", {})))
+
+
+def settled_changes(
+    cursor: FileCursor, current: Mapping[str, FileState], now_ns: int, settle_seconds: float
+) -> tuple[dict[str, str], FileCursor]:
+    """(files whose new state is settled → state key, the cursor to store).
+
+    A state is settled when it equals the state seen on the previous tick, or
+    when the file has not been modified for ``settle_seconds``. A deleted file
+    is forgotten, so putting it back triggers again.
+    """
+    ready: dict[str, str] = {}
+    pending: dict[str, str] = {}
+    for path, state in current.items():
+        if cursor.seen.get(path) == state.key:
+            continue
+        quiet = (now_ns - state.mtime_ns) / 1e9 >= settle_seconds
+        if cursor.pending.get(path) == state.key or quiet:
+            ready[path] = state.key
+        else:
+            pending[path] = state.key
+    seen = {p: k for p, k in {**cursor.seen, **ready}.items() if p in current}
+    return ready, FileCursor(seen, pending)
+
+
+def telemetry_day(path: str) -> dt.date | None:
+    """The partition date of ``raw/telemetry/date=YYYY-MM-DD/<file>``, else None."""
+    parts = path.split("/")
+    folder = next((p for p in parts if p.startswith("date=")), None)
+    if folder is None:
+        return None
+    try:
+        return dt.date.fromisoformat(folder.removeprefix("date="))
+    except ValueError:
+        return None
+
+
+def state_hash(items: Iterable[tuple[str, str]]) -> str:
+    """A short, order-independent hash of (path, state) pairs: the identity of a run request."""
+    digest = hashlib.sha256()
+    for path, key in sorted(items):
+        digest.update(f"{path}\0{key}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def aliases_for_day(aliases: Sequence[EventAlias], day: dt.date) -> list[dict[str, str]]:
+    """The aliases that apply to events of ``day`` (their window contains it)."""
+    return [
+        a.model_dump(mode="json", by_alias=True)
+        for a in aliases
+        if (a.valid_from is None or a.valid_from <= day) and (a.valid_until is None or day <= a.valid_until)
+    ]
+
+
+def telemetry_data_versions(
+    current: Mapping[str, FileState], aliases: Sequence[EventAlias]
+) -> dict[str, str]:
+    """Data version of each telemetry partition: its files' states plus the aliases that apply to it.
+
+    An alias change moves exactly the versions of the days inside the alias window,
+    so Dagster marks exactly those partitions (and what reads them) stale.
+    """
+    by_day: dict[dt.date, list[tuple[str, str]]] = {}
+    for path, state in current.items():
+        day = telemetry_day(path)
+        if day is not None:
+            by_day.setdefault(day, []).append((path, state.key))
+    return {
+        day.isoformat(): state_hash(
+            [*files, ("aliases", json.dumps(aliases_for_day(aliases, day), sort_keys=True))]
+        )
+        for day, files in by_day.items()
+    }
+
+
+def created_dates(paths: Iterable[Path]) -> tuple[dt.date, dt.date] | None:
+    """First and last UTC ``created_at`` date in native ticket exports (CSV, optionally gzip).
+
+    The follow-up sensor recomputes the KPI days whose windows can see those tickets.
+    None when no file has a readable ``created_at`` column (e.g. a mapped source).
+    """
+    stamps = []
+    for path in paths:
+        try:
+            column = pd.read_csv(path, usecols=["created_at"], dtype=str, on_bad_lines="skip")["created_at"]
+        except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError):
+            continue
+        stamps.append(pd.to_datetime(column, utc=True, format="ISO8601", errors="coerce").dropna())
+    if not stamps or not any(len(s) for s in stamps):
+        return None
+    joined = pd.concat(stamps)
+    return joined.min().date(), joined.max().date()

@@ -1,0 +1,240 @@
+"""Jobs, the daily schedule and the sensors that make the pipeline run itself.
+
+One model: runs are requested explicitly, never by declarative automation
+(``AutomationCondition.eager()`` only targets the latest partition, and a
+re-exported historical day must reach its KPIs too).
+
+- ``daily_kpi_job`` (partitioned): stage one telemetry day and compute its KPIs.
+- ``daily_kpi_schedule``: built from that job; yesterday's partition at
+  ``automation.daily_hour_utc``.
+- ``telemetry_files_sensor``: a new, replaced or changed file under
+  ``raw/telemetry/date=D/`` requests ``daily_kpi_job`` for D.
+- ``ticket_exports_sensor`` / ``incident_logs_sensor``: a new or changed export
+  requests ``exports_job`` for ``support_tickets`` / ``incidents``.
+- ``kpi_followup_sensor``: when one of those runs succeeds, it requests the KPIs
+  that read what changed and were not in the run — day D−1 (its attempts read
+  D's telemetry), the days whose deflection and fallback windows see the changed
+  tickets, and once the unpartitioned tables. Each change therefore computes
+  each KPI once, and never before the data it reads is staged.
+"""
+
+import datetime as dt
+import time
+import warnings
+
+import dagster as dg
+
+from kpi_pipeline.automation.file_state import (
+    FileCursor,
+    created_dates,
+    scan,
+    settled_changes,
+    state_hash,
+    telemetry_data_versions,
+    telemetry_day,
+)
+from kpi_pipeline.defs.partitions import daily_partitions
+from kpi_pipeline.defs.resources import KpiData
+
+SETTLE_SECONDS = 60.0
+SENSOR_INTERVAL_SECONDS = 30
+AFFECTED_FROM = "kpi_pipeline/affected_from"
+AFFECTED_TO = "kpi_pipeline/affected_to"
+TELEMETRY = dg.AssetKey("telemetry_events")
+
+DAILY_KPI_ASSETS = (
+    "telemetry_events",
+    "task_attempts",
+    "daily_activity",
+    "kpi_task_completion_daily",
+    "kpi_funnel_daily",
+    "kpi_ticket_deflection_daily",
+    "kpi_engagement_daily",
+    "kpi_feature_adoption_daily",
+    "kpi_roi_daily",
+)
+UNPARTITIONED_KPI_ASSETS = (
+    "kpi_retention_weekly",
+    "kpi_time_to_value_weekly",
+    "kpi_incidents",
+    "kpi_reliability_weekly",
+    "kpi_scorecard",
+)
+
+daily_kpi_job = dg.define_asset_job(
+    "daily_kpi_job",
+    selection=dg.AssetSelection.assets(*DAILY_KPI_ASSETS),
+    description="Stage one UTC day of telemetry and compute that day's KPIs (with their checks).",
+)
+kpi_day_job = dg.define_asset_job(
+    "kpi_day_job",
+    selection=dg.AssetSelection.assets(*DAILY_KPI_ASSETS[1:]),
+    description="Recompute one day's KPIs from staged data (the next day's telemetry or tickets changed).",
+)
+exports_job = dg.define_asset_job(
+    "exports_job",
+    selection=dg.AssetSelection.assets("support_tickets", "incidents"),
+    description="Stage the ticket and incident exports.",
+)
+refresh_kpis_job = dg.define_asset_job(
+    "refresh_kpis_job",
+    selection=dg.AssetSelection.assets(*UNPARTITIONED_KPI_ASSETS),
+    description="Recompute the unpartitioned KPI tables from all partitions.",
+)
+observe_telemetry_job = dg.define_asset_job(
+    "observe_raw_telemetry_job",
+    selection=dg.AssetSelection.assets("raw_telemetry_files"),
+    description="Observe the raw telemetry files (and the aliases) so changed days show as stale.",
+)
+
+
+def _observe_raw_telemetry(kpi_data: KpiData) -> dg.DataVersionsByPartition:
+    files = scan(kpi_data.root / "raw" / "telemetry", kpi_data.root)
+    versions = telemetry_data_versions(files, kpi_data.config().event_aliases)
+    valid = set(daily_partitions.get_partition_keys())
+    return dg.DataVersionsByPartition({day: v for day, v in versions.items() if day in valid})
+
+
+# observable_source_asset is beta in 1.13; it is the API that gives per-partition data versions.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    raw_telemetry_files = dg.observable_source_asset(
+        name="raw_telemetry_files",
+        partitions_def=daily_partitions,
+        group_name="staging",
+        description="The raw telemetry files of each day as exporters wrote them. Its data version per "
+        "day is a hash of the day's file states and the kpi.yaml aliases that apply to that day, so a "
+        "re-export or an alias change marks exactly the affected days of telemetry_events stale.",
+    )(_observe_raw_telemetry)
+
+
+def daily_kpi_schedule(hour_utc: int) -> dg.ScheduleDefinition:
+    """Yesterday's partition of ``daily_kpi_job`` every day at ``hour_utc`` (the day before and the
+    unpartitioned tables follow through ``kpi_followup_sensor``)."""
+    return dg.build_schedule_from_partitioned_job(
+        daily_kpi_job, name="daily_kpi_schedule", hour_of_day=hour_utc, minute_of_hour=0
+    )
+
+
+def _now_ns() -> int:
+    return time.time_ns()
+
+
+@dg.sensor(
+    job=daily_kpi_job,
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    description="Requests daily_kpi_job for a day when a file under raw/telemetry/date=<day>/ is new, "
+    "replaced or changed (size or mtime) and has settled; the run key carries the day's file states.",
+)
+def telemetry_files_sensor(context: dg.SensorEvaluationContext, kpi_data: KpiData) -> dg.SensorResult:
+    folder = kpi_data.root / "raw" / "telemetry"
+    current = scan(folder, kpi_data.root)
+    ready, cursor = settled_changes(FileCursor.from_json(context.cursor), current, _now_ns(), SETTLE_SECONDS)
+    valid = set(daily_partitions.get_partition_keys())
+    days: dict[str, list[str]] = {}
+    for path in ready:
+        day = telemetry_day(path)
+        if day is not None and day.isoformat() in valid:
+            days.setdefault(day.isoformat(), []).append(path)
+        elif day is not None:
+            # Not a partition yet (today, or before KPI_START_DATE): act on it once it is.
+            cursor.seen.pop(path, None)
+    requests = []
+    for day in sorted(days):
+        day_files = [(p, s.key) for p, s in current.items() if telemetry_day(p) == dt.date.fromisoformat(day)]
+        requests.append(
+            dg.RunRequest(
+                run_key=f"telemetry:{day}:{state_hash(day_files)}",
+                partition_key=day,
+                tags={"kpi_pipeline/trigger": "telemetry_files_sensor"},
+            )
+        )
+    return dg.SensorResult(run_requests=requests, cursor=cursor.to_json())
+
+
+def _export_sensor(name: str, source: str, asset: str) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=name,
+        job=exports_job,
+        minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        description=f"Requests exports_job for {asset} when an export under raw/{source}/ is new or changed "
+        "and has settled; the run key carries the state of every export.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, kpi_data: KpiData) -> dg.SensorResult:
+        current = scan(kpi_data.root / "raw" / source, kpi_data.root)
+        ready, cursor = settled_changes(
+            FileCursor.from_json(context.cursor), current, _now_ns(), SETTLE_SECONDS
+        )
+        if not ready:
+            return dg.SensorResult(cursor=cursor.to_json())
+        tags = {"kpi_pipeline/trigger": name, "kpi_pipeline/changed_files": str(len(ready))}
+        if source == "tickets":
+            dates = created_dates(kpi_data.root / path for path in ready)
+            if dates is not None:
+                tags |= {AFFECTED_FROM: dates[0].isoformat(), AFFECTED_TO: dates[1].isoformat()}
+        request = dg.RunRequest(
+            run_key=f"{source}:{state_hash((p, s.key) for p, s in current.items())}",
+            asset_selection=[dg.AssetKey(asset)],
+            tags=tags,
+        )
+        return dg.SensorResult(run_requests=[request], cursor=cursor.to_json())
+
+    return _sensor
+
+
+ticket_exports_sensor = _export_sensor("ticket_exports_sensor", "tickets", "support_tickets")
+incident_logs_sensor = _export_sensor("incident_logs_sensor", "incidents", "incidents")
+
+
+def _staged_days(kpi_data: KpiData) -> list[str]:
+    """Telemetry days that are staged (their KPIs can be recomputed without re-staging)."""
+    folder = kpi_data.root.joinpath(kpi_data.staging_dir) / "telemetry_events"
+    return sorted(p.parent.name.removeprefix("date=") for p in folder.glob("date=*/data.parquet"))
+
+
+# Tickets created on day T count in the deflection of views up to 72 h earlier and as fallback
+# tickets of attempts started up to 48 h earlier: days T-3 … T read them.
+TICKET_REACH_DAYS = 3
+
+
+def followup_requests(run: dg.DagsterRun, staged_days: list[str]) -> list[dg.RunRequest]:
+    """The KPI runs a successful run makes necessary (see the module docstring)."""
+    partition = run.tags.get("dagster/partition")
+    if run.job_name == daily_kpi_job.name and partition is not None:
+        previous = (dt.date.fromisoformat(partition) - dt.timedelta(days=1)).isoformat()
+        days = [previous] if previous in staged_days else []
+    elif run.job_name == exports_job.name and AFFECTED_FROM in run.tags:
+        first = dt.date.fromisoformat(run.tags[AFFECTED_FROM]) - dt.timedelta(days=TICKET_REACH_DAYS)
+        days = [d for d in staged_days if first.isoformat() <= d <= run.tags[AFFECTED_TO]]
+    elif run.job_name == exports_job.name and "support_tickets" in run.tags.get("kpi_pipeline/trigger", ""):
+        days = staged_days  # the changed exports' dates are unknown (a mapped source): every staged day
+    else:
+        days = []
+    requests = [
+        dg.RunRequest(run_key=f"followup:{run.run_id}:{day}", job_name=kpi_day_job.name, partition_key=day)
+        for day in days
+    ]
+    requests.append(dg.RunRequest(run_key=f"refresh:{run.run_id}", job_name=refresh_kpis_job.name))
+    return requests
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    name="kpi_followup_sensor",
+    monitored_jobs=[daily_kpi_job, exports_job],
+    request_jobs=[kpi_day_job, refresh_kpis_job],
+    description="After daily_kpi_job for D succeeds: recompute D−1's KPIs (its attempts read D) and the "
+    "unpartitioned tables. After exports_job: recompute the recent days' KPIs that read tickets, then the "
+    "unpartitioned tables.",
+)
+def kpi_followup_sensor(context: dg.RunStatusSensorContext, kpi_data: KpiData) -> list[dg.RunRequest]:
+    return followup_requests(context.dagster_run, _staged_days(kpi_data))
+
+
+def automation_definitions(hour_utc: int) -> dict[str, list]:
+    """Jobs, schedules and sensors for :class:`dagster.Definitions` (all stopped by default)."""
+    return {
+        "jobs": [daily_kpi_job, kpi_day_job, exports_job, refresh_kpis_job, observe_telemetry_job],
+        "schedules": [daily_kpi_schedule(hour_utc)],
+        "sensors": [telemetry_files_sensor, ticket_exports_sensor, incident_logs_sensor, kpi_followup_sensor],
+    }

@@ -1,0 +1,269 @@
+"""Sensors, the schedule, follow-up runs and per-day data versions, with Dagster's testing APIs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from kpi_pipeline.automation.file_state import (
+    FileCursor,
+    FileState,
+    created_dates,
+    scan,
+    settled_changes,
+    telemetry_data_versions,
+)
+from kpi_pipeline.config import parse_config
+from kpi_pipeline.definitions import build_definitions
+from kpi_pipeline.defs.automation import (
+    daily_kpi_job,
+    exports_job,
+    followup_requests,
+    kpi_followup_sensor,
+    telemetry_files_sensor,
+    ticket_exports_sensor,
+)
+from kpi_pipeline.defs.resources import KpiData
+from kpi_pipeline_tests.support import PipelineRun, settings_for
+
+HOUR_NS = 3600 * 10**9
+
+
+def kpi_data(root: Path) -> KpiData:
+    return KpiData(
+        data_dir=str(root), config_path=str(root / "config" / "kpi.yaml"), staging_dir=str(root / "staging")
+    )
+
+
+def write(root: Path, relative: str, text: str, age_hours: float = 2.0) -> Path:
+    """Write a file whose mtime is ``age_hours`` in the past (0 = just written)."""
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    stamp = time.time() - age_hours * 3600
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def tick(sensor: dg.SensorDefinition, root: Path, instance: dg.DagsterInstance, cursor: str | None):
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        resources={"kpi_data": kpi_data(root)},
+        definitions=build_definitions(settings_for(root)),
+    )
+    return sensor.evaluate_tick(context)
+
+
+# --- file states -------------------------------------------------------------------------------
+
+
+def test_settled_changes_act_once_per_state_and_wait_for_files_being_written() -> None:
+    now = 100 * HOUR_NS
+    old, fresh = FileState(10, now - HOUR_NS), FileState(10, now - 10**9)
+    # An old file acts at once; a just-written one waits one tick.
+    ready, cursor = settled_changes(FileCursor(), {"a": old, "b": fresh}, now, settle_seconds=60)
+    assert ready == {"a": old.key}
+    assert cursor.pending == {"b": fresh.key}
+    # Next tick: b unchanged → settled; a already seen → nothing.
+    ready, cursor = settled_changes(cursor, {"a": old, "b": fresh}, now, settle_seconds=60)
+    assert ready == {"b": fresh.key}
+    ready, cursor = settled_changes(cursor, {"a": old, "b": fresh}, now, settle_seconds=60)
+    assert ready == {}
+    # b grows between two ticks: it keeps waiting until its size holds still.
+    growing = [FileState(20, now - 10**9), FileState(30, now - 10**8), FileState(30, now - 10**8)]
+    results = []
+    for state in growing:
+        ready, cursor = settled_changes(cursor, {"a": old, "b": state}, now, settle_seconds=60)
+        results.append(ready)
+    assert results == [{}, {}, {"b": growing[2].key}]
+    # A deleted file is forgotten, so putting it back triggers again.
+    _, cursor = settled_changes(cursor, {"b": growing[2]}, now, settle_seconds=60)
+    ready, _ = settled_changes(cursor, {"a": old, "b": growing[2]}, now, settle_seconds=60)
+    assert ready == {"a": old.key}
+
+
+def test_scan_skips_files_still_being_written(tmp_path: Path) -> None:
+    write(tmp_path, "raw/telemetry/date=2025-01-02/events.jsonl", "{}\n")
+    write(tmp_path, "raw/telemetry/date=2025-01-02/events2.jsonl.part", "{")
+    write(tmp_path, "raw/telemetry/date=2025-01-02/events3.jsonl.tmp", "{")
+    assert list(scan(tmp_path / "raw" / "telemetry", tmp_path)) == [
+        "raw/telemetry/date=2025-01-02/events.jsonl"
+    ]
+
+
+def test_alias_change_moves_exactly_the_data_versions_of_its_window() -> None:
+    files = {f"raw/telemetry/date=2025-01-{d:02d}/e.jsonl": FileState(d, d) for d in range(10, 22)}
+    before = telemetry_data_versions(files, ())
+    aliases = parse_config(
+        {
+            "event_aliases": [
+                {
+                    "from": "task_done",
+                    "to": "task_completed",
+                    "valid_from": "2025-01-13",
+                    "valid_until": "2025-01-19",
+                }
+            ]
+        }
+    ).event_aliases
+    after = telemetry_data_versions(files, aliases)
+    changed = sorted(day for day in before if before[day] != after[day])
+    assert changed == [f"2025-01-{d}" for d in range(13, 20)]
+    # A re-exported file moves only its own day.
+    touched = {**files, "raw/telemetry/date=2025-01-11/e.jsonl": FileState(99, 99)}
+    assert sorted(d for d, v in telemetry_data_versions(touched, ()).items() if v != before[d]) == [
+        "2025-01-11"
+    ]
+
+
+def test_created_dates_of_native_ticket_exports(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "raw/tickets/a.csv",
+        "ticket_id,created_at,updated_at\n1,2025-01-05T10:00:00Z,x\n2,2025-01-03T23:00:00-02:00,x\n3,bad,x\n",
+    )
+    # 2025-01-03T23:00-02:00 is 2025-01-04 01:00 UTC.
+    assert created_dates([path]) == (dt.date(2025, 1, 4), dt.date(2025, 1, 5))
+    assert created_dates([write(tmp_path, "raw/tickets/b.csv", "id,opened\n1,2\n")]) is None
+
+
+# --- sensors -----------------------------------------------------------------------------------
+
+
+def test_telemetry_sensor_requests_one_run_per_new_file_state(tmp_path: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    write(tmp_path, "raw/telemetry/date=2025-01-02/events.jsonl", "{}\n")
+    first = tick(telemetry_files_sensor, tmp_path, instance, None)
+    assert [(r.partition_key, r.run_key.split(":")[:2]) for r in first.run_requests] == [
+        ("2025-01-02", ["telemetry", "2025-01-02"])
+    ]
+    # Same state on the next tick: nothing.
+    second = tick(telemetry_files_sensor, tmp_path, instance, first.cursor)
+    assert second.run_requests == []
+    # A re-export (new size and mtime) triggers again, with a new run key.
+    write(tmp_path, "raw/telemetry/date=2025-01-02/events.jsonl", "{}\n{}\n", age_hours=1)
+    third = tick(telemetry_files_sensor, tmp_path, instance, second.cursor)
+    assert [r.partition_key for r in third.run_requests] == ["2025-01-02"]
+    assert third.run_requests[0].run_key != first.run_requests[0].run_key
+
+
+def test_telemetry_sensor_waits_for_a_file_being_written_and_survives_a_restart(tmp_path: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    write(tmp_path, "raw/telemetry/date=2025-01-03/events.jsonl.part", "{")
+    path = write(tmp_path, "raw/telemetry/date=2025-01-03/events.jsonl", "{}\n", age_hours=0)
+    first = tick(telemetry_files_sensor, tmp_path, instance, None)
+    assert first.run_requests == []
+    # Still growing at the next tick: still waiting.
+    path.write_text("{}\n{}\n")
+    second = tick(telemetry_files_sensor, tmp_path, instance, first.cursor)
+    assert second.run_requests == []
+    # A restarted daemon evaluates with the stored cursor: the settled file triggers once.
+    third = tick(telemetry_files_sensor, tmp_path, dg.DagsterInstance.ephemeral(), second.cursor)
+    assert [r.partition_key for r in third.run_requests] == ["2025-01-03"]
+    assert tick(telemetry_files_sensor, tmp_path, instance, third.cursor).run_requests == []
+
+
+def test_telemetry_sensor_holds_days_that_are_not_partitions_yet(tmp_path: Path) -> None:
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    write(tmp_path, f"raw/telemetry/date={today}/events.jsonl", "{}\n")
+    result = tick(telemetry_files_sensor, tmp_path, dg.DagsterInstance.ephemeral(), None)
+    assert result.run_requests == []
+    assert f"raw/telemetry/date={today}/events.jsonl" not in FileCursor.from_json(result.cursor).seen
+
+
+def test_ticket_sensor_requests_the_export_refresh_with_the_affected_dates(tmp_path: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    write(tmp_path, "raw/tickets/2025-01-06.csv", "ticket_id,created_at\n1,2025-01-02T10:00:00Z\n")
+    first = tick(ticket_exports_sensor, tmp_path, instance, None)
+    [request] = first.run_requests
+    assert request.asset_selection == [dg.AssetKey("support_tickets")]
+    assert (
+        request.tags["kpi_pipeline/affected_from"] == request.tags["kpi_pipeline/affected_to"] == "2025-01-02"
+    )
+    assert tick(ticket_exports_sensor, tmp_path, instance, first.cursor).run_requests == []
+
+
+# --- schedule and follow-up runs -----------------------------------------------------------------
+
+
+def test_daily_schedule_targets_yesterday(pipeline_run: PipelineRun) -> None:
+    schedule = pipeline_run.defs.resolve_schedule_def("daily_kpi_schedule")
+    assert schedule.cron_schedule == "0 6 * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2025, 1, 10, 6, tzinfo=dt.UTC))
+    [request] = schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == "2025-01-09"
+
+
+def test_sensors_and_schedules_are_stopped_by_default(pipeline_run: PipelineRun) -> None:
+    names = {s.name: s.default_status for s in pipeline_run.defs.sensors}
+    assert set(names) == {
+        "telemetry_files_sensor",
+        "ticket_exports_sensor",
+        "incident_logs_sensor",
+        "kpi_followup_sensor",
+    }
+    assert set(names.values()) == {dg.DefaultSensorStatus.STOPPED}
+
+
+def test_followup_after_a_daily_run_recomputes_the_day_before_and_the_unpartitioned_tables(
+    pipeline_run: PipelineRun,
+) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    job = pipeline_run.defs.resolve_job_def(daily_kpi_job.name)
+    result = job.execute_in_process(instance=instance, partition_key="2025-01-05", raise_on_error=False)
+    assert result.success
+    context = dg.build_run_status_sensor_context(
+        sensor_name="kpi_followup_sensor",
+        dagster_event=result.get_run_success_event(),
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        resources={"kpi_data": kpi_data(pipeline_run.settings.data_dir)},
+    )
+    requests = kpi_followup_sensor(context)
+    assert [(r.job_name, r.partition_key) for r in requests] == [
+        ("kpi_day_job", "2025-01-04"),
+        ("refresh_kpis_job", None),
+    ]
+    assert requests[0].run_key == f"followup:{result.run_id}:2025-01-04"
+
+
+def test_followup_after_a_ticket_export_recomputes_the_days_that_read_those_tickets() -> None:
+    run = dg.DagsterRun(
+        job_name=exports_job.name,
+        run_id="r1",
+        tags={
+            "kpi_pipeline/trigger": "ticket_exports_sensor",
+            "kpi_pipeline/affected_from": "2025-01-06",
+            "kpi_pipeline/affected_to": "2025-01-07",
+        },
+    )
+    staged = [f"2025-01-{d:02d}" for d in range(1, 11)]
+    requests = followup_requests(run, staged)
+    # Tickets of the 6th count in deflection windows from the 3rd on (72 h).
+    assert [r.partition_key for r in requests] == [
+        "2025-01-03",
+        "2025-01-04",
+        "2025-01-05",
+        "2025-01-06",
+        "2025-01-07",
+        None,
+    ]
+    incidents_only = dg.DagsterRun(job_name=exports_job.name, run_id="r2", tags={"kpi_pipeline/trigger": "x"})
+    assert [r.job_name for r in followup_requests(incidents_only, staged)] == ["refresh_kpis_job"]
+
+
+def test_observation_reports_every_raw_day_and_feeds_the_staging(pipeline_run: PipelineRun) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    job = pipeline_run.defs.resolve_job_def("observe_raw_telemetry_job")
+    assert job.execute_in_process(instance=instance).success
+    records = instance.fetch_observations(dg.AssetKey("raw_telemetry_files"), limit=100).records
+    observed = {r.asset_observation.partition for r in records}
+    assert observed == {d.isoformat() for d in pipeline_run.days}
+    graph = pipeline_run.defs.resolve_asset_graph()
+    assert dg.AssetKey("raw_telemetry_files") in graph.get(dg.AssetKey("telemetry_events")).parent_keys
