@@ -267,3 +267,16 @@ def test_observation_reports_every_raw_day_and_feeds_the_staging(pipeline_run: P
     assert observed == {d.isoformat() for d in pipeline_run.days}
     graph = pipeline_run.defs.resolve_asset_graph()
     assert dg.AssetKey("raw_telemetry_files") in graph.get(dg.AssetKey("telemetry_events")).parent_keys
+
+
+def test_turning_the_sensor_on_over_staged_data_runs_only_the_new_day(tmp_path: Path) -> None:
+    for day in ("2025-01-02", "2025-01-03"):
+        write(tmp_path, f"raw/telemetry/date={day}/events.jsonl", "{}\n", age_hours=3)
+        write(tmp_path, f"staging/telemetry_events/date={day}/data.parquet", "staged", age_hours=2)
+    write(tmp_path, "raw/telemetry/date=2025-01-04/events.jsonl", "{}\n", age_hours=1)
+    result = tick(telemetry_files_sensor, tmp_path, dg.DagsterInstance.ephemeral(), None)
+    assert [r.partition_key for r in result.run_requests] == ["2025-01-04"]
+    # A re-export of a staged day after its staging is a change again.
+    write(tmp_path, "raw/telemetry/date=2025-01-02/events.jsonl", "{}\n{}\n", age_hours=1)
+    again = tick(telemetry_files_sensor, tmp_path, dg.DagsterInstance.ephemeral(), result.cursor)
+    assert [r.partition_key for r in again.run_requests] == ["2025-01-02"]

@@ -64,25 +64,35 @@ class FileCursor:
 
 
 def settled_changes(
-    cursor: FileCursor, current: Mapping[str, FileState], now_ns: int, settle_seconds: float
+    cursor: FileCursor,
+    current: Mapping[str, FileState],
+    now_ns: int,
+    settle_seconds: float,
+    processed_ns: Mapping[str, int] | None = None,
 ) -> tuple[dict[str, str], FileCursor]:
     """(files whose new state is settled → state key, the cursor to store).
 
     A state is settled when it equals the state seen on the previous tick, or
-    when the file has not been modified for ``settle_seconds``. A deleted file
-    is forgotten, so putting it back triggers again.
+    when the file has not been modified for ``settle_seconds``. A file the
+    cursor does not know but whose data was processed after its last change
+    (``processed_ns``: path → when its partition or export was last staged) is
+    taken as seen, so turning a sensor on over existing data does not re-run
+    it. A deleted file is forgotten, so putting it back triggers again.
     """
     ready: dict[str, str] = {}
     pending: dict[str, str] = {}
+    seen = dict(cursor.seen)
     for path, state in current.items():
-        if cursor.seen.get(path) == state.key:
+        if path not in seen and (processed_ns or {}).get(path, -1) >= state.mtime_ns:
+            seen[path] = state.key
+        if seen.get(path) == state.key:
             continue
         quiet = (now_ns - state.mtime_ns) / 1e9 >= settle_seconds
         if cursor.pending.get(path) == state.key or quiet:
             ready[path] = state.key
         else:
             pending[path] = state.key
-    seen = {p: k for p, k in {**cursor.seen, **ready}.items() if p in current}
+    seen = {p: k for p, k in {**seen, **ready}.items() if p in current}
     return ready, FileCursor(seen, pending)
 
 

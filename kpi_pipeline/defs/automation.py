@@ -21,6 +21,7 @@ re-exported historical day must reach its KPIs too).
 import datetime as dt
 import time
 import warnings
+from pathlib import Path
 
 import dagster as dg
 
@@ -129,7 +130,13 @@ def _now_ns() -> int:
 def telemetry_files_sensor(context: dg.SensorEvaluationContext, kpi_data: KpiData) -> dg.SensorResult:
     folder = kpi_data.root / "raw" / "telemetry"
     current = scan(folder, kpi_data.root)
-    ready, cursor = settled_changes(FileCursor.from_json(context.cursor), current, _now_ns(), SETTLE_SECONDS)
+    staged = _staged_at(kpi_data)
+    processed = {
+        p: staged[d.isoformat()] for p in current if (d := telemetry_day(p)) and d.isoformat() in staged
+    }
+    ready, cursor = settled_changes(
+        FileCursor.from_json(context.cursor), current, _now_ns(), SETTLE_SECONDS, processed
+    )
     valid = set(daily_partitions.get_partition_keys())
     days: dict[str, list[str]] = {}
     for path in ready:
@@ -162,8 +169,10 @@ def _export_sensor(name: str, source: str, asset: str) -> dg.SensorDefinition:
     )
     def _sensor(context: dg.SensorEvaluationContext, kpi_data: KpiData) -> dg.SensorResult:
         current = scan(kpi_data.root / "raw" / source, kpi_data.root)
+        event = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
+        processed = dict.fromkeys(current, int(event.timestamp * 1e9)) if event else {}
         ready, cursor = settled_changes(
-            FileCursor.from_json(context.cursor), current, _now_ns(), SETTLE_SECONDS
+            FileCursor.from_json(context.cursor), current, _now_ns(), SETTLE_SECONDS, processed
         )
         if not ready:
             return dg.SensorResult(cursor=cursor.to_json())
@@ -186,10 +195,17 @@ ticket_exports_sensor = _export_sensor("ticket_exports_sensor", "tickets", "supp
 incident_logs_sensor = _export_sensor("incident_logs_sensor", "incidents", "incidents")
 
 
+def _staged_at(kpi_data: KpiData) -> dict[str, int]:
+    """Staged telemetry days → when they were last staged (ns)."""
+    folder = Path(kpi_data.staging_dir) / "telemetry_events"
+    return {
+        p.parent.name.removeprefix("date="): p.stat().st_mtime_ns for p in folder.glob("date=*/data.parquet")
+    }
+
+
 def _staged_days(kpi_data: KpiData) -> list[str]:
     """Telemetry days that are staged (their KPIs can be recomputed without re-staging)."""
-    folder = kpi_data.root.joinpath(kpi_data.staging_dir) / "telemetry_events"
-    return sorted(p.parent.name.removeprefix("date=") for p in folder.glob("date=*/data.parquet"))
+    return sorted(_staged_at(kpi_data))
 
 
 # Tickets created on day T count in the deflection of views up to 72 h earlier and as fallback
