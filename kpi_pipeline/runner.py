@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
 
+from kpi_pipeline.defs.metadata import NEEDS
 from kpi_pipeline.defs.partitions import daily_partitions
 
 
@@ -103,13 +104,36 @@ def _topological(graph: dict[str, tuple[bool, set[str]]], names: set[str]) -> li
     return order
 
 
-def plan(defs: dg.Definitions, days: Sequence[dt.date], select: Sequence[str] | None = None) -> list[Step]:
-    """The ordered runs that materialize ``select`` (default: every asset) for ``days``."""
+def needed_sources(defs: dg.Definitions) -> dict[str, str]:
+    """Asset name → the source (telemetry, tickets, incidents) it cannot do without."""
+    graph = defs.resolve_asset_graph()
+    out = {}
+    for key in graph.materializable_asset_keys:
+        source = graph.get(key).metadata.get(NEEDS)
+        if source is not None:
+            out[key.to_user_string()] = str(getattr(source, "value", source))
+    return out
+
+
+def without_sources(defs: dg.Definitions, available: set[str]) -> dict[str, str]:
+    """Assets to skip because their source has no data → why (for the user)."""
+    return {
+        name: f"no {source} data" for name, source in needed_sources(defs).items() if source not in available
+    }
+
+
+def plan(
+    defs: dg.Definitions,
+    days: Sequence[dt.date],
+    select: Sequence[str] | None = None,
+    skip: Collection[str] = (),
+) -> list[Step]:
+    """The ordered runs that materialize ``select`` (default: every asset but ``skip``) for ``days``."""
     graph = _graph(defs)
     unknown = sorted(set(select or ()) - set(graph))
     if unknown:
         raise UsageError(f"unknown asset(s): {', '.join(unknown)}; known: {', '.join(sorted(graph))}")
-    names = set(select) if select else set(graph)
+    names = (set(select) if select else set(graph)) - set(skip)
     order = _topological(graph, names)
     # Partitioned roots (telemetry) first: the exports' checks compare tickets with staged telemetry.
     roots = sorted((n for n in order if not (graph[n][1] & names)), key=lambda n: not graph[n][0])

@@ -395,6 +395,15 @@ DAILY_ACTIVITY = TableSpec(
 )
 
 
+# The Parquet-stored assets, by name (their column schemas; empty frames for absent data).
+PARQUET_TABLES: dict[str, TableSpec] = {t.name: t for t in (TELEMETRY_EVENTS, ATTEMPTS, DAILY_ACTIVITY)}
+
+
+def empty_frame(spec: TableSpec) -> pd.DataFrame:
+    """A frame with the spec's columns and dtypes and no rows."""
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in spec.dtypes().items()})
+
+
 def table(name: str) -> TableSpec:
     """The spec of a warehouse table; a clear error for unknown names."""
     try:

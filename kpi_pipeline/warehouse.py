@@ -22,7 +22,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from kpi_pipeline.tables import TableSpec, conform, table
+from kpi_pipeline.tables import TableSpec, conform, empty_frame, table
 
 _SQL_TYPES: dict[str, Any] = {
     "string": sa.Text,
@@ -182,7 +182,7 @@ class Warehouse:
         """Rows of ``name`` with the spec's pandas dtypes (an empty typed frame when absent)."""
         spec = table(name)
         if not sa.inspect(self.engine).has_table(name):
-            return pd.DataFrame({c: pd.Series(dtype=t) for c, t in spec.dtypes().items()})
+            return empty_frame(spec)
         target = sql_table(spec)
         query = sa.select(*[target.c[c] for c in spec.column_names])
         for column, value in (where or {}).items():

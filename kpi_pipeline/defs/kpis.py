@@ -14,7 +14,7 @@ import dagster as dg
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
-from kpi_pipeline.defs.metadata import column_schema, markdown_preview, owner, table_metadata
+from kpi_pipeline.defs.metadata import markdown_preview, owner, table_metadata
 from kpi_pipeline.defs.partitions import daily_partitions
 from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.kpis.activity import daily_activity as build_daily_activity
@@ -27,7 +27,7 @@ from kpi_pipeline.kpis.reliability import incident_impact, reliability_weekly
 from kpi_pipeline.kpis.retention import first_seen, retention_weekly, time_to_value_weekly
 from kpi_pipeline.kpis.roi import roi_daily
 from kpi_pipeline.kpis.scorecard import scorecard
-from kpi_pipeline.tables import ATTEMPTS, DAILY_ACTIVITY, TableSpec, table
+from kpi_pipeline.tables import ATTEMPTS, DAILY_ACTIVITY, TableSpec, empty_frame, table
 
 KPI_GROUP = "kpis"
 INTERMEDIATE_GROUP = "intermediate"
@@ -77,7 +77,12 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
     reliability_owners = [owner(config.owner_for("reliability"))]
 
     def warehouse_asset(
-        name: str, owners: list[str], partitioned: bool, ins: Mapping[str, dg.AssetIn], **extra: object
+        name: str,
+        owners: list[str],
+        partitioned: bool,
+        ins: Mapping[str, dg.AssetIn],
+        source: str = "telemetry",
+        **extra: object,
     ) -> Callable:
         spec = table(name)
         return dg.asset(
@@ -88,7 +93,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
             owners=owners,
             kinds={"pandas", "sql"},
             description=f"{spec.description} Grain: {', '.join(spec.grain)}. See README, '{name}'.",
-            metadata=table_metadata(spec),
+            metadata=table_metadata(spec, source),
             ins=dict(ins),
             **extra,
         )
@@ -102,7 +107,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
             owners=owners,
             kinds={"pandas", "parquet"},
             description=spec.description,
-            metadata={"grain": ", ".join(spec.grain), "dagster/column_schema": column_schema(spec)},
+            metadata=table_metadata(spec, "telemetry", warehouse_table=False),
             ins=dict(ins),
         )
 
@@ -222,6 +227,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         reliability_owners,
         False,
         {"incidents": dg.AssetIn(), "task_attempts": dg.AssetIn(), "support_tickets": dg.AssetIn()},
+        source="incidents",
         deps=["telemetry_events"],
     )
     def kpi_incidents(
@@ -234,7 +240,13 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         out = incident_impact(incidents, task_attempts, support_tickets, kpi_data.config(), until)
         return _output(out, {"incidents": len(out), "open": int(out["resolved_at"].isna().sum())})
 
-    @warehouse_asset("kpi_reliability_weekly", reliability_owners, False, {"kpi_incidents": dg.AssetIn()})
+    @warehouse_asset(
+        "kpi_reliability_weekly",
+        reliability_owners,
+        False,
+        {"kpi_incidents": dg.AssetIn()},
+        source="incidents",
+    )
     def kpi_reliability_weekly(kpi_incidents: pd.DataFrame) -> dg.Output[pd.DataFrame]:
         return _output(reliability_weekly(kpi_incidents))
 
@@ -257,7 +269,8 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
     ) -> dg.Output[pd.DataFrame]:
         dates = kpi_task_completion_daily["date"]
         if dates.empty:
-            raise dg.Failure("kpi_scorecard: kpi_task_completion_daily has no rows yet; materialize it first")
+            context.log.warning("kpi_task_completion_daily has no rows (no task events yet): empty scorecard")
+            return _output(empty_frame(table("kpi_scorecard")))
         # The latest day's attempts can still complete the next day: L is the day before it.
         as_of = dt.date.fromisoformat(dates.max()) - dt.timedelta(days=1)
         context.log.info(f"scorecard as of {as_of}")

@@ -21,13 +21,20 @@ def column_schema(spec: TableSpec) -> dg.TableSchema:
     )
 
 
-def table_metadata(spec: TableSpec) -> dict[str, object]:
-    """Definition metadata of an asset stored as ``spec``: its table, grain and column schema."""
-    return {
-        "table": spec.name,
+# Definition metadata naming the source (telemetry, tickets, incidents) an asset cannot do without;
+# `kpi-pipeline materialize` skips assets whose source has no data under the data root.
+NEEDS = "kpi_pipeline/needs_source"
+
+
+def table_metadata(spec: TableSpec, source: str, warehouse_table: bool = True) -> dict[str, object]:
+    """Definition metadata of an asset stored as ``spec``: grain, column schema, needed source, and the
+    warehouse table it is written to (Parquet-stored assets have none)."""
+    metadata: dict[str, object] = {
         "grain": ", ".join(spec.grain),
         "dagster/column_schema": column_schema(spec),
+        NEEDS: source,
     }
+    return {"table": spec.name, **metadata} if warehouse_table else metadata
 
 
 def markdown_preview(frame: pd.DataFrame, rows: int = 10) -> dg.MetadataValue:

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kpi_pipeline.config import KpiConfig, load_config
-from kpi_pipeline.tables import table
+from kpi_pipeline.tables import PARQUET_TABLES, empty_frame, table
 from kpi_pipeline.warehouse import Warehouse
 
 
@@ -117,12 +117,15 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         keys = context.asset_partition_keys if context.has_asset_partitions else [None]
         paths = [self.path_for(key, k) for k in keys]
         existing = [p for p in paths if p.exists()]
-        if not existing:
-            raise dg.Failure(
-                f"{key.to_user_string()} has no stored data for partition(s) {', '.join(map(str, keys))}; "
-                "materialize it first"
-            )
-        return pd.concat([pd.read_parquet(p) for p in existing], ignore_index=True)
+        name = key.to_user_string()
+        if existing:
+            return pd.concat([pd.read_parquet(p) for p in existing], ignore_index=True)
+        if context.has_partition_key or name not in PARQUET_TABLES:
+            partitions = ", ".join(map(str, keys))
+            raise dg.Failure(f"{name} has no stored data for partition(s) {partitions}; materialize it first")
+        # An unpartitioned table over a source with no data yet (e.g. incidents without telemetry).
+        context.log.info(f"{name} has no stored partitions yet; reading it as empty")
+        return empty_frame(PARQUET_TABLES[name])
 
 
 class WarehouseIOManager(dg.ConfigurableIOManager):

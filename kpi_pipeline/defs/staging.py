@@ -8,7 +8,7 @@ import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.checks import check_result
-from kpi_pipeline.defs.metadata import column_schema, counts_markdown, owner, table_metadata
+from kpi_pipeline.defs.metadata import counts_markdown, owner, table_metadata
 from kpi_pipeline.defs.partitions import daily_partitions
 from kpi_pipeline.defs.resources import KpiData, WarehouseResource
 from kpi_pipeline.ingest.incidents import stage_incidents
@@ -154,7 +154,7 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
             "It depends on raw_telemetry_files, whose data version per day covers the files and the "
             "aliases of that day, so a re-export or an alias change marks exactly those days stale."
         ),
-        metadata={"grain": "event_id", "dagster/column_schema": column_schema(TELEMETRY_EVENTS)},
+        metadata=table_metadata(TELEMETRY_EVENTS, "telemetry", warehouse_table=False),
     )
     def telemetry_events(
         context: dg.AssetExecutionContext, kpi_data: KpiData, warehouse: WarehouseResource
@@ -208,7 +208,7 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
                 "updated_at wins (ties: the file whose path sorts last). Rejected rows go to "
                 f"`quarantine`. Stored as warehouse table `{table_name}`."
             ),
-            metadata=table_metadata(spec),
+            metadata=table_metadata(spec, source),
         )
         def _asset(
             context: dg.AssetExecutionContext, kpi_data: KpiData, warehouse: WarehouseResource
