@@ -14,14 +14,11 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
+from kpi_pipeline.kpis.common import production
+
 ACTIVITY_COLUMNS: tuple[str, ...] = ("date", "user_id", "account_id", "feature", "first_at")
 
 _KEYS: list[str] = ["day", "user_id", "account_id"]
-
-
-def production(events: pd.DataFrame) -> pd.DataFrame:
-    """Events whose environment is ``production``, the only ones the KPIs count."""
-    return events[events["environment"].eq("production").fillna(False).astype(bool)]
 
 
 def utc_naive(values: pd.Series) -> pd.Series:

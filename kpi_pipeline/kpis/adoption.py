@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
 import pandas as pd
 
 from kpi_pipeline.kpis.activity import in_window
+from kpi_pipeline.kpis.common import ratio
 
 ADOPTION_COLUMNS: tuple[str, ...] = (
     "date",
@@ -25,13 +25,6 @@ ADOPTION_COLUMNS: tuple[str, ...] = (
     "account_adoption_rate_28d",
     "median_users_per_account_28d",
 )
-
-
-def _ratio(numerator: pd.Series, denominator: int) -> pd.Series:
-    """numerator / denominator as float, NaN everywhere when the denominator is 0."""
-    if denominator == 0:
-        return pd.Series(np.nan, index=numerator.index, dtype="float64")
-    return numerator.astype("float64") / denominator
 
 
 def feature_adoption_daily(activity: pd.DataFrame, day: dt.date) -> pd.DataFrame:
@@ -59,8 +52,8 @@ def feature_adoption_daily(activity: pd.DataFrame, day: dt.date) -> pd.DataFrame
     out["accounts"] = today["account_id"].nunique().reindex(out.index, fill_value=0)
     per_account = used.groupby(["feature", "account_id"])["user_id"].nunique().astype("float64")
     out["median_users_per_account_28d"] = per_account.groupby(level="feature").quantile(0.5)
-    out["adoption_rate_28d"] = _ratio(out["users_28d"], mau)
-    out["account_adoption_rate_28d"] = _ratio(out["accounts_28d"], active_accounts)
+    out["adoption_rate_28d"] = ratio(out["users_28d"], mau)
+    out["account_adoption_rate_28d"] = ratio(out["accounts_28d"], active_accounts)
     out = out.rename_axis("feature").reset_index()
     out["date"] = day.isoformat()
     counts = {c: "int64" for c in ("users", "accounts", "users_28d", "accounts_28d")}

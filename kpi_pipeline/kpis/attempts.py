@@ -11,6 +11,7 @@ import datetime as dt
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
+from kpi_pipeline.kpis.common import production
 
 ATTEMPT_COLUMNS: tuple[str, ...] = (
     "task_id",
@@ -33,11 +34,6 @@ ATTEMPT_COLUMNS: tuple[str, ...] = (
 )
 
 _WINDOW_EVENT_TYPES: tuple[str, ...] = ("task_step", "task_completed", "task_error", "task_fallback")
-
-
-def _production(events: pd.DataFrame) -> pd.DataFrame:
-    """Keep only events whose environment is ``production`` (the only ones KPIs count)."""
-    return events[events["environment"].eq("production").fillna(False).astype(bool)]
 
 
 def _attempt_starts(prod: pd.DataFrame) -> pd.DataFrame:
@@ -116,7 +112,7 @@ def build_attempts(
     timestamp as the first completion is not "before" it, so such an attempt
     is still a first-pass completion.
     """
-    prod = _production(events)
+    prod = production(events)
     starts = _attempt_starts(prod)
     if day is not None:
         starts = starts[starts["date"] == day.isoformat()].reset_index(drop=True)

@@ -5,10 +5,10 @@ Both aggregate the attempts built by :func:`kpi_pipeline.kpis.attempts.build_att
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
+from kpi_pipeline.kpis.common import ratio
 
 COMPLETION_GRAIN: tuple[str, ...] = ("date", "workflow", "persona", "channel")
 COMPLETION_COLUMNS: tuple[str, ...] = (
@@ -48,13 +48,6 @@ _FUNNEL_DTYPES: dict[str, str] = {
     "conversion_from_previous": "float64",
     "dropped_from_previous": "float64",
 }
-
-
-def ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
-    """numerator / denominator as float, NaN where the denominator is 0 (a NULL rate)."""
-    num = numerator.astype(float)
-    den = denominator.astype(float)
-    return (num / den.where(den != 0, np.nan)).astype(float)
 
 
 def task_completion_daily(attempts: pd.DataFrame) -> pd.DataFrame:

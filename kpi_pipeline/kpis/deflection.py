@@ -7,7 +7,7 @@ import datetime as dt
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
-from kpi_pipeline.kpis.completion import ratio
+from kpi_pipeline.kpis.common import ratio
 
 DEFLECTION_COLUMNS: tuple[str, ...] = (
     "date",

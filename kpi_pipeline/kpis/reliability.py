@@ -14,6 +14,7 @@ import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.kpis.activity import utc_naive, week_start
+from kpi_pipeline.kpis.common import ratio
 
 BASELINE_HOURS = 168.0
 
@@ -100,12 +101,6 @@ def _window_counts(
     return result
 
 
-def _rate(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
-    """numerator / denominator as float, NaN where the denominator is 0."""
-    den = denominator.astype("float64")
-    return (numerator.astype("float64") / den.where(den != 0)).astype("float64")
-
-
 def _per_incident(pairs: pd.DataFrame, counts: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
     """Sum pair-level counts per incident_id, 0 for incidents without pairs."""
     summed = counts.groupby(pairs["incident_id"].to_numpy()).sum()
@@ -180,15 +175,15 @@ def incident_impact(
     out["minutes_to_resolve"] = (resolved - started).dt.total_seconds() / 60.0
     out["attempts_during"] = per_attempts["during_n"].to_numpy()
     completed_during = pd.Series(per_attempts["during_flag"].to_numpy())
-    out["completion_rate_during"] = _rate(completed_during, out["attempts_during"])
+    out["completion_rate_during"] = ratio(completed_during, out["attempts_during"])
     out["baseline_attempts"] = per_attempts["baseline_n"].to_numpy()
     completed_baseline = pd.Series(per_attempts["baseline_flag"].to_numpy())
-    out["baseline_completion_rate"] = _rate(completed_baseline, out["baseline_attempts"])
+    out["baseline_completion_rate"] = ratio(completed_baseline, out["baseline_attempts"])
     out["completion_rate_delta"] = out["completion_rate_during"] - out["baseline_completion_rate"]
     out["window_end"] = window_end
     out["window_hours"] = (window_end - started).dt.total_seconds() / 3600.0
     out["tickets_during"] = per_tickets["during_n"].to_numpy()
-    out["tickets_per_hour_during"] = _rate(out["tickets_during"], out["window_hours"])
+    out["tickets_per_hour_during"] = ratio(out["tickets_during"], out["window_hours"])
     out["baseline_tickets"] = per_tickets["baseline_n"].to_numpy()
     out["baseline_tickets_per_hour"] = out["baseline_tickets"].astype("float64") / BASELINE_HOURS
     floats = [

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
-from kpi_pipeline.kpis.completion import ratio
+from kpi_pipeline.kpis.common import ratio
 
 METRICS: tuple[str, ...] = (
     "completion_rate",
