@@ -1,4 +1,4 @@
-"""``kpi-pipeline``: generate sample data, materialize date ranges, run the demo."""
+"""``kpi-pipeline``: generate sample data, import and check sources, materialize date ranges, run the demo."""
 
 from __future__ import annotations
 
@@ -11,9 +11,16 @@ from pathlib import Path
 
 import dagster as dg
 
-from kpi_pipeline.config import ConfigError
-from kpi_pipeline.runner import StepResult, UsageError, execute, partition_days, plan
+from kpi_pipeline.config import ConfigError, load_config
+from kpi_pipeline.contract import SOURCES
+from kpi_pipeline.ingest.incidents import stage_incidents
+from kpi_pipeline.ingest.raw_files import UnreadableFileError
+from kpi_pipeline.ingest.telemetry import MissingPartitionError, stage_telemetry_partition
+from kpi_pipeline.ingest.tickets import stage_tickets
+from kpi_pipeline.runner import StepResult, UsageError, execute, partition_days, plan, without_sources
 from kpi_pipeline.settings import Settings
+from kpi_pipeline.sources.files import available_sources
+from kpi_pipeline.sources.importer import TelemetryImportError, import_telemetry
 
 
 def _date(text: str) -> dt.date:
@@ -63,9 +70,10 @@ def _print_step(result: StepResult, number: int, total: int) -> None:
     for name, meta in result.metadata.items():
         if "raw_rows" in meta:
             older = f" + {meta['superseded_versions']} older versions" if meta["superseded_versions"] else ""
+            filtered = f" ({meta['filtered_rows']} left out by filters)" if meta.get("filtered_rows") else ""
             print(
                 f"    {name}: {meta['raw_rows']} raw = {meta['staged_rows']} staged{older}"
-                f" + {meta['quarantined_rows']} quarantined"
+                f" + {meta['quarantined_rows']} quarantined{filtered}"
             )
     if not result.success:
         print(f"    {result.message}")
@@ -78,18 +86,21 @@ def materialize_range(
     """Materialize the range and print progress; the exit status is 1 when any run failed."""
     from kpi_pipeline.definitions import build_definitions
 
-    found = raw_telemetry_days(settings.data_dir)
-    if start is None or end is None:
-        if not found:
-            print(f"no telemetry under {settings.data_dir / 'raw' / 'telemetry'}; pass --start and --end")
-            return 2
-        start, end = start or found[0], end or found[-1]
-    days = partition_days(start, end)
     defs = build_definitions(settings)
-    steps = plan(defs, days, select)
-    print(
-        f"materializing {len(days)} day(s) {start} … {end} in {len(steps)} runs into {settings.warehouse_url}"
-    )
+    available = available_sources(settings.data_dir, load_config(settings.config_path).sources)
+    skip = {} if select else without_sources(defs, available)
+    for name, reason in sorted(skip.items()):
+        print(f"skipping {name}: {reason} under {settings.data_dir}")
+    found = raw_telemetry_days(settings.data_dir)
+    if (start is None or end is None) and found:
+        start, end = start or found[0], end or found[-1]
+    days = partition_days(start, end) if start and end else []
+    if not days and "telemetry" in available:
+        print("error: pass --start and --end")
+        return 2
+    steps = plan(defs, days, select, skip)
+    where = f"{len(days)} day(s) {start} … {end}" if days else "no daily partitions"
+    print(f"materializing {where} in {len(steps)} runs into {settings.warehouse_url}")
     results = execute(defs, steps, _instance(), progress=_print_step)
     failed = [r for r in results if not r.success]
     skipped = sum(r.skipped for r in results)
@@ -120,6 +131,68 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """Split a many-day telemetry export into raw/telemetry/date=…/ (exit 1 when rows had no day)."""
+    if args.source != "telemetry":
+        print(
+            f"error: {args.source} exports need no import: set sources.{args.source}.path in kpi.yaml "
+            "to where the files lie",
+            file=sys.stderr,
+        )
+        return 2
+    settings = Settings.from_env()
+    mapping = load_config(settings.config_path).sources.telemetry
+    result = import_telemetry(Path(args.file), settings.data_dir, mapping, args.name)
+    days = sorted(result.rows_by_day)
+    rows = sum(result.rows_by_day.values())
+    print(
+        f"imported {rows:,} rows of {args.file} as {result.name} into {len(days)} day folder(s) "
+        f"{days[0]} … {days[-1]} under {settings.data_dir / 'raw' / 'telemetry'}"
+    )
+    if result.removed:
+        print(f"removed {len(result.removed)} file(s) of an earlier import on days this export no longer has")
+    if result.unplaced_lines:
+        shown = ", ".join(map(str, result.unplaced_lines[:10]))
+        more = " …" if len(result.unplaced_lines) > 10 else ""
+        print(
+            f"warning: {len(result.unplaced_lines)} row(s) have no parseable occurred_at and were not "
+            f"imported: lines {shown}{more}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def cmd_check_source(args: argparse.Namespace) -> int:
+    """Stage one source as kpi.yaml maps it and print the reconciliation, reasons and first rows."""
+    settings = Settings.from_env()
+    config = load_config(settings.config_path)
+    mapping = getattr(config.sources, args.source)
+    if args.source == "telemetry":
+        if args.date is None:
+            print("error: telemetry is checked one day at a time: pass --date YYYY-MM-DD", file=sys.stderr)
+            return 2
+        staged = stage_telemetry_partition(settings.data_dir, args.date, config.event_aliases, mapping)
+        report, rows = staged.report, staged.events
+    else:
+        stage = stage_tickets if args.source == "tickets" else stage_incidents
+        exports = stage(settings.data_dir, mapping)
+        report, rows = exports.report, exports.records
+    how = "the native contract" if mapping is None else "its kpi.yaml mapping"
+    files = ", ".join(report.files) or f"none (relative paths resolve against {settings.data_dir})"
+    print(f"{args.source} read as {how} from {len(report.files)} file(s): {files}")
+    print(
+        f"{report.raw_rows:,} raw rows = {report.staged_rows:,} staged + {report.superseded_versions:,} "
+        f"older versions + {report.quarantined_rows:,} quarantined ({report.filtered_rows:,} more left "
+        "out by the mapping's filters)"
+    )
+    for reason, count in sorted(report.reasons.items(), key=lambda item: -item[1]):
+        print(f"    {reason}: {count:,}")
+    if args.rows > 0 and len(rows):
+        print(rows.head(args.rows).to_string(index=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kpi-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +211,26 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--select", nargs="+", metavar="ASSET", help="only these assets")
     mat.set_defaults(func=cmd_materialize)
 
+    imp = sub.add_parser(
+        "import", help="split a many-day telemetry export by UTC event date into raw/telemetry/date=…/"
+    )
+    imp.add_argument("--source", required=True, choices=SOURCES, help="only telemetry needs an import")
+    imp.add_argument(
+        "file", metavar="FILE", help="the export (read with kpi.yaml's sources.telemetry mapping)"
+    )
+    imp.add_argument(
+        "--name", help="file name in each day folder (default: FILE's name); a re-import replaces it"
+    )
+    imp.set_defaults(func=cmd_import)
+
+    check = sub.add_parser(
+        "check-source", help="stage one source as kpi.yaml maps it and print what came out"
+    )
+    check.add_argument("source", choices=SOURCES)
+    check.add_argument("--date", type=_date, help="the telemetry day to stage (telemetry only)")
+    check.add_argument("--rows", type=int, default=5, help="staged rows to print")
+    check.set_defaults(func=cmd_check_source)
+
     demo = sub.add_parser("demo", help="generate the sample data (if absent), materialize it, print KPIs")
     demo.add_argument("--days", type=int, default=28)
     demo.add_argument("--seed", type=int, default=7)
@@ -150,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, UsageError) as exc:
+    except (ConfigError, UsageError, UnreadableFileError, MissingPartitionError, TelemetryImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

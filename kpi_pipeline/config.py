@@ -1,4 +1,4 @@
-"""Load and validate ``kpi.yaml`` (workflows, ROI assumptions, aliases).
+"""Load and validate ``kpi.yaml`` (workflows, ROI assumptions, aliases, source mappings).
 
 Every key is declared here with its default; an unknown key, a wrong type, a
 negative cost or a topic claimed by two workflows fails at load with a
@@ -8,13 +8,13 @@ message that names the file and the key.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from kpi_pipeline.sources.model import Sources
 
 
 class ConfigError(ValueError):
@@ -108,6 +108,7 @@ class KpiConfig(_Strict):
     automation: Automation = Automation()
     workflows: dict[str, Workflow] = {}
     event_aliases: tuple[EventAlias, ...] = ()
+    sources: Sources = Sources()  # how each source's export maps onto the contract (none: native)
 
     @model_validator(mode="after")
     def _topic_in_one_workflow(self) -> KpiConfig:
@@ -134,11 +135,6 @@ class KpiConfig(_Strict):
     def owner_for(self, area: str) -> str:
         """Owner of a non-workflow table family, falling back to ``default_owner``."""
         return getattr(self.owners, area, None) or self.default_owner
-
-    def staging_fingerprint(self) -> str:
-        """Hash of the config parts that change staged telemetry (the aliases)."""
-        payload = [a.model_dump(mode="json", by_alias=True) for a in self.event_aliases]
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _key_path(loc: tuple[Any, ...]) -> str:

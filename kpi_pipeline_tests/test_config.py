@@ -150,19 +150,6 @@ def test_top_level_must_be_a_mapping() -> None:
     assert error_of(["cost_per_ticket", 3]) == "kpi.yaml: the top level must be a mapping of keys, got list"
 
 
-def test_staging_fingerprint_tracks_only_aliases() -> None:
-    base = {"cost_per_ticket": 25.0, "event_aliases": [{"from": "task_done", "to": "task_completed"}]}
-    fingerprint = parse_config(base).staging_fingerprint()
-    assert len(fingerprint) == 12
-    assert parse_config({**base, "cost_per_ticket": 99.0}).staging_fingerprint() == fingerprint
-    assert parse_config({**base, "windows": {"completion": 48}}).staging_fingerprint() == fingerprint
-    changed_target = {"event_aliases": [{"from": "task_done", "to": "task_step"}]}
-    assert parse_config(changed_target).staging_fingerprint() != fingerprint
-    bounded = {"event_aliases": [{"from": "task_done", "to": "task_completed", "valid_until": "2026-02-09"}]}
-    assert parse_config(bounded).staging_fingerprint() != fingerprint
-    assert parse_config({}).staging_fingerprint() != fingerprint
-
-
 def test_workflow_owner_falls_back_to_default_owner() -> None:
     config = parse_config(
         {

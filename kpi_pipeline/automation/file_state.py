@@ -18,8 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from kpi_pipeline.config import EventAlias
-
-IN_PROGRESS_SUFFIXES: tuple[str, ...] = (".tmp", ".part")
+from kpi_pipeline.ingest.discovery import IN_PROGRESS_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -32,17 +31,31 @@ class FileState:
         return f"{self.size}:{self.mtime_ns}"
 
 
+def states(paths: Iterable[Path], root: Path) -> dict[str, FileState]:
+    """File → state for given files, named relative to ``root`` (absolute when outside it)."""
+    out = {}
+    for path in paths:
+        stat = path.stat()
+        try:
+            name = path.relative_to(root).as_posix()
+        except ValueError:
+            name = path.resolve().as_posix()
+        out[name] = FileState(stat.st_size, stat.st_mtime_ns)
+    return out
+
+
 def scan(folder: Path, root: Path) -> dict[str, FileState]:
     """Every file under ``folder`` (path relative to ``root`` → state), except in-progress and hidden ones."""
     if not folder.is_dir():
         return {}
-    out = {}
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file() or path.name.startswith(".") or path.name.endswith(IN_PROGRESS_SUFFIXES):
-            continue
-        stat = path.stat()
-        out[path.relative_to(root).as_posix()] = FileState(stat.st_size, stat.st_mtime_ns)
-    return out
+    return states(
+        (
+            p
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.startswith(".") and not p.name.endswith(IN_PROGRESS_SUFFIXES)
+        ),
+        root,
+    )
 
 
 @dataclass
@@ -126,9 +139,10 @@ def aliases_for_day(aliases: Sequence[EventAlias], day: dt.date) -> list[dict[st
 
 
 def telemetry_data_versions(
-    current: Mapping[str, FileState], aliases: Sequence[EventAlias]
+    current: Mapping[str, FileState], aliases: Sequence[EventAlias], mapping: str = ""
 ) -> dict[str, str]:
-    """Data version of each telemetry partition: its files' states plus the aliases that apply to it.
+    """Data version of each telemetry partition: its files' states, the aliases that apply to it
+    and the telemetry source mapping (``mapping``: its JSON, empty for the native contract).
 
     An alias change moves exactly the versions of the days inside the alias window,
     so Dagster marks exactly those partitions (and what reads them) stale.
@@ -140,7 +154,11 @@ def telemetry_data_versions(
             by_day.setdefault(day, []).append((path, state.key))
     return {
         day.isoformat(): state_hash(
-            [*files, ("aliases", json.dumps(aliases_for_day(aliases, day), sort_keys=True))]
+            [
+                *files,
+                ("aliases", json.dumps(aliases_for_day(aliases, day), sort_keys=True)),
+                ("mapping", mapping),
+            ]
         )
         for day, files in by_day.items()
     }

@@ -19,6 +19,7 @@ re-exported historical day must reach its KPIs too).
 """
 
 import datetime as dt
+import json
 import time
 import warnings
 from pathlib import Path
@@ -31,11 +32,13 @@ from kpi_pipeline.automation.file_state import (
     scan,
     settled_changes,
     state_hash,
+    states,
     telemetry_data_versions,
     telemetry_day,
 )
 from kpi_pipeline.defs.partitions import daily_partitions
 from kpi_pipeline.defs.resources import KpiData
+from kpi_pipeline.sources.files import export_files
 
 SETTLE_SECONDS = 60.0
 SENSOR_INTERVAL_SECONDS = 30
@@ -90,8 +93,14 @@ observe_telemetry_job = dg.define_asset_job(
 
 
 def _observe_raw_telemetry(kpi_data: KpiData) -> dg.DataVersionsByPartition:
+    config = kpi_data.config()
     files = scan(kpi_data.root / "raw" / "telemetry", kpi_data.root)
-    versions = telemetry_data_versions(files, kpi_data.config().event_aliases)
+    mapping = config.sources.telemetry
+    versions = telemetry_data_versions(
+        files,
+        config.event_aliases,
+        json.dumps(mapping.model_dump(mode="json"), sort_keys=True) if mapping else "",
+    )
     valid = set(daily_partitions.get_partition_keys())
     return dg.DataVersionsByPartition({day: v for day, v in versions.items() if day in valid})
 
@@ -164,11 +173,12 @@ def _export_sensor(name: str, source: str, asset: str) -> dg.SensorDefinition:
         name=name,
         job=exports_job,
         minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
-        description=f"Requests exports_job for {asset} when an export under raw/{source}/ is new or changed "
-        "and has settled; the run key carries the state of every export.",
+        description=f"Requests exports_job for {asset} when an export under raw/{source}/ (or the path of "
+        "its source mapping) is new or changed and has settled; the run key carries every export's state.",
     )
     def _sensor(context: dg.SensorEvaluationContext, kpi_data: KpiData) -> dg.SensorResult:
-        current = scan(kpi_data.root / "raw" / source, kpi_data.root)
+        mapping = getattr(kpi_data.config().sources, source)
+        current = states(export_files(kpi_data.root, source, mapping), kpi_data.root)
         event = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
         processed = dict.fromkeys(current, int(event.timestamp * 1e9)) if event else {}
         ready, cursor = settled_changes(

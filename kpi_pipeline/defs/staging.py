@@ -29,6 +29,7 @@ def report_metadata(report: StagingReport) -> dict[str, object]:
         "staged_rows": report.staged_rows,
         "quarantined_rows": report.quarantined_rows,
         "superseded_versions": report.superseded_versions,
+        "filtered_rows": report.filtered_rows,
         "reconciled": report.reconciled,
         "files": dg.MetadataValue.json(report.files),
         "ignored_files": dg.MetadataValue.json(report.ignored_files),
@@ -162,7 +163,7 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         day = dt.date.fromisoformat(context.partition_key)
         cfg = kpi_data.config()
         try:
-            staged = stage_telemetry_partition(kpi_data.root, day, cfg.event_aliases)
+            staged = stage_telemetry_partition(kpi_data.root, day, cfg.event_aliases, cfg.sources.telemetry)
         except (MissingPartitionError, UnreadableFileError) as exc:
             raise _fail(exc) from None
         warehouse.get().replace(
@@ -204,8 +205,8 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
             owners=owners,
             kinds={"pandas", "sql"},
             description=(
-                f"{what} from every export under raw/{source}/, merged: the version with the latest "
-                "updated_at wins (ties: the file whose path sorts last). Rejected rows go to "
+                f"{what} from every export under raw/{source}/ (or its source mapping's path), merged: the "
+                "latest version wins (ties: the file whose path sorts last). Rejected rows go to "
                 f"`quarantine`. Stored as warehouse table `{table_name}`."
             ),
             metadata=table_metadata(spec, source),
@@ -214,7 +215,7 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
             context: dg.AssetExecutionContext, kpi_data: KpiData, warehouse: WarehouseResource
         ) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
             try:
-                staged = stage(kpi_data.root)
+                staged = stage(kpi_data.root, getattr(kpi_data.config().sources, source))
             except UnreadableFileError as exc:
                 raise _fail(exc) from None
             warehouse.get().replace("quarantine", staged.quarantine, where={"source": source})

@@ -15,9 +15,11 @@ from kpi_pipeline.ingest.rows import (
     is_blank,
     parse_timestamps,
     stage_exports,
+    with_mapping_reasons,
 )
+from kpi_pipeline.sources.model import INCIDENT_TIMESTAMPS, IncidentMapping
 
-TIMESTAMPS: tuple[str, ...] = ("started_at", "detected_at", "resolved_at", "updated_at")
+TIMESTAMPS: tuple[str, ...] = INCIDENT_TIMESTAMPS
 SEVERITY_PATTERN = r"^(?:sev|p)?\s*-?\s*([1-4])$"
 
 
@@ -43,7 +45,8 @@ def normalise_workflows(values: pd.Series) -> pd.Series:
 
 
 def validate_incidents(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split incident versions into (valid typed versions, rejected rows with ``reason``)."""
+    """Split incident versions into (valid typed versions, rejected rows with ``reason``); a mapped
+    source's own reasons (``_reason``) count by the contract's precedence."""
     ts = {name: parse_timestamps(rows[name]) for name in TIMESTAMPS}
     severity = normalise_severity(rows["severity"])
     given = {name: ~is_blank(rows[name]) for name in INCIDENT_FIELDS}
@@ -53,7 +56,7 @@ def validate_incidents(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         (severity.isna(), "bad_value:severity"),
         ((ts["resolved_at"] < ts["started_at"]).fillna(False), "bad_value:resolved_at"),
     ]
-    reason = first_reason(rows.index, checks)
+    reason = with_mapping_reasons(first_reason(rows.index, checks), rows)
     keep = reason.isna().to_numpy(dtype=bool)
 
     valid = rows.loc[keep].copy()
@@ -69,8 +72,9 @@ def validate_incidents(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return valid, rejected
 
 
-def stage_incidents(data_root: Path) -> StagedExports:
-    """Read every incident export under ``raw/incidents``; the latest version of each incident wins."""
+def stage_incidents(data_root: Path, mapping: IncidentMapping | None = None) -> StagedExports:
+    """Read every incident export (under ``raw/incidents``, or where ``mapping`` says, mapped onto
+    the contract); the latest version of each incident wins."""
     return stage_exports(
         data_root,
         "incidents",
@@ -79,4 +83,5 @@ def stage_incidents(data_root: Path) -> StagedExports:
         "incident_id",
         validate_incidents,
         "stg_incidents",
+        mapping,
     )

@@ -1,4 +1,5 @@
-"""Read one raw export file (JSONL or CSV, optionally gzip) into string columns.
+"""Read one raw export file (JSONL, CSV or whitespace-separated; optionally gzip or zip) into
+string columns.
 
 Every non-blank line becomes either a parsed row (all values as strings, with
 its 1-based line number) or a malformed row; nothing is dropped. Parsing is
@@ -12,7 +13,9 @@ import csv
 import gzip
 import io
 import re
+import zipfile
 import zlib
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +28,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
 LINE = "_line"
+PRIOR = "_reason"  # a source mapping's quarantine reason for the row (NA where it found none)
+ORDER = "_order"  # a source mapping's version order of the row (the latest version wins)
 
 
 class UnreadableFileError(RuntimeError):
@@ -39,6 +44,8 @@ class RawFile:
     in the file plus ``_line``. ``malformed_lines`` are the 1-based line numbers
     of records that could not be parsed. ``lines`` keeps the decoded text of
     every line so rejected rows can be quarantined with their original text.
+    ``header`` is the line number of the header row (0 when the file has none);
+    ``filtered`` counts rows a source mapping's filters left out (not in ``rows``).
     """
 
     path: Path
@@ -46,6 +53,8 @@ class RawFile:
     malformed_lines: np.ndarray
     lines: list[bytes] = field(repr=False)
     columns: tuple[str, ...] = ()
+    header: int = 0
+    filtered: int = 0
 
     @property
     def raw_rows(self) -> int:
@@ -68,17 +77,34 @@ def file_format(path: Path) -> str | None:
     return None
 
 
+def _unzip(path: Path, data: bytes) -> bytes:
+    """The one member of a zip archive (exports often arrive zipped)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = [m for m in archive.infolist() if not m.is_dir()]
+            if len(members) != 1:
+                names = ", ".join(m.filename for m in members) or "none"
+                raise UnreadableFileError(f"{path}: a zip export must hold exactly one file, found: {names}")
+            return archive.read(members[0])
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise UnreadableFileError(f"{path}: not a valid zip file ({exc})") from None
+
+
 def read_bytes(path: Path) -> bytes:
-    """File contents, gunzipped for ``.gz``; fails naming the file when not gzip or not UTF-8."""
+    """File contents, gunzipped for ``.gz``, unzipped for a one-file ``.zip``; fails naming the
+    file when the archive is broken or the text is not UTF-8."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise UnreadableFileError(f"{path}: cannot be read: {exc.strerror or exc}") from None
-    if path.name.lower().endswith(".gz"):
+    name = path.name.lower()
+    if name.endswith(".gz"):
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
             raise UnreadableFileError(f"{path}: not a valid gzip file ({exc})") from None
+    elif name.endswith(".zip"):
+        data = _unzip(path, data)
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -97,13 +123,24 @@ def _split_lines(data: bytes) -> tuple[list[bytes], np.ndarray]:
     return lines, np.flatnonzero(lengths > 0) + 1
 
 
-def _arrow_to_strings(table: pa.Table) -> pd.DataFrame:
-    """Every column as pandas strings (numbers keep their JSON spelling, lists are ';'-joined)."""
+def _list_items(col: pa.Array) -> pa.Array:
+    """A list column as lists of text: objects stand for their ``name`` (status-page components)."""
+    items = col.values
+    if pa.types.is_struct(items.type) and items.type.get_field_index("name") >= 0:
+        items = pc.struct_field(items, "name")
+    return pa.ListArray.from_arrays(col.offsets, pc.cast(items, pa.string()), mask=col.is_null())
+
+
+def _arrow_to_strings(table: pa.Table, keep: Collection[str] | None = None) -> pd.DataFrame:
+    """Every column (or the ``keep`` ones) as pandas strings: numbers keep their JSON spelling,
+    lists are ';'-joined."""
     out: dict[str, pd.Series] = {}
     for name, col in zip(table.column_names, table.columns, strict=True):
+        if keep is not None and name not in keep:
+            continue
         col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-        if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
-            col = pc.binary_join(pc.cast(col, pa.list_(pa.string())), ";")
+        if pa.types.is_list(col.type):
+            col = pc.binary_join(_list_items(col), ";")
         elif not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
             try:
                 col = pc.cast(col, pa.string())
@@ -113,13 +150,20 @@ def _arrow_to_strings(table: pa.Table) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _item_text(item: object) -> str:
+    """One list item as text; an object stands for its ``name`` (as in :func:`_list_items`)."""
+    if isinstance(item, dict) and "name" in item:
+        return "" if item["name"] is None else str(item["name"])
+    return str(item)
+
+
 def _to_text(value: object) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        return ";".join("" if v is None else str(v) for v in value)
+        return ";".join("" if v is None else _item_text(v) for v in value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict):
@@ -153,21 +197,26 @@ def _odd_value_pattern(string_fields: tuple[str, ...], numeric_fields: tuple[str
     )
 
 
-def _arrow_rows(body: bytes, count: int, options: pa_json.ParseOptions) -> pd.DataFrame | None:
+def _arrow_rows(
+    body: bytes, count: int, options: pa_json.ParseOptions, keep: Collection[str] | None
+) -> pd.DataFrame | None:
     """Parse JSONL with pyarrow; None when it rejects the body (a broken line or mixed value types)."""
     if count == 0:
         return pd.DataFrame()
     try:
         table = pa_json.read_json(io.BytesIO(body), parse_options=options)
+        return _arrow_to_strings(table, keep) if table.num_rows == count else None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    return _arrow_to_strings(table) if table.num_rows == count else None
 
 
-def _record_rows(candidates: list[bytes], mask: np.ndarray) -> pd.DataFrame:
+def _record_rows(candidates: list[bytes], mask: np.ndarray, keep: Collection[str] | None) -> pd.DataFrame:
     """The masked lines built record by record (the path for lines pyarrow cannot type)."""
-    records = [_parse_json_line(c) for c, keep in zip(candidates, mask, strict=True) if keep]
-    return pd.DataFrame.from_records(records).astype("string") if records else pd.DataFrame()
+    records = [_parse_json_line(c) for c, chosen in zip(candidates, mask, strict=True) if chosen]
+    if not records:
+        return pd.DataFrame()
+    rows = pd.DataFrame.from_records(records).astype("string")
+    return rows if keep is None else rows[[c for c in rows.columns if c in keep]]
 
 
 def _read_jsonl(
@@ -176,8 +225,10 @@ def _read_jsonl(
     numbers: np.ndarray,
     string_fields: tuple[str, ...],
     numeric_fields: tuple[str, ...],
+    keep: Collection[str] | None = None,
 ) -> RawFile:
-    """Columnar parse of the lines that are JSON objects; the others are malformed.
+    """Columnar parse of the lines that are JSON objects (only the ``keep`` fields when given);
+    the others are malformed.
 
     Lines that start with ``{`` and end with ``}`` are parsed by pyarrow, except
     the few whose values pyarrow cannot type (a number in a text field, text in
@@ -195,8 +246,8 @@ def _read_jsonl(
     options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
 
     def arrow(mask: np.ndarray) -> pd.DataFrame | None:
-        body = b"\n".join(c for c, keep in zip(candidates, mask, strict=True) if keep)
-        return _arrow_rows(body, int(mask.sum()), options)
+        body = b"\n".join(c for c, chosen in zip(candidates, mask, strict=True) if chosen)
+        return _arrow_rows(body, int(mask.sum()), options, keep)
 
     fast = arrow(ok & ~odd)
     if fast is None:
@@ -206,7 +257,7 @@ def _read_jsonl(
         odd[:] = True
         fast = pd.DataFrame()
     fast[LINE] = numbers[ok & ~odd]
-    slow = _record_rows(candidates, ok & odd)
+    slow = _record_rows(candidates, ok & odd, keep)
     slow[LINE] = numbers[ok & odd]
     rows = pd.concat([fast, slow], ignore_index=True) if len(slow) else fast
     rows = rows.sort_values(LINE, kind="stable", ignore_index=True)
@@ -214,17 +265,43 @@ def _read_jsonl(
     return RawFile(path, rows, numbers[~ok], lines, present)
 
 
-def _read_csv(path: Path, lines: list[bytes], numbers: np.ndarray, key_field: str) -> RawFile:
-    if len(numbers) == 0:
-        raise UnreadableFileError(f"{path}: empty CSV file, expected a header row with {key_field}")
-    header_line = lines[numbers[0] - 1].decode("utf-8").rstrip("\r")
-    header = next(csv.reader([header_line]))
-    header = [h.strip() for h in header]
-    if key_field not in header:
-        raise UnreadableFileError(f"{path}: CSV header has no {key_field} column (header: {header_line!r})")
+def _missing_columns_error(path: Path, kind: str, missing: Sequence[str], header_line: str) -> str:
+    columns = ", ".join(missing)
+    return f"{path}: {kind} header has no {columns} column (header: {header_line!r})"
+
+
+def _read_csv(
+    path: Path,
+    lines: list[bytes],
+    numbers: np.ndarray,
+    required: Sequence[str],
+    delimiter: str = ",",
+    names: Sequence[str] = (),
+    keep: Collection[str] | None = None,
+) -> RawFile:
+    """Parse CSV rows; the first non-blank line is the header unless ``names`` gives the columns.
+
+    ``required`` columns must be in the header; ``keep`` limits the columns converted.
+    """
+    if len(numbers) == 0 and not names:
+        raise UnreadableFileError(f"{path}: empty CSV file, expected a header row with {', '.join(required)}")
+    header_line = ""
+    if names:
+        header = list(names)
+    else:
+        header_line = lines[numbers[0] - 1].decode("utf-8").rstrip("\r")
+        header = [h.strip() for h in next(csv.reader([header_line], delimiter=delimiter))]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise UnreadableFileError(_missing_columns_error(path, "CSV", missing, header_line))
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
         raise UnreadableFileError(f"{path}: CSV header repeats column(s) {', '.join(dupes)}")
+    skip = 0 if names else 1
+    if len(numbers) == 0:
+        empty = pd.DataFrame({h: pd.Series(dtype="string") for h in header if keep is None or h in keep})
+        empty[LINE] = np.array([], dtype=np.int64)
+        return RawFile(path, empty, numbers, lines, tuple(header))
     body = b"\n".join(lines[i - 1] for i in numbers)
     invalid: list[int] = []
 
@@ -232,13 +309,17 @@ def _read_csv(path: Path, lines: list[bytes], numbers: np.ndarray, key_field: st
         invalid.append(row.number)
         return "skip"
 
+    wanted = header if keep is None else [h for h in header if h in keep]
     try:
         table = pa_csv.read_csv(
             io.BytesIO(body),
-            read_options=pa_csv.ReadOptions(use_threads=False, column_names=header, skip_rows=1),
-            parse_options=pa_csv.ParseOptions(invalid_row_handler=_skip, newlines_in_values=False),
+            read_options=pa_csv.ReadOptions(use_threads=False, column_names=header, skip_rows=skip),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=delimiter, invalid_row_handler=_skip, newlines_in_values=False
+            ),
             convert_options=pa_csv.ConvertOptions(
                 column_types={h: pa.string() for h in header},
+                include_columns=wanted,
                 null_values=[""],
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=True,
@@ -246,14 +327,88 @@ def _read_csv(path: Path, lines: list[bytes], numbers: np.ndarray, key_field: st
         )
     except pa.ArrowInvalid as exc:
         raise UnreadableFileError(f"{path}: CSV cannot be parsed: {exc}") from None
-    # pyarrow numbers rows of the joined body from 1 (the header); map them back to file lines.
-    data_numbers = numbers[1:]
+    # pyarrow numbers rows of the joined body from 1 (the header, when there is one); map them back.
+    data_numbers = numbers[skip:]
     bad_mask = np.zeros(len(data_numbers), dtype=bool)
     if invalid:
-        bad_mask[np.asarray(invalid, dtype=np.int64) - 2] = True
+        bad_mask[np.asarray(invalid, dtype=np.int64) - 1 - skip] = True
     rows = _arrow_to_strings(table)
     rows[LINE] = data_numbers[~bad_mask]
-    return RawFile(path, rows, data_numbers[bad_mask], lines, tuple(header))
+    header_number = 0 if names else int(numbers[0])
+    return RawFile(path, rows, data_numbers[bad_mask], lines, tuple(header), header=header_number)
+
+
+def _read_whitespace(
+    path: Path,
+    lines: list[bytes],
+    numbers: np.ndarray,
+    required: Sequence[str],
+    names: Sequence[str] = (),
+    keep: Collection[str] | None = None,
+) -> RawFile:
+    """Parse whitespace-separated rows (runs of spaces or tabs; leading ones ignored).
+
+    A row with another number of values than the header has is malformed.
+    """
+    if len(numbers) == 0 and not names:
+        raise UnreadableFileError(f"{path}: empty file, expected a header row with {', '.join(required)}")
+    chosen = pa.array(np.asarray(lines, dtype=object)[numbers - 1], type=pa.binary())
+    texts = pc.utf8_trim_whitespace(pc.cast(chosen, pa.string()))
+    parts = pc.split_pattern_regex(texts, r"\s+")
+    header_line = ""
+    if names:
+        header = list(names)
+    else:
+        header_line = lines[numbers[0] - 1].decode("utf-8").rstrip("\r")
+        header = header_line.split()
+        parts = parts.slice(1)
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise UnreadableFileError(_missing_columns_error(path, "whitespace-separated", missing, header_line))
+    skip = 0 if names else 1
+    data_numbers = numbers[skip:]
+    ok = np.asarray(pc.equal(pc.list_value_length(parts), len(header)), dtype=bool)
+    good = parts.filter(pa.array(ok))
+    rows = pd.DataFrame(
+        {
+            name: pd.Series(pc.list_element(good, i).to_pandas(), dtype="string")
+            for i, name in enumerate(header)
+            if keep is None or name in keep
+        },
+        index=pd.RangeIndex(int(ok.sum())),
+    )
+    rows[LINE] = data_numbers[ok]
+    header_number = 0 if names else int(numbers[0])
+    return RawFile(path, rows, data_numbers[~ok], lines, tuple(header), header=header_number)
+
+
+FORMATS: tuple[str, ...] = ("csv", "whitespace", "jsonl")
+
+
+def read_table_file(
+    path: Path,
+    fmt: str,
+    required: Sequence[str] = (),
+    *,
+    delimiter: str = ",",
+    names: Sequence[str] = (),
+    string_fields: tuple[str, ...] = (),
+    keep: Collection[str] | None = None,
+) -> RawFile:
+    """Parse ``path`` in format ``fmt`` (csv, whitespace or jsonl; the file may be gzip or zip).
+
+    ``required`` columns must be in a header; ``names`` are the columns of a file
+    without a header row; ``string_fields`` stay raw text in JSON; ``keep``
+    limits the columns returned (None: all).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown file format {fmt!r}; formats: {', '.join(FORMATS)}")
+    lines, numbers = _split_lines(read_bytes(path))
+    if fmt == "jsonl":
+        return _read_jsonl(path, lines, numbers, string_fields, (), keep)
+    if fmt == "whitespace":
+        return _read_whitespace(path, lines, numbers, required, names, keep)
+    return _read_csv(path, lines, numbers, required, delimiter, names, keep)
 
 
 def read_raw_file(
@@ -271,4 +426,4 @@ def read_raw_file(
     lines, numbers = _split_lines(read_bytes(path))
     if fmt == "jsonl":
         return _read_jsonl(path, lines, numbers, string_fields, numeric_fields)
-    return _read_csv(path, lines, numbers, key_field)
+    return _read_csv(path, lines, numbers, (key_field,))

@@ -10,12 +10,34 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kpi_pipeline.contract import (
+    BAD_TIMESTAMP,
+    BAD_VALUE,
+    DUPLICATE_EVENT_ID,
+    MALFORMED,
+    MISSING_FIELD,
+    OUTSIDE_PARTITION,
+    UNKNOWN_EVENT_TYPE,
+)
 from kpi_pipeline.ingest.discovery import list_files
-from kpi_pipeline.ingest.raw_files import LINE, RawFile, read_raw_file
+from kpi_pipeline.ingest.raw_files import LINE, ORDER, PRIOR, RawFile, read_raw_file
+from kpi_pipeline.sources.files import read_mapped_file, source_files
+from kpi_pipeline.sources.model import SourceMapping
 from kpi_pipeline.tables import conform, table
 
 QUARANTINE_COLUMNS: tuple[str, ...] = ("source", "partition", "file", "line", "reason", "raw")
 FILE = "_file"
+# The contract's quarantine reasons, first applicable first (``missing_field:x`` ranks as missing_field).
+REASON_ORDER: tuple[str, ...] = (
+    MALFORMED,
+    MISSING_FIELD,
+    BAD_TIMESTAMP,
+    OUTSIDE_PARTITION,
+    UNKNOWN_EVENT_TYPE,
+    BAD_VALUE,
+    DUPLICATE_EVENT_ID,
+)
+_REASON_RANK: dict[str, int] = {name: position for position, name in enumerate(REASON_ORDER)}
 
 
 def is_blank(values: pd.Series) -> pd.Series:
@@ -36,6 +58,20 @@ def first_reason(index: pd.Index, checks: Sequence[tuple[pd.Series, str]]) -> pd
     return reason
 
 
+def with_mapping_reasons(reason: pd.Series, rows: pd.DataFrame) -> pd.Series:
+    """``reason`` merged with the reasons a source mapping gave the rows (``_reason``), keeping
+    for each row the one the contract lists first; unchanged for native rows."""
+    if PRIOR not in rows.columns:
+        return reason
+    prior = rows[PRIOR]
+
+    def ranks(values: pd.Series) -> pd.Series:
+        return values.str.partition(":")[0].map(_REASON_RANK).astype("float64")
+
+    earlier = prior.notna() & (reason.isna() | (ranks(prior) < ranks(reason)).fillna(False))
+    return reason.mask(earlier.to_numpy(dtype=bool), prior)
+
+
 def with_columns(rows: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """``rows`` with every named column present (absent ones as all-NA strings)."""
     missing = [c for c in columns if c not in rows.columns]
@@ -46,10 +82,12 @@ def with_columns(rows: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 
 def combine(files: Sequence[RawFile], columns: Sequence[str], root: Path) -> pd.DataFrame:
-    """Parsed rows of several files in file order, with ``_file`` (relative path) and ``_line``."""
+    """Parsed rows of several files in file order, with ``_file`` (relative path) and ``_line``
+    (and a mapped source's ``_reason`` and ``_order``)."""
     frames = []
     for raw in files:
-        rows = with_columns(raw.rows, columns)[[*columns, LINE]]
+        mapped = [c for c in (PRIOR, ORDER) if c in raw.rows.columns]
+        rows = with_columns(raw.rows, columns)[[*columns, LINE, *mapped]]
         rows[FILE] = relative(raw.path, root)
         frames.append(rows)
     if not frames:
@@ -126,6 +164,7 @@ class StagingReport:
     fields_seen: dict[str, int] = field(default_factory=dict)
     unknown_fields: dict[str, int] = field(default_factory=dict)
     superseded_versions: int = 0
+    filtered_rows: int = 0  # rows a source mapping's filters left out; not raw rows
 
     @property
     def reconciled(self) -> bool:
@@ -173,14 +212,23 @@ def stage_exports(
     key: str,
     validate: Validator,
     table_name: str,
+    mapping: SourceMapping | None = None,
 ) -> StagedExports:
-    """Read every export of ``source`` under ``raw/<source>``, validate each version, and keep
-    the latest version per ``key`` (by ``updated_at``; ties → the path that sorts last)
-    as rows of the warehouse table ``table_name``."""
-    paths, ignored = list_files(data_root / "raw" / source, extensions, recursive=True)
-    files = [read_raw_file(p, key, fields) for p in paths]
+    """Read every export of ``source``, validate each version, and keep the latest version per
+    ``key`` (by ``updated_at``, or the mapping's version column; ties → the path that sorts
+    last) as rows of the warehouse table ``table_name``.
+
+    Without a mapping the exports are the contract's files under ``raw/<source>``;
+    with one they are read where the mapping says, and mapped onto the contract.
+    """
+    if mapping is None:
+        paths, ignored = list_files(data_root / "raw" / source, extensions, recursive=True)
+        files = [read_raw_file(p, key, fields) for p in paths]
+    else:
+        paths, ignored = source_files(data_root, source, mapping)
+        files = [read_mapped_file(p, mapping, relative(p, data_root)) for p in paths]
     valid, rejected = validate(combine(files, fields, data_root))
-    latest = latest_versions(valid, key, valid["updated_at"])
+    latest = latest_versions(valid, key, valid[ORDER] if ORDER in valid.columns else valid["updated_at"])
     records = conform(latest, table(table_name)).reset_index(drop=True)
     quarantine = quarantine_frame(source, "", files, data_root, rejected)
     seen, unknown = field_counts(files, fields)
@@ -194,5 +242,6 @@ def stage_exports(
         fields_seen=seen,
         unknown_fields=unknown,
         superseded_versions=len(valid) - len(records),
+        filtered_rows=sum(f.filtered for f in files),
     )
     return StagedExports(records, quarantine, report)

@@ -38,7 +38,10 @@ from kpi_pipeline.ingest.rows import (
     parse_timestamps,
     quarantine_frame,
     relative,
+    with_mapping_reasons,
 )
+from kpi_pipeline.sources.files import read_mapped_file
+from kpi_pipeline.sources.model import TelemetryMapping
 from kpi_pipeline.tables import TELEMETRY_EVENTS
 
 STRING_FIELDS: tuple[str, ...] = tuple(f for f in TELEMETRY_FIELDS if f != "duration_ms")
@@ -46,11 +49,6 @@ STRING_FIELDS: tuple[str, ...] = tuple(f for f in TELEMETRY_FIELDS if f != "dura
 
 class MissingPartitionError(FileNotFoundError):
     """The partition's raw folder does not exist."""
-
-
-def empty_events() -> pd.DataFrame:
-    """A staged telemetry frame with no rows."""
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in TELEMETRY_EVENTS.dtypes().items()})
 
 
 def apply_aliases(event_type: pd.Series, occurred_at: pd.Series, aliases: Sequence[EventAlias]) -> pd.Series:
@@ -74,7 +72,8 @@ def validate_events(
     rows: pd.DataFrame, day: dt.date, aliases: Sequence[EventAlias]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split parsed rows (string columns of every contract field, plus ``_file``/``_line``)
-    into (staged events, rejected rows with ``reason``), using the contract's first-applicable reason."""
+    into (staged events, rejected rows with ``reason``), using the contract's first-applicable reason
+    (a mapped source's own reasons, ``_reason``, included)."""
     occurred_at = parse_timestamps(rows["occurred_at"])
     event_type = apply_aliases(rows["event_type"], occurred_at, aliases)
     checks: list[tuple[pd.Series, str]] = [
@@ -91,7 +90,7 @@ def validate_events(
         (~event_type.isin(EVENT_TYPES).fillna(False), UNKNOWN_EVENT_TYPE),
         (bad_duration, "bad_value:duration_ms"),
     ]
-    reason = first_reason(rows.index, checks)
+    reason = with_mapping_reasons(first_reason(rows.index, checks), rows)
     clean = reason.isna()
     duplicate = clean & rows["event_id"].where(clean).duplicated(keep="first")
     reason = reason.mask(duplicate, DUPLICATE_EVENT_ID)
@@ -122,10 +121,12 @@ def partition_folder(data_root: Path, day: dt.date) -> Path:
 
 
 def stage_telemetry_partition(
-    data_root: Path, day: dt.date, aliases: Sequence[EventAlias]
+    data_root: Path, day: dt.date, aliases: Sequence[EventAlias], mapping: TelemetryMapping | None = None
 ) -> StagedTelemetry:
     """Read every data file of one day's folder, validate, and return staged events + quarantine.
 
+    With a ``mapping`` the folder's files are in the mapping's format (the
+    layout ``kpi-pipeline import`` writes) and are mapped onto the contract.
     Raises :class:`MissingPartitionError` when the folder is absent and
     ``UnreadableFileError`` when a file cannot be read at all; nothing is
     returned for the partition in either case.
@@ -136,8 +137,12 @@ def stage_telemetry_partition(
             f"no telemetry folder for partition {day.isoformat()}: expected {folder} "
             "(raw/telemetry/date=YYYY-MM-DD/ under the data root)"
         )
-    paths, ignored = list_files(folder, TELEMETRY_EXTENSIONS, recursive=False)
-    files = [read_raw_file(p, "event_id", STRING_FIELDS, ("duration_ms",)) for p in paths]
+    if mapping is None:
+        paths, ignored = list_files(folder, TELEMETRY_EXTENSIONS, recursive=False)
+        files = [read_raw_file(p, "event_id", STRING_FIELDS, ("duration_ms",)) for p in paths]
+    else:
+        paths, ignored = list_files(folder, mapping.extensions(), recursive=False)
+        files = [read_mapped_file(p, mapping, relative(p, data_root)) for p in paths]
     rows = combine(files, TELEMETRY_FIELDS, data_root)
     staged, rejected = validate_events(rows, day, aliases)
     quarantine = quarantine_frame("telemetry", day.isoformat(), files, data_root, rejected)
@@ -152,5 +157,6 @@ def stage_telemetry_partition(
         reasons=quarantine["reason"].value_counts().to_dict(),
         fields_seen=seen,
         unknown_fields=unknown,
+        filtered_rows=sum(f.filtered for f in files),
     )
     return StagedTelemetry(staged, quarantine, report)

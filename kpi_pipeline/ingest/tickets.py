@@ -22,13 +22,16 @@ from kpi_pipeline.ingest.rows import (
     is_blank,
     parse_timestamps,
     stage_exports,
+    with_mapping_reasons,
 )
+from kpi_pipeline.sources.model import TICKET_TIMESTAMPS, TicketMapping
 
-TIMESTAMPS: tuple[str, ...] = ("created_at", "updated_at", "first_reply_at", "solved_at")
+TIMESTAMPS: tuple[str, ...] = TICKET_TIMESTAMPS
 
 
 def validate_tickets(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split ticket versions into (valid typed versions, rejected rows with ``reason``)."""
+    """Split ticket versions into (valid typed versions, rejected rows with ``reason``); a mapped
+    source's own reasons (``_reason``) count by the contract's precedence."""
     ts = {name: parse_timestamps(rows[name]) for name in TIMESTAMPS}
     status = rows["status"].str.strip().str.lower()
     priority = rows["priority"].str.strip().str.lower()
@@ -44,7 +47,7 @@ def validate_tickets(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         (given["reopens"] & ~(reopens.ge(0) & reopens.mod(1).eq(0)).fillna(False), "bad_value:reopens"),
         ((ts["solved_at"] < ts["created_at"]).fillna(False), "bad_value:solved_at"),
     ]
-    reason = first_reason(rows.index, checks)
+    reason = with_mapping_reasons(first_reason(rows.index, checks), rows)
     keep = reason.isna().to_numpy(dtype=bool)
 
     valid = rows.loc[keep].copy()
@@ -61,8 +64,9 @@ def validate_tickets(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return valid, rejected
 
 
-def stage_tickets(data_root: Path) -> StagedExports:
-    """Read every ticket export under ``raw/tickets``; the latest version of each ticket wins."""
+def stage_tickets(data_root: Path, mapping: TicketMapping | None = None) -> StagedExports:
+    """Read every ticket export (under ``raw/tickets``, or where ``mapping`` says, mapped onto the
+    contract); the latest version of each ticket wins."""
     return stage_exports(
         data_root,
         "tickets",
@@ -71,4 +75,5 @@ def stage_tickets(data_root: Path) -> StagedExports:
         "ticket_id",
         validate_tickets,
         "stg_support_tickets",
+        mapping,
     )

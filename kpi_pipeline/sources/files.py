@@ -1,0 +1,82 @@
+"""Find and read the files of a source that has a mapping in kpi.yaml."""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import replace
+from pathlib import Path
+
+from kpi_pipeline.contract import INCIDENT_EXTENSIONS, TICKET_EXTENSIONS
+from kpi_pipeline.ingest.discovery import IN_PROGRESS_SUFFIXES, list_files
+from kpi_pipeline.ingest.raw_files import RawFile, read_table_file
+from kpi_pipeline.sources.mapping import map_rows
+from kpi_pipeline.sources.model import SourceMapping, Sources
+
+GLOB_CHARACTERS = "*?["
+
+
+def source_files(data_root: Path, source: str, mapping: SourceMapping) -> tuple[list[Path], list[Path]]:
+    """(files to read, files ignored) of a mapped export source, both sorted by path.
+
+    The mapping's ``path`` is a file, a folder (read recursively; files with the
+    format's extensions) or a glob; relative paths resolve against the data
+    root. Without ``path`` the files are under ``raw/<source>/``. A path that
+    does not exist yields no files.
+    """
+    target = Path(mapping.path or f"raw/{source}").expanduser()
+    if not target.is_absolute():
+        target = data_root / target
+    if any(c in str(target) for c in GLOB_CHARACTERS):
+        matches = sorted(Path(p) for p in glob.glob(str(target), recursive=True) if Path(p).is_file())
+        busy = [p for p in matches if p.name.startswith(".") or p.name.endswith(IN_PROGRESS_SUFFIXES)]
+        return [p for p in matches if p not in busy], busy
+    if target.is_file():
+        return [target], []
+    return list_files(target, mapping.extensions(), recursive=True)
+
+
+def read_source_file(path: Path, mapping: SourceMapping) -> RawFile:
+    """Read ``path`` in the mapping's format: the source's own columns (those the mapping reads)."""
+    return read_table_file(
+        path,
+        mapping.format,
+        mapping.header_columns(),
+        delimiter=mapping.delimiter,
+        names=mapping.columns,
+        string_fields=mapping.text_columns(),
+        keep=set(mapping.read_columns()),
+    )
+
+
+def read_mapped_file(path: Path, mapping: SourceMapping, label: str) -> RawFile:
+    """Read ``path`` as the mapping's format and map its rows onto the contract's fields.
+
+    ``label`` is how the quarantine names the file (relative to the data root,
+    or absolute); it is also the value of the ``$file`` column. The result's
+    rows hold contract fields (plus ``_reason``/``_order``), while its lines,
+    line numbers and malformed lines stay those of the source file, so
+    quarantined rows point at the original line.
+    """
+    raw = read_source_file(path, mapping)
+    mapped = map_rows(raw.rows, mapping, label)
+    return replace(raw, rows=mapped.rows, columns=mapped.fields, filtered=mapped.filtered)
+
+
+def export_files(data_root: Path, source: str, mapping: SourceMapping | None) -> list[Path]:
+    """The files staging reads for an export source (tickets, incidents): its mapping's, or the
+    contract's under ``raw/<source>/``."""
+    if mapping is not None:
+        return source_files(data_root, source, mapping)[0]
+    extensions = TICKET_EXTENSIONS if source == "tickets" else INCIDENT_EXTENSIONS
+    return list_files(data_root / "raw" / source, extensions, recursive=True)[0]
+
+
+def available_sources(data_root: Path, sources: Sources) -> set[str]:
+    """Which sources have data under this data root (a run skips what needs the others)."""
+    found = set()
+    if any(p.is_file() for p in (data_root / "raw" / "telemetry").glob("date=*/*")):
+        found.add("telemetry")
+    for source in ("tickets", "incidents"):
+        if export_files(data_root, source, getattr(sources, source)):
+            found.add(source)
+    return found
