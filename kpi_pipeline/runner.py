@@ -215,15 +215,20 @@ def execute(
 
     When a root asset's partition fails (an unreadable file, or a blocking check such as
     the quarantine rate), the later runs of that partition's KPIs are skipped, so the
-    previous KPI rows of that day stay as they were.
+    previous KPI rows of that day stay as they were. When a daily KPI table breaks its
+    own invariants (a blocking check on a KPI asset), the unpartitioned KPIs that read
+    every day (the scorecard among them) are skipped too.
     """
     assets = list(defs.assets or [])
     checks = list(defs.asset_checks or [])
     results: list[StepResult] = []
     failed_days: dict[str, str] = {}
+    broken_kpis: list[str] = []
     for number, step in enumerate(steps, start=1):
-        if step.partition in failed_days:
-            reason = failed_days[step.partition]
+        reason = failed_days.get(step.partition or "")
+        if step.partition is None and broken_kpis and any(a.startswith("kpi_") for a in step.assets):
+            reason = f"daily KPI checks failed ({'; '.join(broken_kpis)}), so the tables over all days wait"
+        if reason:
             result = StepResult(step, False, 0.0, f"skipped: {reason}", skipped=True)
             results.append(result)
             if progress:
@@ -250,6 +255,11 @@ def execute(
         results.append(result)
         if not run.success and step.partition is not None:
             failed_days[step.partition] = f"{', '.join(step.assets)} {step.partition} failed: {message}"
+        broken_kpis += [
+            f"{c.asset}.{c.name} {step.partition}"
+            for c in result.blocking_failures
+            if c.asset.startswith("kpi_")
+        ]
         if progress:
             progress(result, number, len(steps))
     return results

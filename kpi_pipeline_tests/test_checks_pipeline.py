@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+import kpi_pipeline.defs.kpis as kpi_defs
 from kpi_pipeline.cli import main
 from kpi_pipeline.ingest.telemetry import partition_folder, stage_telemetry_partition
 from kpi_pipeline.runner import execute, plan
@@ -93,3 +94,32 @@ def test_cli_prints_check_summary_and_exits_nonzero_on_blocking_failure(
     assert "ok" in good_line and "0 failed" in good_line
     assert f"] {BAD_DAY} " in out and "SKIPPED" in out
     assert "1 failed, 1 skipped" in out
+
+
+def test_a_kpi_table_breaking_its_invariants_feeds_neither_roi_nor_the_scorecard(
+    four_days: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = kpi_defs.task_completion_daily
+
+    def broken(attempts: pd.DataFrame) -> pd.DataFrame:
+        out = real(attempts)
+        out.loc[out.index[:1], "completions"] = out["attempts"].iloc[:1] + 1  # more completions than attempts
+        return out
+
+    settings = settings_for(four_days)
+    defs, _ = materialize_all(settings, DAYS)
+    warehouse = Warehouse(settings.warehouse_url)
+    roi_before = warehouse.read("kpi_roi_daily", date_range=(BAD_DAY, BAD_DAY))
+    scorecard_before = warehouse.read("kpi_scorecard")
+    monkeypatch.setattr(kpi_defs, "task_completion_daily", broken)
+    results = execute(defs, plan(defs, [BAD_DAY]), dg.DagsterInstance.ephemeral())
+    kpi_day = next(r for r in results if len(r.step.assets) > 1 and r.step.partition)
+    assert [(c.asset, c.name) for c in kpi_day.blocking_failures] == [
+        ("kpi_task_completion_daily", "kpi_sanity")
+    ]
+    assert "completions <= attempts" in kpi_day.message
+    assert "kpi_roi_daily" not in kpi_day.metadata  # blocked downstream in the same run
+    unpartitioned = results[-1]
+    assert unpartitioned.skipped and "kpi_task_completion_daily.kpi_sanity" in unpartitioned.message
+    pd.testing.assert_frame_equal(warehouse.read("kpi_roi_daily", date_range=(BAD_DAY, BAD_DAY)), roi_before)
+    pd.testing.assert_frame_equal(warehouse.read("kpi_scorecard"), scorecard_before)
