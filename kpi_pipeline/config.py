@@ -8,6 +8,7 @@ message that names the file and the key.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,16 @@ class KpiConfig(_Strict):
     def topic_to_workflow(self) -> dict[str, str]:
         """Map each configured support topic to its workflow."""
         return {t: name for name, wf in self.workflows.items() for t in wf.topics}
+
+    def completion_days(self) -> int:
+        """Days after its start that an attempt's events can arrive on (1 for a 24 h window)."""
+        return math.ceil(self.windows.completion / 24)
+
+    def ticket_reach_days(self) -> int:
+        """Days before a ticket's creation whose KPIs it can change: deflection windows, and
+        fallback tickets of attempts started up to completion + fallback_ticket hours earlier."""
+        windows = self.windows
+        return math.ceil(max(windows.deflection, windows.completion + windows.fallback_ticket) / 24)
 
     def workflow_owner(self, workflow: str) -> str:
         """Owner of a workflow's metrics: its own ``owner``, else ``default_owner``."""

@@ -211,9 +211,7 @@ def test_sensors_and_schedules_are_stopped_by_default(pipeline_run: PipelineRun)
     assert set(names.values()) == {dg.DefaultSensorStatus.STOPPED}
 
 
-def test_followup_after_a_daily_run_recomputes_the_day_before_and_the_unpartitioned_tables(
-    pipeline_run: PipelineRun,
-) -> None:
+def test_followup_after_a_daily_run_recomputes_the_days_that_read_it(pipeline_run: PipelineRun) -> None:
     instance = dg.DagsterInstance.ephemeral()
     job = pipeline_run.defs.resolve_job_def(daily_kpi_job.name)
     result = job.execute_in_process(instance=instance, partition_key="2025-01-05", raise_on_error=False)
@@ -226,11 +224,27 @@ def test_followup_after_a_daily_run_recomputes_the_day_before_and_the_unpartitio
         resources={"kpi_data": kpi_data(pipeline_run.settings.data_dir)},
     )
     requests = kpi_followup_sensor(context)
-    assert [(r.job_name, r.partition_key) for r in requests] == [
-        ("kpi_day_job", "2025-01-04"),
-        ("refresh_kpis_job", None),
-    ]
+    # The 21-day sample: the day before (its attempts read the 5th) and the 16 staged days after it
+    # (the 6th's attempts read the 5th as D-1; wau/mau/28-day adoption of later days include it).
+    expected = ["2025-01-04", *(f"2025-01-{d:02d}" for d in range(6, 22))]
+    assert [r.partition_key for r in requests] == [*expected, None]
+    assert {r.job_name for r in requests[:-1]} == {"kpi_day_job"}
+    assert requests[-1].job_name == "refresh_kpis_job"
     assert requests[0].run_key == f"followup:{result.run_id}:2025-01-04"
+
+
+def test_followup_of_yesterday_recomputes_only_the_day_before() -> None:
+    run = dg.DagsterRun(job_name=daily_kpi_job.name, run_id="r0", tags={"dagster/partition": "2025-01-10"})
+    staged = [f"2025-01-{d:02d}" for d in range(1, 11)]
+    requests = followup_requests(run, staged, parse_config({}))
+    assert [r.partition_key for r in requests] == ["2025-01-09", None]
+    # A 36 h completion window: attempts of the two days before read the 10th.
+    wide = parse_config({"windows": {"completion": 36}})
+    assert [r.partition_key for r in followup_requests(run, staged, wide)] == [
+        "2025-01-08",
+        "2025-01-09",
+        None,
+    ]
 
 
 def test_followup_after_a_ticket_export_recomputes_the_days_that_read_those_tickets() -> None:
@@ -244,18 +258,16 @@ def test_followup_after_a_ticket_export_recomputes_the_days_that_read_those_tick
         },
     )
     staged = [f"2025-01-{d:02d}" for d in range(1, 11)]
-    requests = followup_requests(run, staged)
     # Tickets of the 6th count in deflection windows from the 3rd on (72 h).
-    assert [r.partition_key for r in requests] == [
-        "2025-01-03",
-        "2025-01-04",
-        "2025-01-05",
-        "2025-01-06",
-        "2025-01-07",
-        None,
-    ]
+    expected = ["2025-01-03", "2025-01-04", "2025-01-05", "2025-01-06", "2025-01-07", None]
+    assert [r.partition_key for r in followup_requests(run, staged, parse_config({}))] == expected
+    # A week-long deflection window reaches 7 days back.
+    week = parse_config({"windows": {"deflection": 168}})
+    assert followup_requests(run, staged, week)[0].partition_key == "2025-01-01"
     incidents_only = dg.DagsterRun(job_name=exports_job.name, run_id="r2", tags={"kpi_pipeline/trigger": "x"})
-    assert [r.job_name for r in followup_requests(incidents_only, staged)] == ["refresh_kpis_job"]
+    assert [r.job_name for r in followup_requests(incidents_only, staged, parse_config({}))] == [
+        "refresh_kpis_job"
+    ]
 
 
 def test_observation_reports_every_raw_day_and_feeds_the_staging(pipeline_run: PipelineRun) -> None:

@@ -12,10 +12,12 @@ re-exported historical day must reach its KPIs too).
 - ``ticket_exports_sensor`` / ``incident_logs_sensor``: a new or changed export
   requests ``exports_job`` for ``support_tickets`` / ``incidents``.
 - ``kpi_followup_sensor``: when one of those runs succeeds, it requests the KPIs
-  that read what changed and were not in the run — day D−1 (its attempts read
-  D's telemetry), the days whose deflection and fallback windows see the changed
-  tickets, and once the unpartitioned tables. Each change therefore computes
-  each KPI once, and never before the data it reads is staged.
+  that read what changed and were not in the run — the days whose attempts read
+  D's telemetry (D−1 for a 24 h window), and, when D is a historical day, the
+  27 days after it (their next-day attempts, wau/mau and 28-day windows
+  include D); the days whose deflection and fallback windows see the changed
+  tickets; and once the unpartitioned tables. Each KPI day is requested once per
+  change, and never before the data it reads is staged.
 """
 
 import datetime as dt
@@ -36,6 +38,8 @@ from kpi_pipeline.automation.file_state import (
     telemetry_data_versions,
     telemetry_day,
 )
+from kpi_pipeline.config import KpiConfig
+from kpi_pipeline.defs.kpis import WINDOW_DAYS
 from kpi_pipeline.defs.partitions import daily_partitions
 from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.sources.files import export_files
@@ -44,7 +48,6 @@ SETTLE_SECONDS = 60.0
 SENSOR_INTERVAL_SECONDS = 30
 AFFECTED_FROM = "kpi_pipeline/affected_from"
 AFFECTED_TO = "kpi_pipeline/affected_to"
-TELEMETRY = dg.AssetKey("telemetry_events")
 
 DAILY_KPI_ASSETS = (
     "telemetry_events",
@@ -218,20 +221,26 @@ def _staged_days(kpi_data: KpiData) -> list[str]:
     return sorted(_staged_at(kpi_data))
 
 
-# Tickets created on day T count in the deflection of views up to 72 h earlier and as fallback
-# tickets of attempts started up to 48 h earlier: days T-3 … T read them.
-TICKET_REACH_DAYS = 3
+def _shift(day: str, days: int) -> str:
+    return (dt.date.fromisoformat(day) + dt.timedelta(days=days)).isoformat()
 
 
-def followup_requests(run: dg.DagsterRun, staged_days: list[str]) -> list[dg.RunRequest]:
-    """The KPI runs a successful run makes necessary (see the module docstring)."""
+def followup_requests(run: dg.DagsterRun, staged_days: list[str], config: KpiConfig) -> list[dg.RunRequest]:
+    """The KPI runs a successful run makes necessary (see the module docstring).
+
+    After day D is (re)staged: the days whose attempts read D (D-n … D-1 for an
+    n-day completion window) and the later days whose windows include D (D+1 …
+    D+27: the next day's attempts, wau/mau and 28-day adoption). After tickets
+    change: every staged day from ticket_reach_days() before the first changed
+    ticket to the last.
+    """
     partition = run.tags.get("dagster/partition")
     if run.job_name == daily_kpi_job.name and partition is not None:
-        previous = (dt.date.fromisoformat(partition) - dt.timedelta(days=1)).isoformat()
-        days = [previous] if previous in staged_days else []
+        first, last = _shift(partition, -config.completion_days()), _shift(partition, WINDOW_DAYS - 1)
+        days = [d for d in staged_days if first <= d <= last and d != partition]
     elif run.job_name == exports_job.name and AFFECTED_FROM in run.tags:
-        first = dt.date.fromisoformat(run.tags[AFFECTED_FROM]) - dt.timedelta(days=TICKET_REACH_DAYS)
-        days = [d for d in staged_days if first.isoformat() <= d <= run.tags[AFFECTED_TO]]
+        first = _shift(run.tags[AFFECTED_FROM], -config.ticket_reach_days())
+        days = [d for d in staged_days if first <= d <= run.tags[AFFECTED_TO]]
     elif run.job_name == exports_job.name and "support_tickets" in run.tags.get("kpi_pipeline/trigger", ""):
         days = staged_days  # the changed exports' dates are unknown (a mapped source): every staged day
     else:
@@ -249,12 +258,12 @@ def followup_requests(run: dg.DagsterRun, staged_days: list[str]) -> list[dg.Run
     name="kpi_followup_sensor",
     monitored_jobs=[daily_kpi_job, exports_job],
     request_jobs=[kpi_day_job, refresh_kpis_job],
-    description="After daily_kpi_job for D succeeds: recompute D−1's KPIs (its attempts read D) and the "
-    "unpartitioned tables. After exports_job: recompute the recent days' KPIs that read tickets, then the "
-    "unpartitioned tables.",
+    description="After daily_kpi_job for D succeeds: recompute the staged days whose KPIs read D (the day "
+    "before, and for a historical day the next 27) and the unpartitioned tables. After exports_job: "
+    "recompute the days whose windows see the changed tickets, then the unpartitioned tables.",
 )
 def kpi_followup_sensor(context: dg.RunStatusSensorContext, kpi_data: KpiData) -> list[dg.RunRequest]:
-    return followup_requests(context.dagster_run, _staged_days(kpi_data))
+    return followup_requests(context.dagster_run, _staged_days(kpi_data), kpi_data.config())
 
 
 def automation_definitions(hour_utc: int) -> dict[str, list]:

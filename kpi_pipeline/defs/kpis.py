@@ -1,9 +1,9 @@
 """KPI assets: each wires one pure function of :mod:`kpi_pipeline.kpis` to its inputs.
 
 Daily tables share the telemetry partitions. Attempts of day D read telemetry
-D-1..D+1 (an attempt's events may arrive until ``windows.completion`` hours
-later); 7- and 28-day windows read the small ``daily_activity`` rollup, never
-raw events. Unpartitioned tables are recomputed from all partitions.
+D-1 … D+n, n = ceil(windows.completion / 24) (an attempt's events may arrive
+until ``windows.completion`` hours later); 7- and 28-day windows read the small
+``daily_activity`` rollup, never raw events. Unpartitioned tables are recomputed from all partitions.
 """
 
 import datetime as dt
@@ -35,19 +35,21 @@ INTERMEDIATE_GROUP = "intermediate"
 # the rollup of every earlier day (up to this many), which is small (one row per active user-day).
 HISTORY_DAYS = 3660
 
-# allow_nonexistent_upstream_partitions (beta in 1.13) lets the first day have no D-1 and the
-# windows start before the first partition; the warning says nothing a user can act on.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", dg.BetaWarning)
-    ATTEMPT_WINDOW = dg.TimeWindowPartitionMapping(
-        start_offset=-1, end_offset=1, allow_nonexistent_upstream_partitions=True
-    )
-    LAST_28_DAYS = dg.TimeWindowPartitionMapping(
-        start_offset=-27, end_offset=0, allow_nonexistent_upstream_partitions=True
-    )
-    ALL_HISTORY = dg.TimeWindowPartitionMapping(
-        start_offset=-HISTORY_DAYS, end_offset=0, allow_nonexistent_upstream_partitions=True
-    )
+WINDOW_DAYS = 28  # the longest trailing window (mau, 28-day adoption)
+
+
+def day_window(start_offset: int, end_offset: int) -> dg.TimeWindowPartitionMapping:
+    """Days D+start_offset … D+end_offset of a daily upstream, those that exist.
+
+    allow_nonexistent_upstream_partitions (beta in 1.13) lets the first day have no
+    D-1 and windows start before the first partition; its warning says nothing a
+    user can act on.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.TimeWindowPartitionMapping(
+            start_offset=start_offset, end_offset=end_offset, allow_nonexistent_upstream_partitions=True
+        )
 
 
 def _day(context: dg.AssetExecutionContext) -> dt.date:
@@ -69,6 +71,9 @@ def _rate(numerator: pd.Series, denominator: pd.Series) -> float:
 
 def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
     """Every KPI table of the spec plus the attempts and activity rollup they share."""
+    attempt_window = day_window(-1, config.completion_days())
+    last_28_days = day_window(-(WINDOW_DAYS - 1), 0)
+    all_history = day_window(-HISTORY_DAYS, 0)
     workflow_owners = sorted({owner(config.workflow_owner(w)) for w in config.workflows}) or [
         owner(config.default_owner)
     ]
@@ -114,7 +119,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
     @parquet_asset(
         ATTEMPTS,
         workflow_owners,
-        {"telemetry_events": dg.AssetIn(partition_mapping=ATTEMPT_WINDOW), "support_tickets": dg.AssetIn()},
+        {"telemetry_events": dg.AssetIn(partition_mapping=attempt_window), "support_tickets": dg.AssetIn()},
     )
     def task_attempts(
         context: dg.AssetExecutionContext,
@@ -171,7 +176,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         "kpi_engagement_daily",
         engagement_owners,
         True,
-        {"daily_activity": dg.AssetIn(partition_mapping=ALL_HISTORY)},
+        {"daily_activity": dg.AssetIn(partition_mapping=all_history)},
     )
     def kpi_engagement_daily(
         context: dg.AssetExecutionContext, daily_activity: pd.DataFrame
@@ -183,7 +188,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         "kpi_feature_adoption_daily",
         engagement_owners,
         True,
-        {"daily_activity": dg.AssetIn(partition_mapping=LAST_28_DAYS)},
+        {"daily_activity": dg.AssetIn(partition_mapping=last_28_days)},
     )
     def kpi_feature_adoption_daily(
         context: dg.AssetExecutionContext, daily_activity: pd.DataFrame
