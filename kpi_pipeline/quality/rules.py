@@ -30,11 +30,11 @@ ORDERED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("fallback_tickets", "fallbacks"),
     ),
     "kpi_ticket_deflection_daily": (("deflected", "help_sessions"),),
-    "kpi_engagement_daily": (("dau", "wau"), ("wau", "mau"), ("active_accounts", "dau")),
+    # Not active_accounts <= dau, nor accounts_28d <= users_28d: a user may act in several accounts.
+    "kpi_engagement_daily": (("dau", "wau"), ("wau", "mau")),
     "kpi_feature_adoption_daily": (
         ("users", "users_28d"),
         ("accounts", "accounts_28d"),
-        ("accounts_28d", "users_28d"),
     ),
     "kpi_retention_weekly": (("retained_users", "cohort_users"),),
     "kpi_time_to_value_weekly": (("activated_users", "cohort_users"),),
