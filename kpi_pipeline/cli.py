@@ -13,6 +13,7 @@ import dagster as dg
 
 from kpi_pipeline.config import ConfigError, load_config
 from kpi_pipeline.contract import SOURCES
+from kpi_pipeline.defs.partitions import daily_partitions
 from kpi_pipeline.ingest.incidents import stage_incidents
 from kpi_pipeline.ingest.raw_files import UnreadableFileError
 from kpi_pipeline.ingest.telemetry import MissingPartitionError, stage_telemetry_partition
@@ -93,7 +94,10 @@ def materialize_range(
         print(f"skipping {name}: {reason} under {settings.data_dir}")
     found = raw_telemetry_days(settings.data_dir)
     if (start is None or end is None) and found:
-        start, end = start or found[0], end or found[-1]
+        last_complete = dt.date.fromisoformat(
+            daily_partitions.get_last_partition_key() or found[-1].isoformat()
+        )
+        start, end = start or found[0], end or min(found[-1], last_complete)
     days = partition_days(start, end) if start and end else []
     if not days and "telemetry" in available:
         print("error: pass --start and --end")
@@ -101,7 +105,8 @@ def materialize_range(
     steps = plan(defs, days, select, skip)
     where = f"{len(days)} day(s) {start} … {end}" if days else "no daily partitions"
     print(f"materializing {where} in {len(steps)} runs into {settings.warehouse_url}")
-    results = execute(defs, steps, _instance(), progress=_print_step)
+    lookback = load_config(settings.config_path).completion_days()
+    results = execute(defs, steps, _instance(), progress=_print_step, lookback_days=lookback)
     failed = [r for r in results if not r.success]
     skipped = sum(r.skipped for r in results)
     succeeded = len(results) - len(failed)

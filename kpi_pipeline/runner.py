@@ -210,12 +210,14 @@ def execute(
     steps: Sequence[Step],
     instance: dg.DagsterInstance,
     progress: Callable[[StepResult, int, int], None] | None = None,
+    lookback_days: int = 1,
 ) -> list[StepResult]:
     """Run every step in order, continuing past failures; a failed day does not stop other days.
 
     When a root asset's partition fails (an unreadable file, or a blocking check such as
-    the quarantine rate), the later runs of that partition's KPIs are skipped, so the
-    previous KPI rows of that day stay as they were. When a daily KPI table breaks its
+    the quarantine rate), the later runs of that partition's KPIs are skipped — and those
+    of the ``lookback_days`` days before it, whose attempts read its telemetry — so the
+    previous KPI rows of those days stay as they were. When a daily KPI table breaks its
     own invariants (a blocking check on a KPI asset), the unpartitioned KPIs that read
     every day (the scorecard among them) are skipped too.
     """
@@ -254,7 +256,11 @@ def execute(
         result = StepResult(step, run.success, time.perf_counter() - started, message, metadata, run_checks)
         results.append(result)
         if not run.success and step.partition is not None:
-            failed_days[step.partition] = f"{', '.join(step.assets)} {step.partition} failed: {message}"
+            failed = f"{', '.join(step.assets)} {step.partition} failed: {message}"
+            failed_days.setdefault(step.partition, failed)
+            day = dt.date.fromisoformat(step.partition)
+            for back in range(1, lookback_days + 1):
+                failed_days.setdefault((day - dt.timedelta(days=back)).isoformat(), f"it reads {failed}")
         broken_kpis += [
             f"{c.asset}.{c.name} {step.partition}"
             for c in result.blocking_failures

@@ -68,8 +68,13 @@ def test_corrupted_day_stops_its_kpis_and_keeps_previous_rows(
 
     kpi_day = next(r for r in results if r.step.partition == BAD_DAY.isoformat() and len(r.step.assets) > 1)
     assert kpi_day.skipped and "quarantine_rate" in kpi_day.message
-    others = [r for r in results if r.step.partition != BAD_DAY.isoformat()]
-    assert all(r.success for r in others)
+    # The day before waits too: its attempts read the corrupted day's telemetry.
+    day_before = (BAD_DAY - dt.timedelta(days=1)).isoformat()
+    before_kpis = next(r for r in results if r.step.partition == day_before and len(r.step.assets) > 1)
+    assert before_kpis.skipped and f"it reads telemetry_events {BAD_DAY} failed" in before_kpis.message
+    waiting = {BAD_DAY.isoformat(), day_before}
+    others = [r for r in results if r.step.partition not in waiting or len(r.step.assets) == 1]
+    assert [r.step for r in others if not r.success] == [staging.step]
     pd.testing.assert_frame_equal(
         warehouse.read("kpi_task_completion_daily", date_range=(BAD_DAY, BAD_DAY)), before[BAD_DAY]
     )
@@ -93,7 +98,7 @@ def test_cli_prints_check_summary_and_exits_nonzero_on_blocking_failure(
     good_line = next(line for line in out.splitlines() if f"] {DAYS[0]} telemetry_events" in line)
     assert "ok" in good_line and "0 failed" in good_line
     assert f"] {BAD_DAY} " in out and "SKIPPED" in out
-    assert "1 failed, 1 skipped" in out
+    assert "1 failed, 2 skipped" in out
 
 
 def test_a_kpi_table_breaking_its_invariants_feeds_neither_roi_nor_the_scorecard(
