@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from kpi_pipeline.cli import main
+from kpi_pipeline.config import parse_config
 from kpi_pipeline.sample_data import generate_dataset
+from kpi_pipeline.sources.files import export_files
 from kpi_pipeline.warehouse import Warehouse
 from kpi_pipeline_tests.support import START
 
@@ -81,3 +83,14 @@ def test_telemetry_only_materializes_engagement_and_retention(
     assert warehouse.count("kpi_engagement_daily") == 3
     assert warehouse.count("kpi_retention_weekly") > 0
     assert warehouse.count("kpi_incidents") == 0
+
+
+def test_a_data_root_with_glob_characters_still_finds_its_exports(tmp_path: Path) -> None:
+    root = tmp_path / "team [a]"
+    (root / "raw" / "tickets").mkdir(parents=True)
+    (root / "raw" / "tickets" / "t.csv").write_text("ticket_id\n1\n")
+    (root / "exports").mkdir()
+    (root / "exports" / "z-1.csv").write_text("Id\n1\n")
+    mapped = parse_config({"sources": {"tickets": {"preset": "zendesk_tickets", "path": "exports/z-*.csv"}}})
+    assert export_files(root, "tickets", None) == [root / "raw" / "tickets" / "t.csv"]
+    assert export_files(root, "tickets", mapped.sources.tickets) == [root / "exports" / "z-1.csv"]

@@ -23,11 +23,15 @@ def source_files(data_root: Path, source: str, mapping: SourceMapping) -> tuple[
     root. Without ``path`` the files are under ``raw/<source>/``. A path that
     does not exist yields no files.
     """
-    target = Path(mapping.path or f"raw/{source}").expanduser()
+    pattern = mapping.path or f"raw/{source}"
+    target = Path(pattern).expanduser()
     if not target.is_absolute():
         target = data_root / target
-    if any(c in str(target) for c in GLOB_CHARACTERS):
-        matches = sorted(Path(p) for p in glob.glob(str(target), recursive=True) if Path(p).is_file())
+    if any(c in pattern for c in GLOB_CHARACTERS):
+        # Only the configured path is a pattern; the data root is taken literally.
+        base = Path(pattern).expanduser()
+        root = Path(glob.escape(str(data_root))) if not base.is_absolute() else Path()
+        matches = sorted(Path(p) for p in glob.glob(str(root / base), recursive=True) if Path(p).is_file())
         busy = [p for p in matches if p.name.startswith(".") or p.name.endswith(IN_PROGRESS_SUFFIXES)]
         return [p for p in matches if p not in busy], busy
     if target.is_file():
