@@ -7,7 +7,7 @@ import datetime as dt
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
-from kpi_pipeline.kpis.common import ratio
+from kpi_pipeline.kpis.common import production, ratio
 
 DEFLECTION_COLUMNS: tuple[str, ...] = (
     "date",
@@ -50,11 +50,11 @@ def ticket_deflection_daily(
     counts within ``windows.deflection`` hours of the first view (both ends
     included). A ticket created before the first view does not undo a deflection.
     """
-    views = events[
-        events["environment"].eq("production").fillna(False).astype(bool)
-        & events["event_type"].eq("help_viewed").fillna(False).astype(bool)
-        & events["topic"].notna()
-        & _on_day(events["occurred_at"], day).fillna(False).astype(bool)
+    prod = production(events)
+    views = prod[
+        prod["event_type"].eq("help_viewed").fillna(False).astype(bool)
+        & prod["topic"].notna()
+        & _on_day(prod["occurred_at"], day).fillna(False).astype(bool)
     ]
     first_view = views.groupby(["topic", "user_id"], as_index=False)["occurred_at"].min()
 

@@ -14,6 +14,7 @@ import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.kpis.activity import week_start
+from kpi_pipeline.kpis.common import ratio
 
 FIRST_SEEN_COLUMNS: tuple[str, ...] = ("user_id", "first_date", "first_at")
 RETENTION_COLUMNS: tuple[str, ...] = (
@@ -84,7 +85,7 @@ def retention_weekly(activity: pd.DataFrame, last_date: dt.date) -> pd.DataFrame
     out["retained_users"] = out["retained_users"].fillna(0).astype("int64")
     out["cohort_users"] = out["cohort_users"].astype("int64")
     out["cohort_week"] = out["cohort_week"].astype(str)
-    out["retention_rate"] = (out["retained_users"] / out["cohort_users"]).astype("float64")
+    out["retention_rate"] = ratio(out["retained_users"], out["cohort_users"])
     return out[list(RETENTION_COLUMNS)].reset_index(drop=True)
 
 
@@ -117,7 +118,7 @@ def time_to_value_weekly(activity: pd.DataFrame, attempts: pd.DataFrame, config:
 
     out = cohorts.groupby("cohort_week", sort=True)["user_id"].nunique().rename("cohort_users").to_frame()
     out["activated_users"] = per_cohort.size().reindex(out.index, fill_value=0)
-    out["activation_rate"] = out["activated_users"].astype("float64") / out["cohort_users"]
+    out["activation_rate"] = ratio(out["activated_users"], out["cohort_users"])
     out["median_hours_to_first_completion"] = per_cohort.quantile(0.5).reindex(out.index)
     out = out.rename_axis("cohort_week").reset_index()
     out["cohort_week"] = out["cohort_week"].astype(str)
