@@ -214,8 +214,9 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         def _asset(
             context: dg.AssetExecutionContext, kpi_data: KpiData, warehouse: WarehouseResource
         ) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
+            cfg = kpi_data.config()
             try:
-                staged = stage(kpi_data.root, getattr(kpi_data.config().sources, source))
+                staged = stage(kpi_data.root, getattr(cfg.sources, source))
             except UnreadableFileError as exc:
                 raise _fail(exc) from None
             warehouse.get().replace("quarantine", staged.quarantine, where={"source": source})
@@ -226,7 +227,7 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
             )
             seen_before = _fields_seen_before(context, None)
             yield dg.Output(staged.records, metadata=report_metadata(report))
-            yield from staging_checks(name, report, kpi_data.config(), seen_before, partition=False)
+            yield from staging_checks(name, report, cfg, seen_before, partition=False)
 
         return _asset
 
