@@ -36,14 +36,56 @@ class UnreadableFileError(RuntimeError):
     """A file that cannot be read at all; the message names the file and the problem."""
 
 
+class Lines:
+    """The lines of a decoded file as one Arrow array over the file's own bytes (no copy per
+    line). Element i is line i+1 with its line break, so the lines chosen by a mask, taken
+    together, are the text to hand to pyarrow's readers."""
+
+    def __init__(self, data: bytes) -> None:
+        breaks = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
+        starts = np.concatenate([[0], breaks + 1])
+        if starts[-1] == len(data):  # the file ends with a line break: no empty last line
+            starts = starts[:-1]
+        offsets = np.append(starts, len(data)).astype(np.int64)
+        self.array = pa.LargeBinaryArray.from_buffers(
+            pa.large_binary(), len(starts), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+        )
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def matching(self, pattern: str) -> np.ndarray:
+        """Boolean mask of the lines in which the RE2 ``pattern`` matches."""
+        return np.asarray(pc.match_substring_regex(self.array, pattern), dtype=bool)
+
+    def nonblank(self) -> np.ndarray:
+        """1-based numbers of the lines that hold more than white space."""
+        return np.flatnonzero(~self.matching(r"^\s*$")) + 1
+
+    def select(self, numbers: np.ndarray) -> pa.LargeBinaryArray:
+        """The given 1-based lines, with their line breaks."""
+        return self.array.take(pa.array(np.asarray(numbers, dtype=np.int64) - 1))
+
+    def body(self, numbers: np.ndarray) -> pa.BufferReader:
+        """The given lines as one text, each ending in its line break, for pyarrow's readers."""
+        chosen = self.select(numbers)
+        offsets = np.frombuffer(chosen.buffers()[1], dtype=np.int64)[: len(chosen) + 1]
+        data = chosen.buffers()[2]
+        return pa.BufferReader(data.slice(0, int(offsets[-1])) if len(chosen) else pa.py_buffer(b""))
+
+    def rows(self, numbers: np.ndarray | Sequence[int]) -> list[bytes]:
+        """The given 1-based lines without their line breaks."""
+        return [line.rstrip(b"\r\n") for line in self.select(np.asarray(numbers)).to_pylist()]
+
+
 @dataclass
 class RawFile:
     """One parsed raw file.
 
     ``rows`` holds one row per parsed record: a string column per field found
     in the file plus ``_line``. ``malformed_lines`` are the 1-based line numbers
-    of records that could not be parsed. ``lines`` keeps the decoded text of
-    every line so rejected rows can be quarantined with their original text.
+    of records that could not be parsed. ``lines`` keeps every line (over the
+    file's bytes) so rejected rows can be quarantined with their original text.
     ``header`` is the line number of the header row (0 when the file has none);
     ``filtered`` counts rows a source mapping's filters left out (not in ``rows``).
     """
@@ -51,7 +93,7 @@ class RawFile:
     path: Path
     rows: pd.DataFrame
     malformed_lines: np.ndarray
-    lines: list[bytes] = field(repr=False)
+    lines: Lines = field(repr=False)
     columns: tuple[str, ...] = ()
     header: int = 0
     filtered: int = 0
@@ -62,8 +104,7 @@ class RawFile:
 
     def line_text(self, line_numbers: np.ndarray | pd.Series) -> list[str]:
         """Original text of the given 1-based lines (for the quarantine)."""
-        idx = np.asarray(line_numbers, dtype=np.int64) - 1
-        return [self.lines[i].rstrip(b"\r").decode("utf-8", errors="replace") for i in idx]
+        return [line.decode("utf-8", errors="replace") for line in self.lines.rows(np.asarray(line_numbers))]
 
 
 def file_format(path: Path) -> str | None:
@@ -114,13 +155,10 @@ def read_bytes(path: Path) -> bytes:
     return data.removeprefix(b"\xef\xbb\xbf")
 
 
-def _split_lines(data: bytes) -> tuple[list[bytes], np.ndarray]:
+def _split_lines(data: bytes) -> tuple[Lines, np.ndarray]:
     """All lines, and the 1-based numbers of the non-blank ones."""
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    lengths = np.fromiter(map(len, map(bytes.strip, lines)), dtype=np.int64, count=len(lines))
-    return lines, np.flatnonzero(lengths > 0) + 1
+    lines = Lines(data)
+    return lines, lines.nonblank()
 
 
 def _list_items(col: pa.Array) -> pa.Array:
@@ -198,21 +236,21 @@ def _odd_value_pattern(string_fields: tuple[str, ...], numeric_fields: tuple[str
 
 
 def _arrow_rows(
-    body: bytes, count: int, options: pa_json.ParseOptions, keep: Collection[str] | None
+    body: pa.BufferReader, count: int, options: pa_json.ParseOptions, keep: Collection[str] | None
 ) -> pd.DataFrame | None:
     """Parse JSONL with pyarrow; None when it rejects the body (a broken line or mixed value types)."""
     if count == 0:
         return pd.DataFrame()
     try:
-        table = pa_json.read_json(io.BytesIO(body), parse_options=options)
+        table = pa_json.read_json(body, parse_options=options)
         return _arrow_to_strings(table, keep) if table.num_rows == count else None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
 
 
-def _record_rows(candidates: list[bytes], mask: np.ndarray, keep: Collection[str] | None) -> pd.DataFrame:
-    """The masked lines built record by record (the path for lines pyarrow cannot type)."""
-    records = [_parse_json_line(c) for c, chosen in zip(candidates, mask, strict=True) if chosen]
+def _record_rows(lines: Lines, numbers: np.ndarray, keep: Collection[str] | None) -> pd.DataFrame:
+    """The given lines built record by record (the path for lines pyarrow cannot type)."""
+    records = [_parse_json_line(line) for line in lines.rows(numbers)]
     if not records:
         return pd.DataFrame()
     rows = pd.DataFrame.from_records(records).astype("string")
@@ -221,7 +259,7 @@ def _record_rows(candidates: list[bytes], mask: np.ndarray, keep: Collection[str
 
 def _read_jsonl(
     path: Path,
-    lines: list[bytes],
+    lines: Lines,
     numbers: np.ndarray,
     string_fields: tuple[str, ...],
     numeric_fields: tuple[str, ...],
@@ -236,28 +274,23 @@ def _read_jsonl(
     rejects the body, each line is checked with orjson to find the broken ones,
     and, failing that, every record is built one by one.
     """
-    candidates = [lines[i - 1].strip() for i in numbers]
-    count = len(candidates)
-    column = pa.array(candidates, type=pa.binary())
-    ok = np.array(pc.and_(pc.starts_with(column, "{"), pc.ends_with(column, "}")), dtype=bool)
-    pattern = _odd_value_pattern(string_fields, numeric_fields)
-    odd = np.array(pc.match_substring_regex(column, pattern), dtype=bool)
+    ok = lines.matching(r"(?s)^\s*\{.*\}\s*$")[numbers - 1]
+    odd = lines.matching(_odd_value_pattern(string_fields, numeric_fields))[numbers - 1]
     schema = pa.schema([(name, pa.string()) for name in string_fields])
     options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
 
     def arrow(mask: np.ndarray) -> pd.DataFrame | None:
-        body = b"\n".join(c for c, chosen in zip(candidates, mask, strict=True) if chosen)
-        return _arrow_rows(body, int(mask.sum()), options, keep)
+        return _arrow_rows(lines.body(numbers[mask]), int(mask.sum()), options, keep)
 
     fast = arrow(ok & ~odd)
     if fast is None:
-        ok &= np.fromiter(map(_is_json_object, candidates), dtype=bool, count=count)
+        ok &= np.fromiter(map(_is_json_object, lines.rows(numbers)), dtype=bool, count=len(numbers))
         fast = arrow(ok & ~odd)
     if fast is None:
         odd[:] = True
         fast = pd.DataFrame()
     fast[LINE] = numbers[ok & ~odd]
-    slow = _record_rows(candidates, ok & odd, keep)
+    slow = _record_rows(lines, numbers[ok & odd], keep)
     slow[LINE] = numbers[ok & odd]
     rows = pd.concat([fast, slow], ignore_index=True) if len(slow) else fast
     rows = rows.sort_values(LINE, kind="stable", ignore_index=True)
@@ -272,7 +305,7 @@ def _missing_columns_error(path: Path, kind: str, missing: Sequence[str], header
 
 def _read_csv(
     path: Path,
-    lines: list[bytes],
+    lines: Lines,
     numbers: np.ndarray,
     required: Sequence[str],
     delimiter: str = ",",
@@ -289,7 +322,7 @@ def _read_csv(
     if names:
         header = list(names)
     else:
-        header_line = lines[numbers[0] - 1].decode("utf-8").rstrip("\r")
+        header_line = lines.rows(numbers[:1])[0].decode("utf-8")
         header = [h.strip() for h in next(csv.reader([header_line], delimiter=delimiter))]
     missing = [c for c in required if c not in header]
     if missing:
@@ -302,7 +335,7 @@ def _read_csv(
         empty = pd.DataFrame({h: pd.Series(dtype="string") for h in header if keep is None or h in keep})
         empty[LINE] = np.array([], dtype=np.int64)
         return RawFile(path, empty, numbers, lines, tuple(header))
-    body = b"\n".join(lines[i - 1] for i in numbers)
+    body = lines.body(numbers)
     invalid: list[int] = []
 
     def _skip(row: pa_csv.InvalidRow) -> str:
@@ -312,7 +345,7 @@ def _read_csv(
     wanted = header if keep is None else [h for h in header if h in keep]
     try:
         table = pa_csv.read_csv(
-            io.BytesIO(body),
+            body,
             read_options=pa_csv.ReadOptions(use_threads=False, column_names=header, skip_rows=skip),
             parse_options=pa_csv.ParseOptions(
                 delimiter=delimiter, invalid_row_handler=_skip, newlines_in_values=False
@@ -340,7 +373,7 @@ def _read_csv(
 
 def _read_whitespace(
     path: Path,
-    lines: list[bytes],
+    lines: Lines,
     numbers: np.ndarray,
     required: Sequence[str],
     names: Sequence[str] = (),
@@ -352,14 +385,13 @@ def _read_whitespace(
     """
     if len(numbers) == 0 and not names:
         raise UnreadableFileError(f"{path}: empty file, expected a header row with {', '.join(required)}")
-    chosen = pa.array(np.asarray(lines, dtype=object)[numbers - 1], type=pa.binary())
-    texts = pc.utf8_trim_whitespace(pc.cast(chosen, pa.string()))
+    texts = pc.utf8_trim_whitespace(pc.cast(lines.select(numbers), pa.large_string()))
     parts = pc.split_pattern_regex(texts, r"\s+")
     header_line = ""
     if names:
         header = list(names)
     else:
-        header_line = lines[numbers[0] - 1].decode("utf-8").rstrip("\r")
+        header_line = lines.rows(numbers[:1])[0].decode("utf-8")
         header = header_line.split()
         parts = parts.slice(1)
     missing = [c for c in required if c not in header]

@@ -111,15 +111,14 @@ def import_telemetry(
     days, codes = np.unique(day[placed], return_inverse=True)
     order = np.argsort(codes, kind="stable")
     groups = np.split(numbers[placed][order], np.cumsum(np.bincount(codes))[:-1])
-    lines = np.asarray(raw.lines, dtype=object)
-    header = [raw.lines[raw.header - 1]] if raw.header else []
+    header = raw.lines.rows([raw.header]) if raw.header else []
     telemetry = data_root / "raw" / "telemetry"
     file_name = f"{name}{suffix}"
     result = ImportResult(file_name, {}, unplaced_lines=unplaced.tolist())
     for value, group in zip(days, groups, strict=True):
         iso = str(value)
         target = telemetry / f"date={iso}" / file_name
-        _write(target, b"\n".join([*header, *lines[group - 1]]) + b"\n")
+        _write(target, b"\n".join([*header, *raw.lines.rows(group)]) + b"\n")
         result.rows_by_day[iso] = len(group)
         result.written.append(target)
     for existing in sorted(telemetry.glob(f"date=*/{glob.escape(file_name)}")):
