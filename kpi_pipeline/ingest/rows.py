@@ -25,7 +25,7 @@ from kpi_pipeline.sources.files import read_mapped_file, source_files
 from kpi_pipeline.sources.model import SourceMapping
 from kpi_pipeline.tables import conform, table
 
-QUARANTINE_COLUMNS: tuple[str, ...] = ("source", "partition", "file", "line", "reason", "raw")
+QUARANTINE_COLUMNS: tuple[str, ...] = table("quarantine").column_names
 FILE = "_file"
 # The contract's quarantine reasons, first applicable first (``missing_field:x`` ranks as missing_field).
 REASON_ORDER: tuple[str, ...] = (

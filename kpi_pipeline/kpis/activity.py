@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from kpi_pipeline.kpis.common import production
+from kpi_pipeline.tables import DAILY_ACTIVITY
 
-ACTIVITY_COLUMNS: tuple[str, ...] = ("date", "user_id", "account_id", "feature", "first_at")
+ACTIVITY_COLUMNS: tuple[str, ...] = DAILY_ACTIVITY.column_names
 
 _KEYS: list[str] = ["day", "user_id", "account_id"]
 

@@ -13,18 +13,9 @@ import pandas as pd
 
 from kpi_pipeline.kpis.activity import in_window
 from kpi_pipeline.kpis.common import ratio
+from kpi_pipeline.tables import table
 
-ADOPTION_COLUMNS: tuple[str, ...] = (
-    "date",
-    "feature",
-    "users",
-    "accounts",
-    "users_28d",
-    "accounts_28d",
-    "adoption_rate_28d",
-    "account_adoption_rate_28d",
-    "median_users_per_account_28d",
-)
+ADOPTION_COLUMNS: tuple[str, ...] = table("kpi_feature_adoption_daily").column_names
 
 
 def feature_adoption_daily(activity: pd.DataFrame, day: dt.date) -> pd.DataFrame:

@@ -12,26 +12,9 @@ import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.kpis.common import production
+from kpi_pipeline.tables import ATTEMPTS
 
-ATTEMPT_COLUMNS: tuple[str, ...] = (
-    "task_id",
-    "workflow",
-    "user_id",
-    "account_id",
-    "persona",
-    "channel",
-    "date",
-    "started_at",
-    "completed",
-    "completed_at",
-    "seconds_to_complete",
-    "error",
-    "fallback",
-    "first_fallback_at",
-    "first_pass",
-    "fallback_ticket",
-    "steps_reached",
-)
+ATTEMPT_COLUMNS: tuple[str, ...] = ATTEMPTS.column_names
 
 _WINDOW_EVENT_TYPES: tuple[str, ...] = ("task_step", "task_completed", "task_error", "task_fallback")
 

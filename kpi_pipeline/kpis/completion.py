@@ -9,34 +9,11 @@ import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.kpis.common import ratio
+from kpi_pipeline.tables import table
 
-COMPLETION_GRAIN: tuple[str, ...] = ("date", "workflow", "persona", "channel")
-COMPLETION_COLUMNS: tuple[str, ...] = (
-    *COMPLETION_GRAIN,
-    "attempts",
-    "completions",
-    "completion_rate",
-    "first_pass_completions",
-    "first_pass_rate",
-    "error_attempts",
-    "error_rate",
-    "fallbacks",
-    "fallback_rate",
-    "fallback_tickets",
-    "fallback_to_ticket_rate",
-    "median_seconds_to_complete",
-    "p90_seconds_to_complete",
-)
-FUNNEL_COLUMNS: tuple[str, ...] = (
-    "date",
-    "workflow",
-    "step_index",
-    "step",
-    "reached",
-    "conversion_from_start",
-    "conversion_from_previous",
-    "dropped_from_previous",
-)
+COMPLETION_GRAIN: tuple[str, ...] = table("kpi_task_completion_daily").grain
+COMPLETION_COLUMNS: tuple[str, ...] = table("kpi_task_completion_daily").column_names
+FUNNEL_COLUMNS: tuple[str, ...] = table("kpi_funnel_daily").column_names
 
 _FUNNEL_DTYPES: dict[str, str] = {
     "date": "str",

@@ -8,16 +8,9 @@ import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.kpis.common import production, ratio
+from kpi_pipeline.tables import table
 
-DEFLECTION_COLUMNS: tuple[str, ...] = (
-    "date",
-    "topic",
-    "help_sessions",
-    "deflected",
-    "deflection_rate",
-    "tickets_created",
-    "self_service_ratio",
-)
+DEFLECTION_COLUMNS: tuple[str, ...] = table("kpi_ticket_deflection_daily").column_names
 
 
 def _on_day(stamps: pd.Series, day: dt.date) -> pd.Series:

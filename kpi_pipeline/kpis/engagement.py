@@ -13,16 +13,9 @@ import numpy as np
 import pandas as pd
 
 from kpi_pipeline.kpis.activity import in_window
+from kpi_pipeline.tables import table
 
-ENGAGEMENT_COLUMNS: tuple[str, ...] = (
-    "date",
-    "dau",
-    "wau",
-    "mau",
-    "stickiness",
-    "active_accounts",
-    "new_users",
-)
+ENGAGEMENT_COLUMNS: tuple[str, ...] = table("kpi_engagement_daily").column_names
 
 
 def engagement_daily(activity: pd.DataFrame, first_seen: pd.DataFrame, day: dt.date) -> pd.DataFrame:

@@ -15,39 +15,12 @@ import pandas as pd
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.kpis.activity import utc_naive, week_start
 from kpi_pipeline.kpis.common import ratio
+from kpi_pipeline.tables import table
 
 BASELINE_HOURS = 168.0
 
-INCIDENT_COLUMNS: tuple[str, ...] = (
-    "incident_id",
-    "severity",
-    "service",
-    "started_at",
-    "detected_at",
-    "resolved_at",
-    "affected_workflows",
-    "minutes_to_detect",
-    "minutes_to_resolve",
-    "attempts_during",
-    "completion_rate_during",
-    "baseline_completion_rate",
-    "completion_rate_delta",
-    "tickets_during",
-    "tickets_per_hour_during",
-    "baseline_tickets_per_hour",
-    "window_end",
-    "window_hours",
-    "baseline_attempts",
-    "baseline_tickets",
-)
-RELIABILITY_COLUMNS: tuple[str, ...] = (
-    "week",
-    "severity",
-    "incidents",
-    "mean_minutes_to_detect",
-    "mean_minutes_to_resolve",
-    "open_incidents",
-)
+INCIDENT_COLUMNS: tuple[str, ...] = table("kpi_incidents").column_names
+RELIABILITY_COLUMNS: tuple[str, ...] = table("kpi_reliability_weekly").column_names
 
 
 def _ns(values: pd.Series) -> np.ndarray:

@@ -15,22 +15,11 @@ import pandas as pd
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.kpis.activity import week_start
 from kpi_pipeline.kpis.common import ratio
+from kpi_pipeline.tables import table
 
 FIRST_SEEN_COLUMNS: tuple[str, ...] = ("user_id", "first_date", "first_at")
-RETENTION_COLUMNS: tuple[str, ...] = (
-    "cohort_week",
-    "week_number",
-    "cohort_users",
-    "retained_users",
-    "retention_rate",
-)
-TIME_TO_VALUE_COLUMNS: tuple[str, ...] = (
-    "cohort_week",
-    "cohort_users",
-    "activated_users",
-    "activation_rate",
-    "median_hours_to_first_completion",
-)
+RETENTION_COLUMNS: tuple[str, ...] = table("kpi_retention_weekly").column_names
+TIME_TO_VALUE_COLUMNS: tuple[str, ...] = table("kpi_time_to_value_weekly").column_names
 
 
 def first_seen(activity: pd.DataFrame) -> pd.DataFrame:

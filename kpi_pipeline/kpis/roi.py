@@ -5,21 +5,9 @@ from __future__ import annotations
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
+from kpi_pipeline.tables import table
 
-ROI_COLUMNS: tuple[str, ...] = (
-    "date",
-    "workflow",
-    "attempts",
-    "completions",
-    "hours_saved",
-    "labor_value",
-    "tickets_deflected",
-    "support_cost_avoided",
-    "fallback_tickets",
-    "fallback_ticket_cost",
-    "net_value",
-    "currency",
-)
+ROI_COLUMNS: tuple[str, ...] = table("kpi_roi_daily").column_names
 
 
 def roi_daily(completion: pd.DataFrame, deflection: pd.DataFrame, config: KpiConfig) -> pd.DataFrame:

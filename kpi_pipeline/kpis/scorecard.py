@@ -17,6 +17,7 @@ import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.kpis.common import ratio
+from kpi_pipeline.tables import table
 
 METRICS: tuple[str, ...] = (
     "completion_rate",
@@ -28,14 +29,7 @@ METRICS: tuple[str, ...] = (
 )
 RELATIVE_METRICS: frozenset[str] = frozenset({"attempts", "net_value"})
 HIGHER_IS_WORSE: frozenset[str] = frozenset({"fallback_to_ticket_rate"})
-SCORECARD_COLUMNS: tuple[str, ...] = (
-    "workflow",
-    "owner",
-    "primary_outcome",
-    "as_of",
-    *(col for m in METRICS for col in (m, f"{m}_prev")),
-    "status",
-)
+SCORECARD_COLUMNS: tuple[str, ...] = table("kpi_scorecard").column_names
 # Tolerance so that a change of exactly the threshold (e.g. 0.80 -> 0.75 at 0.05) does not flag
 # because of binary floating point.
 _EPSILON = 1e-9
