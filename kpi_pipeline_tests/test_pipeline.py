@@ -212,3 +212,10 @@ def test_alias_fix_and_backfill_restore_the_bug_week(tmp_path: Path) -> None:
         pd.testing.assert_frame_equal(
             warehouse.read("kpi_task_completion_daily", date_range=(day, day)), before
         )
+
+
+def test_definitions_load_as_the_ui_loads_them(pipeline_run: PipelineRun) -> None:
+    """What `dagster definitions validate -w workspace.yaml` checks, in process."""
+    dg.Definitions.validate_loadable(pipeline_run.defs)
+    jobs = {job.name for job in pipeline_run.defs.jobs or []}
+    assert {"daily_kpi_job", "kpi_day_job", "exports_job", "refresh_kpis_job"} <= jobs
