@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+import kpi_pipeline.ingest.raw_files as raw_files
 from kpi_pipeline.config import EventAlias, parse_config
 from kpi_pipeline.contract import TELEMETRY_REQUIRED
 from kpi_pipeline.ingest.raw_files import UnreadableFileError
@@ -736,3 +737,18 @@ def test_every_parser_path_gives_the_same_outcomes(tmp_path: Path, conflicting_e
     assert events.loc["e3", "user_id"] == "123"
     assert events["duration_ms"].tolist()[:3] == [5.0, pytest.approx(float("nan"), nan_ok=True), 7.0]
     assert staged.report.unknown_fields == {"extra": 2}
+
+
+def test_a_drift_field_of_mixed_types_sends_only_its_rare_kind_record_by_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[bytes] = []
+    real = raw_files._parse_json_line
+    monkeypatch.setattr(raw_files, "_parse_json_line", lambda line: built.append(line) or real(line))
+    # 200 events; session_id is a number except on every 50th line, where it is text.
+    lines = [line(event(f"e{i}", session_id=("s" if i % 50 == 0 else i))) for i in range(200)]
+    write(tmp_path, "events.jsonl", lines)
+    staged = stage(tmp_path)
+    assert len(staged.events) == 200
+    assert len(built) == 4  # lines 1, 51, 101, 151: the text values; the numbers parse columnar
+    assert staged.report.unknown_fields == {"session_id": 200}

@@ -237,15 +237,22 @@ def _odd_value_pattern(string_fields: tuple[str, ...], numeric_fields: tuple[str
 
 def _arrow_rows(
     body: pa.BufferReader, count: int, options: pa_json.ParseOptions, keep: Collection[str] | None
-) -> pd.DataFrame | None:
-    """Parse JSONL with pyarrow; None when it rejects the body (a broken line or mixed value types)."""
+) -> tuple[pd.DataFrame | None, str]:
+    """Parse JSONL with pyarrow: (rows, "") or (None, why pyarrow rejected the body)."""
     if count == 0:
-        return pd.DataFrame()
+        return pd.DataFrame(), ""
     try:
         table = pa_json.read_json(body, parse_options=options)
-        return _arrow_to_strings(table, keep) if table.num_rows == count else None
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        return None, str(exc)
+    if table.num_rows != count:
+        return None, f"{table.num_rows} records in {count} lines"
+    return _arrow_to_strings(table, keep), ""
+
+
+# pyarrow's message when a field holds numbers in some rows and text in others.
+_CHANGED_TYPE = re.compile(r"Column\(/([^)]+)\) changed from")
+_MAX_TYPE_FIXES = 16
 
 
 def _record_rows(lines: Lines, numbers: np.ndarray, keep: Collection[str] | None) -> pd.DataFrame:
@@ -271,21 +278,44 @@ def _read_jsonl(
     Lines that start with ``{`` and end with ``}`` are parsed by pyarrow, except
     the few whose values pyarrow cannot type (a number in a text field, text in
     a numeric one), which are built record by record. When pyarrow still
-    rejects the body, each line is checked with orjson to find the broken ones,
-    and, failing that, every record is built one by one.
+    rejects the body, a field it reports with mixed types is read as text (its
+    non-text lines going record by record), and otherwise each line is checked
+    with orjson to find the broken ones; failing all that, every record is built
+    one by one.
     """
     ok = lines.matching(r"(?s)^\s*\{.*\}\s*$")[numbers - 1]
     odd = lines.matching(_odd_value_pattern(string_fields, numeric_fields))[numbers - 1]
-    schema = pa.schema([(name, pa.string()) for name in string_fields])
-    options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+    text_fields = list(string_fields)
 
-    def arrow(mask: np.ndarray) -> pd.DataFrame | None:
+    def arrow() -> tuple[pd.DataFrame | None, str]:
+        schema = pa.schema([(name, pa.string()) for name in text_fields])
+        options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+        mask = ok & ~odd
         return _arrow_rows(lines.body(numbers[mask]), int(mask.sum()), options, keep)
 
-    fast = arrow(ok & ~odd)
-    if fast is None:
-        ok &= np.fromiter(map(_is_json_object, lines.rows(numbers)), dtype=bool, count=len(numbers))
-        fast = arrow(ok & ~odd)
+    fast, error = arrow()
+    checked = False
+    for _ in range(_MAX_TYPE_FIXES):
+        if fast is not None:
+            break
+        changed = _CHANGED_TYPE.search(error)
+        if changed and changed.group(1) not in text_fields:
+            # A field (e.g. an unknown drift field) with mixed types: the lines holding its rarer
+            # kind of value (text, or anything else) go record by record; the rest parse typed.
+            name = (changed.group(1),)
+            as_text = lines.matching(_odd_value_pattern(name, ()))[numbers - 1]
+            as_other = lines.matching(_odd_value_pattern((), name))[numbers - 1]
+            if (as_text & ok & ~odd).sum() <= (as_other & ok & ~odd).sum():
+                text_fields.append(name[0])
+                odd |= as_text
+            else:
+                odd |= as_other
+        elif not checked:
+            ok &= np.fromiter(map(_is_json_object, lines.rows(numbers)), dtype=bool, count=len(numbers))
+            checked = True
+        else:
+            break
+        fast, error = arrow()
     if fast is None:
         odd[:] = True
         fast = pd.DataFrame()
