@@ -87,7 +87,7 @@ def expectation_checks() -> list[dg.AssetChecksDefinition]:
         asset="incidents",
         blocking=True,
         description="Great Expectations suite: required fields, unique incident_id, canonical severity, "
-        "started_at not in the future, resolved and detected not before started.",
+        "started_at not in the future, resolved not before started.",
     )
     def incidents_expectations(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         frame = warehouse.get().read("stg_incidents")

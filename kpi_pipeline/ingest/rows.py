@@ -189,6 +189,32 @@ class StagedExports:
     report: StagingReport
 
 
+def staging_report(
+    files: Sequence[RawFile],
+    paths: Sequence[Path],
+    ignored: Sequence[Path],
+    data_root: Path,
+    fields: Sequence[str],
+    staged_rows: int,
+    quarantine: pd.DataFrame,
+    superseded_versions: int = 0,
+) -> StagingReport:
+    """The reconciliation of one staging step over ``files`` (read from ``paths``)."""
+    seen, unknown = field_counts(files, fields)
+    return StagingReport(
+        raw_rows=sum(f.raw_rows for f in files),
+        staged_rows=staged_rows,
+        quarantined_rows=len(quarantine),
+        files=[relative(p, data_root) for p in paths],
+        ignored_files=[relative(p, data_root) for p in ignored],
+        reasons=quarantine["reason"].value_counts().to_dict(),
+        fields_seen=seen,
+        unknown_fields=unknown,
+        superseded_versions=superseded_versions,
+        filtered_rows=sum(f.filtered for f in files),
+    )
+
+
 def field_counts(files: Sequence[RawFile], known: Sequence[str]) -> tuple[dict[str, int], dict[str, int]]:
     """(contract fields, unknown fields) found in the files → rows that carry a value."""
     seen: dict[str, int] = {}
@@ -231,17 +257,7 @@ def stage_exports(
     latest = latest_versions(valid, key, valid[ORDER] if ORDER in valid.columns else valid["updated_at"])
     records = conform(latest, table(table_name)).reset_index(drop=True)
     quarantine = quarantine_frame(source, "", files, data_root, rejected)
-    seen, unknown = field_counts(files, fields)
-    report = StagingReport(
-        raw_rows=sum(f.raw_rows for f in files),
-        staged_rows=len(records),
-        quarantined_rows=len(quarantine),
-        files=[relative(p, data_root) for p in paths],
-        ignored_files=[relative(p, data_root) for p in ignored],
-        reasons=quarantine["reason"].value_counts().to_dict(),
-        fields_seen=seen,
-        unknown_fields=unknown,
-        superseded_versions=len(valid) - len(records),
-        filtered_rows=sum(f.filtered for f in files),
+    report = staging_report(
+        files, paths, ignored, data_root, fields, len(records), quarantine, len(valid) - len(records)
     )
     return StagedExports(records, quarantine, report)

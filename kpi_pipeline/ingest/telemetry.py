@@ -32,12 +32,12 @@ from kpi_pipeline.ingest.rows import (
     FILE,
     StagingReport,
     combine,
-    field_counts,
     first_reason,
     is_blank,
     parse_timestamps,
     quarantine_frame,
     relative,
+    staging_report,
     with_mapping_reasons,
 )
 from kpi_pipeline.sources.files import read_mapped_file
@@ -147,16 +147,5 @@ def stage_telemetry_partition(
     staged, rejected = validate_events(rows, day, aliases)
     quarantine = quarantine_frame("telemetry", day.isoformat(), files, data_root, rejected)
 
-    seen, unknown = field_counts(files, TELEMETRY_FIELDS)
-    report = StagingReport(
-        raw_rows=sum(f.raw_rows for f in files),
-        staged_rows=len(staged),
-        quarantined_rows=len(quarantine),
-        files=[relative(p, data_root) for p in paths],
-        ignored_files=[relative(p, data_root) for p in ignored],
-        reasons=quarantine["reason"].value_counts().to_dict(),
-        fields_seen=seen,
-        unknown_fields=unknown,
-        filtered_rows=sum(f.filtered for f in files),
-    )
+    report = staging_report(files, paths, ignored, data_root, TELEMETRY_FIELDS, len(staged), quarantine)
     return StagedTelemetry(staged, quarantine, report)
