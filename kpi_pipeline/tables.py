@@ -23,6 +23,10 @@ class TableSpec:
     columns: tuple[Column, ...]
     description: str
     partition_column: str | None = None  # the date column a daily partition replaces
+    # Private tables hold raw records or user-level rows (quarantine, stg_*, pipeline state): they are
+    # kept out of the BI readers' grants (see docs/warehouse.md).
+    private: bool = False
+    index: tuple[str, ...] = ()  # columns the warehouse indexes (lookups by key)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -73,6 +77,7 @@ TABLES: dict[str, TableSpec] = {
                 ("raw", "string", "the original record as text"),
             ),
             "Every raw row that was not staged, with the reason.",
+            private=True,
         ),
         TableSpec(
             "stg_support_tickets",
@@ -94,6 +99,7 @@ TABLES: dict[str, TableSpec] = {
                 ("source_file", "string", "export file of the winning version"),
             ),
             "Support tickets, latest version of each ticket across all exports.",
+            private=True,
         ),
         TableSpec(
             "stg_incidents",
@@ -112,6 +118,7 @@ TABLES: dict[str, TableSpec] = {
                 ("source_file", "string", "export file of the winning version"),
             ),
             "Incidents, latest version of each incident across all exports.",
+            private=True,
         ),
     )
 }
@@ -328,6 +335,40 @@ KPI_TABLES: tuple[TableSpec, ...] = (
 
 
 TABLES.update({t.name: t for t in KPI_TABLES})
+
+# Pipeline state kept in the warehouse (private: not for BI readers).
+STATE_TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        "task_starts",
+        ("date", "task_id"),
+        (
+            ("date", "date", "UTC date of the task_id's earliest production task_started that day"),
+            ("task_id", "string", "a task_id with a production task_started on the date"),
+            ("started_at", "timestamp", "its earliest task_started on the date"),
+        ),
+        "Every task_id started on each day (one row per task_id and day), so that a day's attempts "
+        "know which task_ids already started earlier without reading all history.",
+        partition_column="date",
+        private=True,
+        index=("task_id",),
+    ),
+    TableSpec(
+        "staging_commits",
+        ("asset", "partition"),
+        (
+            ("asset", "string", "the Parquet-stored staging asset"),
+            ("partition", "string", "its partition"),
+            ("token", "string", "token of the committed Parquet file (in the file's metadata)"),
+            ("rows", "int", "rows in the committed file"),
+            ("quarantined_rows", "int", "quarantine rows committed with it"),
+            ("committed_at", "timestamp", "when the version was committed"),
+        ),
+        "The version of each staged Parquet partition that the warehouse committed together with its "
+        "quarantine rows; a write killed between the two stores is finished or discarded by this.",
+        private=True,
+    ),
+)
+TABLES.update({t.name: t for t in STATE_TABLES})
 
 TELEMETRY_EVENTS = TableSpec(
     "telemetry_events",

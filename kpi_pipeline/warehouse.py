@@ -2,9 +2,13 @@
 
 Any SQLAlchemy URL works. Every write deletes the rows it replaces and
 inserts the new ones inside one transaction, so a re-run never duplicates a
-partition and a failure mid-write leaves the previous rows in place. SQLite
-runs in WAL mode with a busy timeout and takes the write lock at BEGIN, so
-parallel runs queue instead of failing.
+partition and a failure mid-write leaves the previous rows in place; several
+tables can be replaced in one transaction (:meth:`Warehouse.replace_all`).
+Writers of one table are serialised: SQLite runs in WAL mode with a busy
+timeout and takes the write lock at BEGIN, PostgreSQL takes a per-table
+transaction advisory lock, so parallel runs queue instead of failing or
+doubling rows. Tables are created from the registry and migrated in place
+when the registry gains columns; they are never dropped. See docs/warehouse.md.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ import datetime as dt
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +38,49 @@ _SQL_TYPES: dict[str, Any] = {
     "bool": sa.Boolean,
 }
 _INSERT_CHUNK = 5_000
+_LOOKUP_CHUNK = 10_000  # keys per IN (...) list: well under SQLite's bound-parameter limit
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
+
+# One lock per table and schema, shared by creation, migration and every replace of the table.
+_PG_TABLE_LOCK = sa.text(
+    "SELECT pg_advisory_xact_lock(hashtext(coalesce(current_schema(), '') || '.' || :name))"
+)
+# Grantees other than the owner in the ACL of one table of the current schema (0 = PUBLIC).
+_PG_FOREIGN_GRANTEES = sa.text(
+    "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN '' ELSE pg_get_userbyid(a.grantee) END AS grantee "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a "
+    "WHERE n.nspname = current_schema() AND c.relname = :name AND a.grantee <> c.relowner "
+    "ORDER BY grantee"
+)
 
 
 class WarehouseError(RuntimeError):
     """A warehouse operation failed; the message names the table."""
+
+
+@dataclass(frozen=True, eq=False)
+class Replace:
+    """One write of :meth:`Warehouse.replace_all`: the rows of ``name`` selected by ``where``/``date_range``.
+
+    ``where`` (column → value) and ``date_range`` (inclusive, on the table's partition
+    column) select the rows replaced by ``frame``; neither replaces the whole table.
+    """
+
+    name: str
+    frame: pd.DataFrame
+    where: Mapping[str, Any] | None = None
+    date_range: tuple[dt.date, dt.date] | None = None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A validated write: its table, the condition of the rows it deletes, the records it inserts."""
+
+    spec: TableSpec
+    target: sa.Table
+    condition: sa.ColumnElement[bool]
+    records: list[dict[str, Any]]
 
 
 def _enable_wal(cursor: Any, timeout_seconds: float = 60.0) -> None:
@@ -92,7 +134,69 @@ def engine_for(url: str) -> Engine:
 def sql_table(spec: TableSpec, metadata: sa.MetaData | None = None) -> sa.Table:
     """The SQLAlchemy Core table of a spec."""
     columns = [sa.Column(name, _SQL_TYPES[kind](), nullable=True) for name, kind, _ in spec.columns]
-    return sa.Table(spec.name, metadata or sa.MetaData(), *columns)
+    indexes = [sa.Index(f"ix_{spec.name}_{column}", column) for column in spec.index]
+    return sa.Table(spec.name, metadata or sa.MetaData(), *columns, *indexes)
+
+
+def database_reason(exc: sa.exc.DBAPIError) -> str:
+    """The database's own one-line reason for an error (its first line, without SQL or traceback)."""
+    lines = str(exc.orig).strip().splitlines()
+    return lines[0] if lines else type(exc.orig).__name__
+
+
+@contextmanager
+def _naming(table_name: str | Callable[[], str]) -> Iterator[None]:
+    """Re-raise database errors as one-line ``WarehouseError`` naming the table (or the current one)."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        name = table_name() if callable(table_name) else table_name
+        raise WarehouseError(f"table {name}: {database_reason(exc)}") from exc
+
+
+def _lock_tables(conn: Connection, names: Sequence[str]) -> None:
+    """Serialise writers of each table until the transaction ends, in sorted order (no deadlocks).
+
+    SQLite needs nothing: ``BEGIN IMMEDIATE`` already holds the database's write lock.
+    """
+    if conn.dialect.name == "postgresql":
+        for name in sorted(set(names)):
+            conn.execute(_PG_TABLE_LOCK, {"name": name})
+
+
+def _revoke_foreign_grants(conn: Connection, target: sa.Table) -> None:
+    """Revoke what default privileges or PUBLIC gave anyone but the owner on a just-created table."""
+    if conn.dialect.name != "postgresql":
+        return
+    preparer = conn.dialect.identifier_preparer
+    quoted_table = preparer.format_table(target)
+    for (grantee,) in conn.execute(_PG_FOREIGN_GRANTEES, {"name": target.name}).all():
+        role = preparer.quote(grantee) if grantee else "PUBLIC"
+        conn.exec_driver_sql(f"REVOKE ALL ON TABLE {quoted_table} FROM {role}")
+
+
+def _ensure(conn: Connection, spec: TableSpec) -> sa.Table:
+    """Create the table when absent (private ones readable by their owner only), else add missing columns.
+
+    Missing columns are added with ``ALTER TABLE … ADD COLUMN`` (NULL for existing rows), so
+    rows, grants and ownership are kept; columns the registry does not know are left alone.
+    """
+    target = sql_table(spec)
+    inspector = sa.inspect(conn)
+    if not inspector.has_table(spec.name):
+        target.create(conn)
+        if spec.private:
+            _revoke_foreign_grants(conn, target)
+        return target
+    existing = {c["name"] for c in inspector.get_columns(spec.name)}
+    preparer = conn.dialect.identifier_preparer
+    for column in target.columns:
+        if column.name not in existing:
+            conn.exec_driver_sql(
+                f"ALTER TABLE {preparer.format_table(target)} ADD COLUMN {preparer.format_column(column)} "
+                f"{column.type.compile(dialect=conn.dialect)}"
+            )
+    return target
 
 
 class Warehouse:
@@ -109,25 +213,11 @@ class Warehouse:
             yield conn
 
     def ensure(self, name: str) -> sa.Table:
-        """Create the table when absent; fail clearly when an existing one lacks columns."""
+        """Create the table when absent, or add the registry's columns it lacks, in one locked transaction."""
         spec = table(name)
-        target = sql_table(spec)
-        with self._transaction() as conn:
-            if conn.dialect.name == "postgresql":
-                # Serialise concurrent first creates: two CREATE TABLEs of one name race on pg_type.
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
-            inspector = sa.inspect(conn)
-            if not inspector.has_table(name):
-                target.create(conn, checkfirst=True)
-            else:
-                existing = {c["name"] for c in inspector.get_columns(name)}
-                missing = [c for c in spec.column_names if c not in existing]
-                if missing:
-                    raise WarehouseError(
-                        f"table {name} exists but lacks column(s) {', '.join(missing)} of the current "
-                        f"contract; drop it (DROP TABLE {name}) and re-materialize to rebuild it"
-                    )
-        return target
+        with _naming(name), self._transaction() as conn:
+            _lock_tables(conn, [name])
+            return _ensure(conn, spec)
 
     def _records(self, spec: TableSpec, frame: pd.DataFrame) -> list[dict[str, Any]]:
         try:
@@ -142,6 +232,50 @@ class Warehouse:
                     out[name] = out[name].where(data[name].notna(), None)
         return out.to_dict("records")
 
+    def _plan(self, write: Replace) -> _Plan:
+        """Check a write and build its rows and delete condition, before any transaction is opened."""
+        spec = table(write.name)
+        target = sql_table(spec)
+        condition: sa.ColumnElement[bool] = sa.true()
+        for column, value in (write.where or {}).items():
+            if column not in target.c:
+                raise WarehouseError(f"table {spec.name} has no column {column} to select rows on")
+            condition = sa.and_(condition, target.c[column] == value)
+        if write.date_range is not None:
+            if spec.partition_column is None:
+                raise WarehouseError(f"table {spec.name} has no partition column to replace a date range on")
+            column = target.c[spec.partition_column]
+            first, last = write.date_range
+            condition = sa.and_(condition, column >= first.isoformat(), column <= last.isoformat())
+        return _Plan(spec, target, condition, self._records(spec, write.frame))
+
+    def replace_all(
+        self, writes: Sequence[Replace], before_commit: Callable[[], object] | None = None
+    ) -> list[int]:
+        """Apply every write in ONE transaction and return the rows written by each, in order.
+
+        The tables are locked in sorted order, created or migrated, then each write deletes
+        its selection and inserts its rows. ``before_commit`` runs last, inside the
+        transaction and under the locks; if it (or any write) raises, nothing is changed.
+        """
+        plans = [self._plan(write) for write in writes]
+        names = sorted({plan.spec.name for plan in plans})
+        current = [", ".join(names)]
+        with _naming(lambda: current[0]), self._transaction() as conn:
+            _lock_tables(conn, names)
+            for name in names:
+                current[0] = name
+                _ensure(conn, table(name))
+            for plan in plans:
+                current[0] = plan.spec.name
+                conn.execute(plan.target.delete().where(plan.condition))
+                for start in range(0, len(plan.records), _INSERT_CHUNK):
+                    conn.execute(plan.target.insert(), plan.records[start : start + _INSERT_CHUNK])
+            current[0] = ", ".join(names)
+            if before_commit is not None:
+                before_commit()
+        return [len(plan.records) for plan in plans]
+
     def replace(
         self,
         name: str,
@@ -149,29 +283,8 @@ class Warehouse:
         where: Mapping[str, Any] | None = None,
         date_range: tuple[dt.date, dt.date] | None = None,
     ) -> int:
-        """Replace rows of ``name`` in one transaction and return the rows written.
-
-        ``where`` (column → value) and ``date_range`` (inclusive, on the table's
-        partition column) select the rows replaced; neither replaces the whole table.
-        """
-        spec = table(name)
-        target = self.ensure(name)
-        records = self._records(spec, frame)
-        condition = sa.true()
-        for column, value in (where or {}).items():
-            condition = sa.and_(condition, target.c[column] == value)
-        if date_range is not None:
-            if spec.partition_column is None:
-                raise WarehouseError(f"table {name} has no partition column to replace a date range on")
-            column = target.c[spec.partition_column]
-            condition = sa.and_(
-                condition, column >= date_range[0].isoformat(), column <= date_range[1].isoformat()
-            )
-        with self._transaction() as conn:
-            conn.execute(target.delete().where(condition))
-            for start in range(0, len(records), _INSERT_CHUNK):
-                conn.execute(target.insert(), records[start : start + _INSERT_CHUNK])
-        return len(records)
+        """Replace rows of ``name`` in one transaction and return the rows written (see :class:`Replace`)."""
+        return self.replace_all([Replace(name, frame, where, date_range)])[0]
 
     def read(
         self,
@@ -181,8 +294,6 @@ class Warehouse:
     ) -> pd.DataFrame:
         """Rows of ``name`` with the spec's pandas dtypes (an empty typed frame when absent)."""
         spec = table(name)
-        if not sa.inspect(self.engine).has_table(name):
-            return empty_frame(spec)
         target = sql_table(spec)
         query = sa.select(*[target.c[c] for c in spec.column_names])
         for column, value in (where or {}).items():
@@ -190,17 +301,38 @@ class Warehouse:
         if date_range is not None and spec.partition_column is not None:
             column = target.c[spec.partition_column]
             query = query.where(column >= date_range[0].isoformat(), column <= date_range[1].isoformat())
-        with self.engine.connect() as conn:
+        with _naming(name), self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(name):
+                return empty_frame(spec)
             frame = pd.DataFrame(conn.execute(query).mappings().all(), columns=list(spec.column_names))
         return conform(frame, spec)
 
     def count(self, name: str, where: Mapping[str, Any] | None = None) -> int:
         """Number of rows of ``name`` matching ``where`` (0 when the table is absent)."""
-        if not sa.inspect(self.engine).has_table(name):
-            return 0
         target = sql_table(table(name))
         query = sa.select(sa.func.count()).select_from(target)
         for column, value in (where or {}).items():
             query = query.where(target.c[column] == value)
-        with self.engine.connect() as conn:
+        with _naming(name), self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(name):
+                return 0
             return int(conn.execute(query).scalar_one())
+
+    def lookup(
+        self, name: str, column: str, values: Iterable[Any], before: tuple[str, Any] | None = None
+    ) -> list[Any]:
+        """The distinct ``values`` found in ``column`` of ``name`` (rows with ``before[0] < before[1]``
+        only, when given): an indexed key lookup whose cost follows the keys asked, not the table."""
+        wanted = sorted(set(values))
+        if not wanted or not sa.inspect(self.engine).has_table(name):
+            return []
+        target = sql_table(table(name))
+        found: set[Any] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), _LOOKUP_CHUNK):
+                query = sa.select(target.c[column]).distinct()
+                query = query.where(target.c[column].in_(wanted[start : start + _LOOKUP_CHUNK]))
+                if before is not None:
+                    query = query.where(target.c[before[0]] < before[1])
+                found.update(conn.execute(query).scalars())
+        return sorted(found)

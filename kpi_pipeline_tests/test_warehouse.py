@@ -1,7 +1,8 @@
-"""Tests for the SQL warehouse: partition replaces, atomicity, typed round trips, schema checks, concurrency.
+"""Tests for the SQL warehouse: replaces, atomicity, typed round trips, migrations, concurrency, grants.
 
 Every test runs on SQLite (a file under tmp_path) and, when ``KPI_TEST_POSTGRES_URL`` is set, on
-PostgreSQL inside a fresh schema that is dropped afterwards.
+PostgreSQL inside a fresh schema that is dropped afterwards; the role and grant tests run on PostgreSQL
+only, with uniquely named roles that are dropped afterwards.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import datetime as dt
 import multiprocessing
 import os
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -21,12 +24,32 @@ import sqlalchemy as sa
 
 import kpi_pipeline.warehouse as warehouse_module
 from kpi_pipeline.tables import table
-from kpi_pipeline.warehouse import Warehouse, WarehouseError, sql_table
+from kpi_pipeline.warehouse import Replace, Warehouse, WarehouseError, sql_table
 
 POSTGRES_ENV = "KPI_TEST_POSTGRES_URL"
 POSTGRES_SKIP_REASON = "KPI_TEST_POSTGRES_URL is not set; export it to run the PostgreSQL warehouse tests"
 
 D1, D2, D3 = dt.date(2025, 1, 1), dt.date(2025, 1, 2), dt.date(2025, 1, 3)
+
+
+@contextmanager
+def postgres_schema_url() -> Iterator[str]:
+    """The PostgreSQL URL of a new schema (first on the search_path), dropped with its contents afterwards."""
+    base = sa.make_url(os.environ[POSTGRES_ENV])
+    schema = f"kpi_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    scoped = base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False
+    )
+    try:
+        yield scoped
+    finally:
+        warehouse_module.engine_for(scoped).dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
 
 
 @pytest.fixture(
@@ -43,21 +66,60 @@ def url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'warehouse.db'}"
         return
-    base = sa.make_url(os.environ[POSTGRES_ENV])
-    schema = f"kpi_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    scoped = base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False
-    )
-    try:
+    with postgres_schema_url() as scoped:
         yield scoped
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A new PostgreSQL schema, for the tests of PostgreSQL roles and grants."""
+    if not os.environ.get(POSTGRES_ENV):
+        pytest.skip(POSTGRES_SKIP_REASON)
+    with postgres_schema_url() as scoped:
+        yield scoped
+
+
+@contextmanager
+def admin(url: str) -> Iterator[sa.Connection]:
+    """A transaction of the test's own superuser connection (no pool, so no SET ROLE leaks)."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            yield conn
     finally:
-        warehouse_module.engine_for(scoped).dispose()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+        engine.dispose()
+
+
+@pytest.fixture
+def roles() -> Iterator[Callable[[str], str]]:
+    """Make LOGIN roles (unique names, USAGE on the test schema); cluster-wide, so dropped afterwards."""
+    created: list[str] = []
+
+    def make(url: str) -> str:
+        role = f"kpi_test_role_{uuid.uuid4().hex[:12]}"
+        with admin(url) as conn:
+            schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+            conn.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')
+            conn.exec_driver_sql(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+        created.append(role)
+        return role
+
+    yield make
+    for role in created:
+        with admin(os.environ[POSTGRES_ENV]) as conn:
+            conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
+            conn.exec_driver_sql(f'DROP ROLE "{role}"')
+
+
+def select_as(url: str, role: str, sql: str) -> list[tuple[Any, ...]]:
+    """Run one query as ``role`` (SET ROLE), as a BI reader would see it."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'SET ROLE "{role}"')
+            return [tuple(row) for row in conn.exec_driver_sql(sql).all()]
+    finally:
+        engine.dispose()
 
 
 def completion_frame(rows: list[tuple[str, str, int, int]]) -> pd.DataFrame:
@@ -291,6 +353,30 @@ def test_read_absent_table_returns_empty_typed_frame(url: str) -> None:
     assert not sa.inspect(wh.engine).has_table("kpi_incidents")
 
 
+def test_lookup_finds_keys_started_before_a_day_through_an_index(url: str) -> None:
+    wh = Warehouse(url)
+    starts = pd.DataFrame(
+        {
+            "date": ["2025-03-01", "2025-03-01", "2025-03-03", "2025-03-04"],
+            "task_id": ["a", "b", "c", "d"],
+            "started_at": pd.to_datetime(
+                ["2025-03-01T08:00Z", "2025-03-01T09:00Z", "2025-03-03T08:00Z", "2025-03-04T08:00Z"], utc=True
+            ),
+        }
+    )
+    assert wh.lookup("task_starts", "task_id", ["a"]) == []  # absent table: nothing started yet
+    wh.replace("task_starts", starts)
+    assert wh.lookup("task_starts", "task_id", ["a", "c", "d", "zz"], before=("date", "2025-03-04")) == [
+        "a",
+        "c",
+    ]
+    assert wh.lookup("task_starts", "task_id", [], before=("date", "2025-03-04")) == []
+    many = [f"k{n}" for n in range(25_000)] + ["b"]  # more keys than one IN (...) list takes
+    assert wh.lookup("task_starts", "task_id", many) == ["b"]
+    indexes = sa.inspect(wh.engine).get_indexes("task_starts")
+    assert [ix["column_names"] for ix in indexes] == [["task_id"]]
+
+
 def engagement_frame() -> pd.DataFrame:
     """One kpi_engagement_daily row: 3 DAU of 6 MAU."""
     return pd.DataFrame(
@@ -306,22 +392,67 @@ def engagement_frame() -> pd.DataFrame:
     )
 
 
-def test_existing_table_lacking_a_contract_column_raises(url: str) -> None:
+def test_table_lacking_columns_is_migrated_in_place_keeping_rows_and_grants(
+    url: str, roles: Callable[[str], str]
+) -> None:
     wh = Warehouse(url)
-    spec = table("kpi_engagement_daily")
+    full = sql_table(table("kpi_engagement_daily"))
+    # The table as an older release made it: without active_accounts and new_users, plus a column of its own.
     legacy = sa.Table(
-        spec.name, sa.MetaData(), *[sa.Column(c, sa.Text) for c in spec.column_names if c != "new_users"]
+        full.name,
+        sa.MetaData(),
+        *[sa.Column(c.name, c.type) for c in full.columns if c.name not in ("active_accounts", "new_users")],
+        sa.Column("legacy_note", sa.Text),
     )
     with wh.engine.begin() as conn:
         legacy.create(conn)
-        conn.execute(legacy.insert(), [{"date": "2024-12-31", "dau": "7"}])
-    message = r"table kpi_engagement_daily exists but lacks column\(s\) new_users of the current contract"
-    with pytest.raises(WarehouseError, match=message):
-        wh.ensure("kpi_engagement_daily")
-    with pytest.raises(WarehouseError, match=message):
-        wh.replace("kpi_engagement_daily", engagement_frame(), date_range=(D1, D1))
+        conn.execute(
+            legacy.insert(),
+            [{"date": "2024-12-31", "dau": 7, "wau": 9, "mau": 14, "stickiness": 0.5, "legacy_note": "v1"}],
+        )
+    reader = None
+    if wh.engine.dialect.name == "postgresql":
+        reader = roles(url)
+        with admin(url) as conn:
+            conn.exec_driver_sql(f'GRANT SELECT ON kpi_engagement_daily TO "{reader}"')
+
+    wh.ensure("kpi_engagement_daily")
+    wh.ensure("kpi_engagement_daily")  # idempotent: nothing left to add
+    assert wh.replace("kpi_engagement_daily", engagement_frame(), date_range=(D1, D1)) == 1
+
+    columns = [c["name"] for c in sa.inspect(wh.engine).get_columns("kpi_engagement_daily")]
+    # Added at the end, in registry order; the unknown legacy_note column is left in place.
+    assert columns == [
+        "date",
+        "dau",
+        "wau",
+        "mau",
+        "stickiness",
+        "legacy_note",
+        "active_accounts",
+        "new_users",
+    ]
+    got = wh.read("kpi_engagement_daily").sort_values("date").astype(object)
+    assert got.where(got.notna(), None).values.tolist() == [
+        ["2024-12-31", 7, 9, 14, 0.5, None, None],
+        ["2025-01-01", 3, 5, 6, 0.5, 2, 1],
+    ]
     with wh.engine.connect() as conn:
-        assert conn.execute(sa.select(legacy.c.date, legacy.c.dau)).all() == [("2024-12-31", "7")]
+        notes = conn.execute(sa.select(legacy.c.date, legacy.c.legacy_note).order_by(legacy.c.date)).all()
+    assert [tuple(row) for row in notes] == [("2024-12-31", "v1"), ("2025-01-01", None)]
+    if reader is not None:
+        # The grant given before the migration still holds: the table was altered, not re-created.
+        assert select_as(url, reader, "SELECT date, new_users FROM kpi_engagement_daily ORDER BY date") == [
+            ("2024-12-31", None),
+            ("2025-01-01", 1),
+        ]
+
+
+def test_replace_on_unknown_column_raises(url: str) -> None:
+    wh = Warehouse(url)
+    with pytest.raises(WarehouseError, match="table quarantine has no column day to select rows on"):
+        wh.replace("quarantine", quarantine_frame([]), where={"day": "2025-01-01"})
+    assert not sa.inspect(wh.engine).has_table("quarantine")
 
 
 def test_rows_lacking_a_column_raise(url: str) -> None:
@@ -406,3 +537,322 @@ def test_concurrent_processes_replace_different_partitions(url: str) -> None:
         process.join(timeout=60)
     assert [p.exitcode for p in processes] == [0, 0]
     assert_partitions_complete(url, days)
+
+
+def statement_log(engine: sa.Engine, fail_at: str | None = None) -> tuple[list[str], Callable[[], None]]:
+    """Record "DELETE <table>", "INSERT <table>" and "COMMIT" as they run; raise at the ``fail_at`` one.
+
+    Returns the log and a function that stops recording.
+    """
+    log: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        words = statement.split()
+        verb = words[0].upper()
+        if verb in ("DELETE", "INSERT"):
+            log.append(f"{verb} {words[2].strip(chr(34))}")
+            if log[-1] == fail_at:
+                raise RuntimeError(f"injected failure at {fail_at}")
+
+    def commit(_conn: Any) -> None:
+        log.append("COMMIT")
+
+    sa.event.listen(engine, "before_cursor_execute", before)
+    sa.event.listen(engine, "commit", commit)
+
+    def stop() -> None:
+        sa.event.remove(engine, "before_cursor_execute", before)
+        sa.event.remove(engine, "commit", commit)
+
+    return log, stop
+
+
+def seed_two_tables(wh: Warehouse) -> None:
+    """2025-01-01 and 2025-01-02 completion rows, and two quarantine partitions."""
+    wh.replace(
+        "kpi_task_completion_daily",
+        completion_frame([("2025-01-01", "admin", 4, 2), ("2025-01-02", "admin", 5, 5)]),
+        date_range=(D1, D2),
+    )
+    wh.replace(
+        "quarantine",
+        quarantine_frame(
+            [("telemetry", "2025-01-01", 3, "bad_json"), ("telemetry", "2025-01-02", 4, "bad_json")]
+        ),
+    )
+
+
+def assert_two_tables_seeded(wh: Warehouse) -> None:
+    assert completion_values(wh.read("kpi_task_completion_daily")) == [
+        ["2025-01-01", "admin", 4, 2, 0.5],
+        ["2025-01-02", "admin", 5, 5, 1.0],
+    ]
+    assert quarantine_values(wh.read("quarantine")) == [
+        ["telemetry", "2025-01-01", 3, "bad_json"],
+        ["telemetry", "2025-01-02", 4, "bad_json"],
+    ]
+
+
+def two_table_writes() -> list[Replace]:
+    """New 2025-01-02 rows for both tables: completion 8/6 and 4/1, quarantine line 7."""
+    return [
+        Replace(
+            "kpi_task_completion_daily",
+            completion_frame([("2025-01-02", "admin", 8, 6), ("2025-01-02", "developer", 4, 1)]),
+            date_range=(D2, D2),
+        ),
+        Replace(
+            "quarantine",
+            quarantine_frame([("telemetry", "2025-01-02", 7, "unknown_event")]),
+            where={"source": "telemetry", "partition": "2025-01-02"},
+        ),
+    ]
+
+
+def test_replace_all_writes_both_tables_then_runs_before_commit_inside_the_transaction(url: str) -> None:
+    wh = Warehouse(url)
+    seed_two_tables(wh)
+    log, stop = statement_log(wh.engine)
+    try:
+        assert wh.replace_all(two_table_writes(), before_commit=lambda: log.append("before_commit")) == [2, 1]
+    finally:
+        stop()
+    # One transaction: both writes, then before_commit, then the single commit.
+    assert log == [
+        "DELETE kpi_task_completion_daily",
+        "INSERT kpi_task_completion_daily",
+        "DELETE quarantine",
+        "INSERT quarantine",
+        "before_commit",
+        "COMMIT",
+    ]
+    assert completion_values(wh.read("kpi_task_completion_daily")) == [
+        ["2025-01-01", "admin", 4, 2, 0.5],
+        ["2025-01-02", "admin", 8, 6, 0.75],
+        ["2025-01-02", "developer", 4, 1, 0.25],
+    ]
+    assert quarantine_values(wh.read("quarantine")) == [
+        ["telemetry", "2025-01-01", 3, "bad_json"],
+        ["telemetry", "2025-01-02", 7, "unknown_event"],
+    ]
+
+
+def test_replace_all_failure_in_the_second_write_keeps_both_tables(url: str) -> None:
+    wh = Warehouse(url)
+    seed_two_tables(wh)
+    log, stop = statement_log(wh.engine, fail_at="INSERT quarantine")
+    try:
+        with pytest.raises(RuntimeError, match="injected failure at INSERT quarantine"):
+            wh.replace_all(two_table_writes())
+    finally:
+        stop()
+    # The first table was fully rewritten and the second deleted before the failure; all rolled back.
+    assert log == [
+        "DELETE kpi_task_completion_daily",
+        "INSERT kpi_task_completion_daily",
+        "DELETE quarantine",
+        "INSERT quarantine",
+    ]
+    assert_two_tables_seeded(wh)
+
+
+def test_replace_all_failure_in_before_commit_keeps_both_tables(url: str) -> None:
+    wh = Warehouse(url)
+    wh.replace(
+        "kpi_task_completion_daily",
+        completion_frame([("2025-01-01", "admin", 4, 2), ("2025-01-02", "admin", 5, 5)]),
+        date_range=(D1, D2),
+    )
+
+    def rename_fails() -> None:
+        raise OSError("rename of the staged file failed")
+
+    with pytest.raises(OSError, match="rename of the staged file failed"):
+        wh.replace_all(two_table_writes(), before_commit=rename_fails)
+    assert completion_values(wh.read("kpi_task_completion_daily")) == [
+        ["2025-01-01", "admin", 4, 2, 0.5],
+        ["2025-01-02", "admin", 5, 5, 1.0],
+    ]
+    # quarantine did not exist before: its creation rolled back with the writes.
+    assert not sa.inspect(wh.engine).has_table("quarantine")
+
+
+RACERS = 3
+RACE_ROWS = 400
+RACE_ROUNDS = 2
+
+
+def racer_rows(writer: int) -> pd.DataFrame:
+    """Writer k's 2025-01-01 partition: RACE_ROWS rows on channel 'writer<k>', attempts = 1000·k + i + 1."""
+    index = pd.Series(np.arange(RACE_ROWS))
+    return fill_completion(
+        pd.DataFrame(
+            {
+                "date": "2025-01-01",
+                "persona": "p" + index.astype(str),
+                "attempts": 1000 * writer + index + 1,
+                "completions": index,
+            }
+        )
+    ).assign(channel=f"writer{writer}")
+
+
+def racer_quarantine(writer: int) -> pd.DataFrame:
+    """Writer k's quarantine partition telemetry/2025-01-01: lines 1…5, reason 'writer<k>'."""
+    return quarantine_frame([("telemetry", "2025-01-01", line, f"writer{writer}") for line in range(1, 6)])
+
+
+def widen_race_window(engine: sa.Engine) -> None:
+    """Sleep after every lock and every DELETE, so that overlapping transactions really interleave."""
+
+    def pause(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("DELETE") or "pg_advisory_xact_lock" in statement:
+            time.sleep(0.05)
+
+    sa.event.listen(engine, "after_cursor_execute", pause)
+
+
+def race_one_partition(url: str, writer: int, barrier: Any) -> None:
+    """Replace 2025-01-01 of kpi_task_completion_daily RACE_ROUNDS times, starting with the other writers."""
+    warehouse_module._INSERT_CHUNK = 50
+    wh = Warehouse(url)
+    widen_race_window(wh.engine)
+    rows = racer_rows(writer)
+    barrier.wait(timeout=60)
+    for _ in range(RACE_ROUNDS):
+        assert wh.replace("kpi_task_completion_daily", rows, date_range=(D1, D1)) == RACE_ROWS
+
+
+def race_two_tables(url: str, writer: int, barrier: Any) -> None:
+    """Replace both tables in one replace_all, even writers listing them in the opposite order to odd ones."""
+    warehouse_module._INSERT_CHUNK = 50
+    wh = Warehouse(url)
+    widen_race_window(wh.engine)
+    writes = [
+        Replace("kpi_task_completion_daily", racer_rows(writer), date_range=(D1, D1)),
+        Replace(
+            "quarantine", racer_quarantine(writer), where={"source": "telemetry", "partition": "2025-01-01"}
+        ),
+    ]
+    if writer % 2:
+        writes.reverse()
+    barrier.wait(timeout=60)
+    for _ in range(RACE_ROUNDS):
+        wh.replace_all(writes)
+
+
+def run_racers(url: str, target: Callable[[str, int, Any], None], racers: int) -> None:
+    """Start ``racers`` spawned processes on ``target`` behind one barrier; all must exit cleanly."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(racers)
+    processes = [context.Process(target=target, args=(url, k, barrier)) for k in range(racers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [p.exitcode for p in processes] == [0] * racers
+
+
+def single_writer_partition(wh: Warehouse) -> int:
+    """The writer whose rows 2025-01-01 holds, asserting they are exactly its RACE_ROWS rows, once."""
+    got = wh.read("kpi_task_completion_daily", date_range=(D1, D1))
+    assert len(got) == RACE_ROWS
+    channels = got["channel"].unique().tolist()
+    assert len(channels) == 1 and channels[0] in [f"writer{k}" for k in range(RACERS)]
+    writer = int(channels[0].removeprefix("writer"))
+    assert completion_values(got) == completion_values(racer_rows(writer))
+    return writer
+
+
+def test_concurrent_processes_replacing_one_partition_leave_one_copy(url: str) -> None:
+    wh = Warehouse(url)
+    wh.replace(
+        "kpi_task_completion_daily", completion_frame([("2025-01-02", "admin", 5, 5)]), date_range=(D2, D2)
+    )
+    wh.replace("kpi_task_completion_daily", racer_rows(0), date_range=(D1, D1))
+    run_racers(url, race_one_partition, RACERS)
+    # Without serialising the writers, PostgreSQL kept every writer's copy (3 × 400 rows).
+    single_writer_partition(wh)
+    assert wh.count("kpi_task_completion_daily") == RACE_ROWS + 1
+    assert completion_values(wh.read("kpi_task_completion_daily", date_range=(D2, D2))) == [
+        ["2025-01-02", "admin", 5, 5, 1.0]
+    ]
+
+
+def test_concurrent_replace_all_in_opposite_orders_neither_deadlocks_nor_mixes_writers(url: str) -> None:
+    wh = Warehouse(url)
+    run_racers(url, race_two_tables, 2)
+    # Both tables hold the rows of one and the same writer: the last transaction wrote both.
+    writer = single_writer_partition(wh)
+    assert quarantine_values(wh.read("quarantine")) == quarantine_values(racer_quarantine(writer))
+
+
+def grantees(url: str, name: str) -> list[str]:
+    """Roles in the ACL of table ``name`` of the test schema ('PUBLIC' for grantee 0)."""
+    query = sa.text(
+        "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END AS g "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a "
+        "WHERE n.nspname = current_schema() AND c.relname = :name ORDER BY g"
+    )
+    with admin(url) as conn:
+        return list(conn.execute(query, {"name": name}).scalars())
+
+
+def test_private_tables_are_created_without_the_default_reader_grants(
+    pg_url: str, roles: Callable[[str], str]
+) -> None:
+    reader = roles(pg_url)
+    with admin(pg_url) as conn:
+        schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+        # What docs/warehouse.md tells the DBA to run, plus a careless grant to PUBLIC.
+        conn.exec_driver_sql(
+            f'ALTER DEFAULT PRIVILEGES IN SCHEMA "{schema}" GRANT SELECT ON TABLES TO "{reader}", PUBLIC'
+        )
+    wh = Warehouse(pg_url)
+    wh.replace("kpi_engagement_daily", engagement_frame(), date_range=(D1, D1))
+    wh.replace("quarantine", quarantine_frame([("telemetry", "2025-01-01", 3, "bad_json")]))
+
+    assert select_as(pg_url, reader, "SELECT date, dau FROM kpi_engagement_daily") == [("2025-01-01", 3)]
+    with pytest.raises(sa.exc.ProgrammingError, match="permission denied for table quarantine"):
+        select_as(pg_url, reader, "SELECT * FROM quarantine")
+    owner = Warehouse(pg_url).engine.url.username
+    assert grantees(pg_url, "quarantine") == [owner]
+    assert grantees(pg_url, "kpi_engagement_daily") == sorted(["PUBLIC", owner, reader])
+
+    # Re-running keeps the KPI grant: tables are replaced row by row, never dropped and re-created.
+    wh.replace("kpi_engagement_daily", engagement_frame().assign(dau=4), date_range=(D1, D1))
+    assert select_as(pg_url, reader, "SELECT date, dau FROM kpi_engagement_daily") == [("2025-01-01", 4)]
+    # A grant a DBA gives deliberately on a private table, after it exists, is kept too.
+    with admin(pg_url) as conn:
+        conn.exec_driver_sql(f'GRANT SELECT ON quarantine TO "{reader}"')
+    wh.replace("quarantine", quarantine_frame([("telemetry", "2025-01-01", 5, "bad_json")]))
+    assert select_as(pg_url, reader, "SELECT line, reason FROM quarantine") == [(5, "bad_json")]
+
+
+def test_select_only_role_fails_with_one_line_naming_the_table(
+    pg_url: str, roles: Callable[[str], str]
+) -> None:
+    Warehouse(pg_url).replace("kpi_engagement_daily", engagement_frame(), date_range=(D1, D1))
+    reader = roles(pg_url)
+    with admin(pg_url) as conn:
+        schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+        conn.exec_driver_sql(f'GRANT SELECT ON kpi_engagement_daily TO "{reader}"')
+    reader_url = sa.make_url(pg_url).set(username=reader).render_as_string(hide_password=False)
+    as_reader = Warehouse(reader_url)
+    try:
+        assert as_reader.read("kpi_engagement_daily")["dau"].tolist() == [3]
+        with pytest.raises(WarehouseError) as denied:
+            as_reader.replace("kpi_engagement_daily", engagement_frame().assign(dau=9), date_range=(D1, D1))
+        assert (
+            str(denied.value)
+            == "table kpi_engagement_daily: permission denied for table kpi_engagement_daily"
+        )
+        with pytest.raises(WarehouseError) as denied:
+            as_reader.replace("quarantine", quarantine_frame([("telemetry", "2025-01-01", 3, "bad_json")]))
+        assert str(denied.value) == f"table quarantine: permission denied for schema {schema}"
+        with pytest.raises(WarehouseError) as denied:
+            as_reader.ensure("quarantine")
+        assert str(denied.value) == f"table quarantine: permission denied for schema {schema}"
+    finally:
+        as_reader.engine.dispose()
+    assert Warehouse(pg_url).read("kpi_engagement_daily")["dau"].tolist() == [3]
