@@ -1,21 +1,68 @@
 """Load and validate ``kpi.yaml`` (workflows, ROI assumptions, aliases, source mappings).
 
 Every key is declared here with its default; an unknown key, a wrong type, a
-negative cost or a topic claimed by two workflows fails at load with a
-message that names the file and the key.
+number out of its range or a topic claimed by two workflows fails at load with
+a one-line message that names the file and the key. Numbers are strict (a
+boolean or a quoted number is not a number; an integer is fine where a decimal
+is wanted), finite and bounded, so the windows and costs cannot overflow the
+date and money arithmetic; dates are ``YYYY-MM-DD`` calendar dates.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from kpi_pipeline.contract import EVENT_TYPES
 from kpi_pipeline.sources.model import Sources
+
+# Upper bounds of the numeric keys: far above any sensible setting, low enough that no window,
+# horizon or money amount can overflow timestamp or float arithmetic.
+MAX_WINDOW_HOURS = 8_760.0  # one year: windows and freshness limits
+MAX_DAYS = 3_660.0  # ten years: activation_days
+MAX_AMOUNT = 1e9  # a money amount per ticket or per hour, in any currency
+MAX_MINUTES = 525_600.0  # one year of minutes: minutes_saved_per_completion
+MAX_RATIO = 100.0  # thresholds and tolerances given as shares (100 = 10,000 %)
+MAX_PARTITIONS = 366  # volume_window: the trailing partitions a check reads
+FIRST_DATE, LAST_DATE = dt.date(1900, 1, 1), dt.date(2200, 12, 31)  # inside pandas' timestamp range
+
+
+def number(default: float, *, gt: float | None = None, ge: float | None = None, le: float) -> Any:
+    """A strict, finite number field: an int or float (not a bool, not text) within the bounds."""
+    return Field(default, strict=True, allow_inf_nan=False, gt=gt, ge=ge, le=le)
+
+
+def _calendar_date(value: Any) -> Any:
+    """A ``YYYY-MM-DD`` text (the loader keeps YAML dates as text) → a date in the supported range."""
+    if value is None or isinstance(value, dt.date):
+        date = value
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        try:
+            date = dt.date.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a calendar date ({exc})") from None
+    else:
+        raise ValueError(f"expected a date like 2025-01-31, got {_render(value)}")
+    if date is not None and not FIRST_DATE <= date <= LAST_DATE:
+        raise ValueError(f"{date.isoformat()} is outside {FIRST_DATE.isoformat()} to {LAST_DATE.isoformat()}")
+    return date
+
+
+CalendarDate = Annotated[dt.date | None, BeforeValidator(_calendar_date)]
 
 
 class ConfigError(ValueError):
@@ -29,9 +76,9 @@ class _Strict(BaseModel):
 class Windows(_Strict):
     """Attribution windows in hours (both ends included)."""
 
-    completion: float = Field(24.0, gt=0)
-    fallback_ticket: float = Field(24.0, ge=0)
-    deflection: float = Field(72.0, ge=0)
+    completion: float = number(24.0, gt=0, le=MAX_WINDOW_HOURS)
+    fallback_ticket: float = number(24.0, ge=0, le=MAX_WINDOW_HOURS)
+    deflection: float = number(72.0, ge=0, le=MAX_WINDOW_HOURS)
 
 
 class Workflow(_Strict):
@@ -39,7 +86,7 @@ class Workflow(_Strict):
     description: str = ""
     steps: tuple[str, ...] = ()
     topics: tuple[str, ...] = ()
-    minutes_saved_per_completion: float = Field(0.0, ge=0)
+    minutes_saved_per_completion: float = number(0.0, ge=0, le=MAX_MINUTES)
 
 
 class EventAlias(_Strict):
@@ -49,8 +96,15 @@ class EventAlias(_Strict):
 
     from_: str = Field(alias="from", min_length=1)
     to: str = Field(min_length=1)
-    valid_from: dt.date | None = None
-    valid_until: dt.date | None = None
+    valid_from: CalendarDate = None
+    valid_until: CalendarDate = None
+
+    @field_validator("to")
+    @classmethod
+    def _canonical(cls, value: str) -> str:
+        if value not in EVENT_TYPES:
+            raise ValueError(f"{value!r} is not a canonical event type; one of {', '.join(EVENT_TYPES)}")
+        return value
 
     @model_validator(mode="after")
     def _window_ordered(self) -> EventAlias:
@@ -60,19 +114,21 @@ class EventAlias(_Strict):
 
 
 class Scorecard(_Strict):
-    threshold: float = Field(0.05, ge=0)
+    threshold: float = number(0.05, ge=0, le=MAX_RATIO)
 
 
 class Quality(_Strict):
     """Thresholds of the data-quality checks."""
 
-    quarantine_rate_error: float = Field(0.05, ge=0, le=1)  # blocks downstream KPIs above this
-    quarantine_rate_warn: float = Field(0.005, ge=0, le=1)  # warns above this
-    volume_tolerance: float = Field(0.5, ge=0)  # ± share of the trailing median of staged rows
-    volume_window: int = Field(7, ge=1)  # partitions in that trailing median
-    telemetry_max_age_hours: float = Field(48.0, gt=0)  # newest telemetry partition may be this old
-    tickets_max_age_hours: float = Field(48.0, gt=0)  # newest ticket export may be this old
-    unknown_requester_share: float = Field(0.2, ge=0, le=1)  # warns when more tickets' requesters are unknown
+    quarantine_rate_error: float = number(0.05, ge=0, le=1)  # blocks downstream KPIs above this
+    quarantine_rate_warn: float = number(0.005, ge=0, le=1)  # warns above this
+    volume_tolerance: float = number(0.5, ge=0, le=MAX_RATIO)  # ± share of the trailing median of staged rows
+    volume_window: int = Field(7, strict=True, ge=1, le=MAX_PARTITIONS)  # partitions in that trailing median
+    telemetry_max_age_hours: float = number(48.0, gt=0, le=MAX_WINDOW_HOURS)  # newest partition's max age
+    tickets_max_age_hours: float = number(48.0, gt=0, le=MAX_WINDOW_HOURS)  # newest export's max age
+    unknown_requester_share: float = number(
+        0.2, ge=0, le=1
+    )  # warns when more tickets' requesters are unknown
 
     @model_validator(mode="after")
     def _warn_below_error(self) -> Quality:
@@ -84,7 +140,9 @@ class Quality(_Strict):
 class Automation(_Strict):
     """When the daily schedule runs."""
 
-    daily_hour_utc: int = Field(6, ge=0, le=23)  # hour of the day (UTC) the daily KPI schedule runs
+    daily_hour_utc: int = Field(
+        6, strict=True, ge=0, le=23
+    )  # hour of the day (UTC) the daily KPI schedule runs
 
 
 class Owners(_Strict):
@@ -98,10 +156,10 @@ class Owners(_Strict):
 
 class KpiConfig(_Strict):
     currency: str = "USD"
-    cost_per_ticket: float = Field(25.0, ge=0)
-    loaded_hourly_cost: float = Field(60.0, ge=0)
+    cost_per_ticket: float = number(25.0, ge=0, le=MAX_AMOUNT)
+    loaded_hourly_cost: float = number(60.0, ge=0, le=MAX_AMOUNT)
     windows: Windows = Windows()
-    activation_days: float = Field(14.0, gt=0)
+    activation_days: float = number(14.0, gt=0, le=MAX_DAYS)
     default_owner: str = "product-analytics"
     owners: Owners = Owners()
     scorecard: Scorecard = Scorecard()
@@ -152,6 +210,35 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc)
 
 
+def _render(value: Any) -> str:
+    """A value as the YAML that gave it (``true``, ``.inf``, ``'25'``), shortened to one line."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float) and not math.isfinite(value):
+        text = ".nan" if math.isnan(value) else ".inf" if value > 0 else "-.inf"
+    elif isinstance(value, int) and abs(value) >= 10**40:
+        text = f"a {len(str(abs(value)))}-digit number"
+    else:
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_SCALARS = (str, int, float, bool, dt.date)
+
+
+def _problem(err: Any) -> str:
+    """One validation error as ``key: why`` (with the offending value where it helps)."""
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    else:
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] != "value_error" and isinstance(err.get("input"), _SCALARS):
+            msg += f", got {_render(err['input'])}"
+            if err["type"] in ("float_type", "int_type") and isinstance(err["input"], str):
+                msg += " (write numbers without quotes)"
+    return f"{_key_path(err['loc'])}: {msg}" if err["loc"] else msg
+
+
 def parse_config(raw: Any, source: str = "kpi.yaml") -> KpiConfig:
     """Validate an already-parsed YAML document."""
     if raw is None:
@@ -161,23 +248,59 @@ def parse_config(raw: Any, source: str = "kpi.yaml") -> KpiConfig:
     try:
         return KpiConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            msg = msg.removeprefix("Value error, ")
-            problems.append(f"{_key_path(err['loc'])}: {msg}" if err["loc"] else msg)
-        raise ConfigError(f"{source}: invalid configuration: " + "; ".join(problems)) from None
+        problems = " ".join("; ".join(_problem(err) for err in exc.errors()).split())
+        raise ConfigError(f"{source}: invalid configuration: {problems}") from None
 
 
-def load_config(path: str | Path | None) -> KpiConfig:
-    """Load kpi.yaml from ``path``; built-in defaults when ``path`` is None or absent."""
+class ConfigLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that dates and times stay text (pydantic checks them, naming the
+    key, instead of PyYAML raising on ``2025-02-30``) and a repeated key is an error."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+ConfigLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+
+
+def _yaml_error(exc: yaml.YAMLError) -> str:
+    """A YAML error as one line: where (line, column) and what."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return " ".join(f"{where}{problem}".split())
+
+
+def load_config(path: str | Path | None, required: bool = False) -> KpiConfig:
+    """Load kpi.yaml from ``path``; built-in defaults when ``path`` is None, or absent and not
+    ``required`` (the default location may be absent; a path the user named must exist)."""
     if path is None:
         return KpiConfig()
     path = Path(path)
     if not path.exists():
+        if required:
+            raise ConfigError(f"{path}: configuration file not found (named by KPI_CONFIG)")
         return KpiConfig()
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=ConfigLoader)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (invalid byte at offset {exc.start})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_error(exc)}") from None
+    except (ValueError, OverflowError, RecursionError) as exc:  # e.g. an explicit `!!int abc` tag
+        raise ConfigError(
+            f"{path}: not valid YAML: {' '.join(str(exc).split()) or type(exc).__name__}"
+        ) from None
     return parse_config(raw, str(path))

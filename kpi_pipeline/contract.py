@@ -98,3 +98,10 @@ BAD_VALUE = "bad_value"  # reported as bad_value:<name>
 DUPLICATE_EVENT_ID = "duplicate_event_id"
 
 SOURCES: tuple[str, ...] = ("telemetry", "tickets", "incidents")
+
+# Longest text value (in characters) a staged text field may hold; a longer one is bad_value:<field>.
+# Ids, names, codes and one-paragraph summaries are far shorter; a longer value is a blob (a whole
+# document or file pasted into one field) that would otherwise become a 50 MB feature name or topic.
+MAX_TEXT_LENGTH = 4_096
+# Largest integer a count field (tickets' reopens) may hold: int64, the type of the warehouse column.
+MAX_COUNT = 2**63 - 1

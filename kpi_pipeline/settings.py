@@ -7,17 +7,24 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from kpi_pipeline.config import FIRST_DATE, LAST_DATE, ConfigError
+
 DEFAULT_START_DATE = dt.date(2025, 1, 1)
 
 
 @dataclass(frozen=True)
 class Settings:
-    """``KPI_DATA_DIR``, ``KPI_WAREHOUSE_URL``, ``KPI_CONFIG`` and ``KPI_START_DATE``, resolved."""
+    """``KPI_DATA_DIR``, ``KPI_WAREHOUSE_URL``, ``KPI_CONFIG`` and ``KPI_START_DATE``, resolved.
+
+    ``config_required`` is True when ``KPI_CONFIG`` names the file: that file must exist, while
+    the default ``<KPI_DATA_DIR>/config/kpi.yaml`` may be absent (built-in defaults).
+    """
 
     data_dir: Path
     warehouse_url: str
     config_path: Path
     start_date: dt.date
+    config_required: bool = False
 
     @property
     def staging_dir(self) -> Path:
@@ -28,10 +35,22 @@ class Settings:
         env = os.environ if environ is None else environ
         data_dir = Path(env.get("KPI_DATA_DIR") or "data").resolve()
         url = env.get("KPI_WAREHOUSE_URL") or f"sqlite:///{data_dir / 'warehouse' / 'kpi.db'}"
-        config = Path(env.get("KPI_CONFIG") or data_dir / "config" / "kpi.yaml")
+        named = env.get("KPI_CONFIG") or ""
+        config = Path(named) if named else data_dir / "config" / "kpi.yaml"
         raw_start = env.get("KPI_START_DATE") or DEFAULT_START_DATE.isoformat()
         try:
             start = dt.date.fromisoformat(raw_start)
         except ValueError:
-            raise ValueError(f"KPI_START_DATE must be a date like 2025-01-01, got {raw_start!r}") from None
-        return cls(data_dir=data_dir, warehouse_url=url, config_path=config, start_date=start)
+            start = None
+        if start is None or not FIRST_DATE <= start <= LAST_DATE:
+            raise ConfigError(
+                f"KPI_START_DATE must be a date from {FIRST_DATE} to {LAST_DATE} like 2025-01-01, "
+                f"got {raw_start!r}"
+            )
+        return cls(
+            data_dir=data_dir,
+            warehouse_url=url,
+            config_path=config,
+            start_date=start,
+            config_required=bool(named),
+        )

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
-from kpi_pipeline.config import ConfigError, KpiConfig, load_config, parse_config
+from kpi_pipeline.config import ConfigError, KpiConfig, Workflow, load_config, parse_config
+from kpi_pipeline.settings import Settings
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "config" / "kpi.yaml"
 
@@ -165,3 +167,267 @@ def test_workflow_owner_falls_back_to_default_owner() -> None:
 def test_packaged_sample_config_is_the_repository_one() -> None:
     packaged = Path(__file__).parents[1] / "kpi_pipeline" / "sample_kpi.yaml"
     assert packaged.read_bytes() == (Path(__file__).parents[1] / "data" / "config" / "kpi.yaml").read_bytes()
+
+
+# --- strict numbers, bounds and dates (issue 9) -------------------------------------------------
+
+# Every numeric key of the config tree: (key path, "float" or "int", lower bound, inclusive?, upper bound).
+NUMERIC_KEYS: list[tuple[str, str, float, bool, float]] = [
+    ("cost_per_ticket", "float", 0, True, 1e9),
+    ("loaded_hourly_cost", "float", 0, True, 1e9),
+    ("windows.completion", "float", 0, False, 8760),
+    ("windows.fallback_ticket", "float", 0, True, 8760),
+    ("windows.deflection", "float", 0, True, 8760),
+    ("activation_days", "float", 0, False, 3660),
+    ("scorecard.threshold", "float", 0, True, 100),
+    ("quality.quarantine_rate_error", "float", 0, True, 1),
+    ("quality.quarantine_rate_warn", "float", 0, True, 1),
+    ("quality.volume_tolerance", "float", 0, True, 100),
+    ("quality.volume_window", "int", 1, True, 366),
+    ("quality.telemetry_max_age_hours", "float", 0, False, 8760),
+    ("quality.tickets_max_age_hours", "float", 0, False, 8760),
+    ("quality.unknown_requester_share", "float", 0, True, 1),
+    ("automation.daily_hour_utc", "int", 0, True, 23),
+    ("workflows.w.minutes_saved_per_completion", "float", 0, True, 525600),
+]
+
+
+def nested_yaml(key: str, value: str) -> str:
+    """YAML setting the dotted ``key`` to the YAML scalar ``value``."""
+    parts = key.split(".")
+    return "".join(f"{'  ' * depth}{part}:\n" for depth, part in enumerate(parts[:-1])) + (
+        f"{'  ' * (len(parts) - 1)}{parts[-1]}: {value}\n"
+    )
+
+
+def numeric_fields(model: type, prefix: str = "") -> set[str]:
+    """Dotted paths of every int/float field under ``model`` (workflows as ``workflows.w``)."""
+    out: set[str] = set()
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        if name == "workflows":
+            out |= numeric_fields(Workflow, f"{path}.w.")
+        elif isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            out |= numeric_fields(info.annotation, f"{path}.")
+        elif info.annotation in (int, float, "int", "float"):
+            out.add(path)
+    return out
+
+
+def test_the_strictness_table_covers_every_numeric_key() -> None:
+    assert numeric_fields(KpiConfig) == {key for key, *_ in NUMERIC_KEYS}
+
+
+def bad_number_cases() -> list[tuple[str, str, str]]:
+    """(key, YAML value, expected reason) for every numeric key and every kind of bad value."""
+    cases = []
+    for key, kind, low, inclusive, high in NUMERIC_KEYS:
+        noun = "a valid number" if kind == "float" else "a valid integer"
+        cases += [
+            (key, "true", f"Input should be {noun}, got true"),
+            (key, "'25'", f"Input should be {noun}, got '25' (write numbers without quotes)"),
+            (key, "1e400", f"Input should be {noun}, got '1e400' (write numbers without quotes)"),
+            (key, "1" + "0" * 30, f"Input should be less than or equal to {high:.0f}, got 1{'0' * 30}"),
+            (key, "-1", f"Input should be greater than {'or equal to ' if inclusive else ''}{low:g}, got -1"),
+        ]
+        if kind == "float":
+            cases += [
+                (key, "1.0e+300", f"Input should be less than or equal to {high:.0f}, got 1e+300"),
+                (key, ".inf", "Input should be a finite number, got .inf"),
+                (key, "-.inf", "Input should be a finite number, got -.inf"),
+                (key, ".nan", "Input should be a finite number, got .nan"),
+            ]
+        else:
+            cases += [
+                (key, "1.0e+300", "Input should be a valid integer, got 1e+300"),
+                (key, ".inf", "Input should be a valid integer, got .inf"),
+                (key, ".nan", "Input should be a valid integer, got .nan"),
+                (key, "7.0", "Input should be a valid integer, got 7.0"),
+            ]
+    return cases
+
+
+@pytest.mark.parametrize(("key", "value", "why"), bad_number_cases())
+def test_every_numeric_key_is_strict_finite_and_bounded(
+    tmp_path: Path, key: str, value: str, why: str
+) -> None:
+    path = write_yaml(tmp_path, nested_yaml(key, value))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: invalid configuration: {key}: {why}"
+
+
+def value_at(config: KpiConfig, key: str) -> Any:
+    value: Any = config
+    for part in key.split("."):
+        value = value[part] if isinstance(value, dict) else getattr(value, part)
+    return value
+
+
+@pytest.mark.parametrize(("key", "kind", "low", "inclusive", "high"), NUMERIC_KEYS)
+def test_numeric_keys_accept_their_bounds_and_ints_for_floats(
+    tmp_path: Path, key: str, kind: str, low: float, inclusive: bool, high: float
+) -> None:
+    accepted = ([low] if inclusive else []) + [int(high)]
+    if key == "quality.quarantine_rate_warn":  # may not exceed quarantine_rate_error (0.05)
+        accepted = [0, 0.05]
+    if key == "quality.quarantine_rate_error":  # may not be below quarantine_rate_warn (0.005)
+        accepted = [0.005, 1]
+    for given in accepted:
+        config = load_config(write_yaml(tmp_path, nested_yaml(key, str(given))))
+        assert value_at(config, key) == given
+        assert type(value_at(config, key)) is (float if kind == "float" else int)
+
+
+def test_the_issue_reproductions_fail_naming_the_key(tmp_path: Path) -> None:
+    cases = {
+        "event_aliases:\n  - {from: task_done, to: task_completed, valid_from: 2025-02-30}\n": (
+            "event_aliases.0.valid_from: '2025-02-30' is not a calendar date (day is out of range for month)"
+        ),
+        "windows: {completion: .inf}\n": "windows.completion: Input should be a finite number, got .inf",
+        "windows: {completion: 1.0e+300}\n": (
+            "windows.completion: Input should be less than or equal to 8760, got 1e+300"
+        ),
+        "cost_per_ticket: true\n": "cost_per_ticket: Input should be a valid number, got true",
+        "cost_per_ticket: '25'\n": (
+            "cost_per_ticket: Input should be a valid number, got '25' (write numbers without quotes)"
+        ),
+        "activation_days: 99999999999999999999999999999999999999999999999999\n": (
+            "activation_days: Input should be less than or equal to 3660, got a 50-digit number"
+        ),
+    }
+    for text, problem in cases.items():
+        path = write_yaml(tmp_path, text)
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert str(info.value) == f"{path}: invalid configuration: {problem}"
+
+
+@pytest.mark.parametrize("key", ["valid_from", "valid_until"])
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("2025-02-30", "'2025-02-30' is not a calendar date (day is out of range for month)"),
+        ("'2025-02-30'", "'2025-02-30' is not a calendar date (day is out of range for month)"),
+        ("2025-13-01", "'2025-13-01' is not a calendar date (month must be in 1..12)"),
+        ("20250203", "expected a date like 2025-01-31, got 20250203"),
+        ("true", "expected a date like 2025-01-31, got true"),
+        (".inf", "expected a date like 2025-01-31, got .inf"),
+        ("2025-2-3", "expected a date like 2025-01-31, got '2025-2-3'"),
+        ("2025-02-03T10:00:00Z", "expected a date like 2025-01-31, got '2025-02-03T10:00:00Z'"),
+        ("0001-01-01", "0001-01-01 is outside 1900-01-01 to 2200-12-31"),
+        ("9999-12-31", "9999-12-31 is outside 1900-01-01 to 2200-12-31"),
+    ],
+)
+def test_alias_dates_are_calendar_dates_in_range(tmp_path: Path, key: str, value: str, why: str) -> None:
+    path = write_yaml(
+        tmp_path, f"event_aliases:\n  - from: task_done\n    to: task_completed\n    {key}: {value}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: invalid configuration: event_aliases.0.{key}: {why}"
+
+
+def test_unquoted_and_quoted_alias_dates_load_alike(tmp_path: Path) -> None:
+    for text in ("valid_from: 2026-02-03\n    valid_until: 2026-02-09", "valid_from: '2026-02-03'"):
+        config = load_config(
+            write_yaml(tmp_path, f"event_aliases:\n  - from: a\n    to: task_completed\n    {text}\n")
+        )
+        assert config.event_aliases[0].valid_from == dt.date(2026, 2, 3)
+    assert config.event_aliases[0].valid_until is None
+    assert load_config(
+        write_yaml(tmp_path, "event_aliases:\n  - {from: a, to: task_completed, valid_until: 2200-12-31}\n")
+    ).event_aliases[0].valid_until == dt.date(2200, 12, 31)
+
+
+def test_yaml_dates_in_text_keys_stay_text(tmp_path: Path) -> None:
+    # A bare date is text wherever text is wanted (a workflow topic, a mapping constant).
+    text = (
+        "workflows:\n  w:\n    topics: [2025-01-01]\n    description: 2025-02-30\n"
+        "sources:\n  tickets:\n"
+        "    fields: {ticket_id: Id, created_at: Created, updated_at: Updated, status: State}\n"
+        "    constants: {topic: 2025-02-30}\n"
+    )
+    config = load_config(write_yaml(tmp_path, text))
+    assert config.workflows["w"].topics == ("2025-01-01",)
+    assert config.workflows["w"].description == "2025-02-30"
+    assert config.sources.tickets is not None and config.sources.tickets.constants == {"topic": "2025-02-30"}
+
+
+def test_alias_target_must_be_a_canonical_event_type() -> None:
+    message = error_of({"event_aliases": [{"from": "task_done", "to": "task_complete"}]})
+    assert message == (
+        "kpi.yaml: invalid configuration: event_aliases.0.to: 'task_complete' is not a canonical event type; "
+        "one of task_started, task_step, task_completed, task_error, task_fallback, feature_used, help_viewed"
+    )
+
+
+def test_several_problems_are_one_line(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, "cost_per_ticket: true\nwindows:\n  completion: -1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        f"{path}: invalid configuration: cost_per_ticket: Input should be a valid number, got true; "
+        "windows.completion: Input should be greater than 0, got -1"
+    )
+
+
+def test_yaml_errors_are_one_line_with_their_position(tmp_path: Path) -> None:
+    cases = {
+        "workflows:\n  export: [unclosed\n": "line 3, column 1: expected ',' or ']', but got '<stream end>'",
+        "windows:\n  completion: 12\nwindows:\n  deflection: 5\n": (
+            "line 3, column 1: key 'windows' appears twice in one mapping"
+        ),
+        "cost_per_ticket: !!int abc\n": "invalid literal for int() with base 10: 'abc'",
+    }
+    for text, problem in cases.items():
+        path = write_yaml(tmp_path, text)
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert str(info.value) == f"{path}: not valid YAML: {problem}"
+
+
+def test_a_yaml_merge_is_not_a_repeated_key(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, "windows: {<<: {completion: 12, deflection: 5}, deflection: 6}\n")
+    windows = load_config(path).windows
+    assert (windows.completion, windows.deflection) == (12.0, 6.0)
+
+
+# --- KPI_CONFIG must exist when it is set ---------------------------------------------------------
+
+
+def test_a_required_config_that_is_missing_is_an_error_naming_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "kpi.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_config(missing, required=True)
+    assert str(info.value) == f"{missing}: configuration file not found (named by KPI_CONFIG)"
+    assert load_config(missing) == KpiConfig()  # the default location may be absent
+
+
+def test_a_config_path_that_is_a_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cannot be read: Is a directory$") as info:
+        load_config(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path}: ")
+
+
+def test_settings_require_the_config_only_when_kpi_config_names_it(tmp_path: Path) -> None:
+    default = Settings.from_env({"KPI_DATA_DIR": str(tmp_path)})
+    assert (default.config_path, default.config_required) == (
+        tmp_path.resolve() / "config" / "kpi.yaml",
+        False,
+    )
+    empty = Settings.from_env({"KPI_DATA_DIR": str(tmp_path), "KPI_CONFIG": ""})
+    assert empty.config_required is False
+    named = Settings.from_env({"KPI_DATA_DIR": str(tmp_path), "KPI_CONFIG": str(tmp_path / "other.yaml")})
+    assert (named.config_path, named.config_required) == (tmp_path / "other.yaml", True)
+    with pytest.raises(ConfigError, match="other.yaml: configuration file not found"):
+        load_config(named.config_path, required=named.config_required)
+
+
+@pytest.mark.parametrize("value", ["bogus", "2025-02-30", "0001-01-01"])
+def test_a_bad_start_date_is_a_config_error(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"KPI_DATA_DIR": str(tmp_path), "KPI_START_DATE": value})
+    assert str(info.value) == (
+        f"KPI_START_DATE must be a date from 1900-01-01 to 2200-12-31 like 2025-01-01, got {value!r}"
+    )

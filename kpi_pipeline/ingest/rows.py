@@ -3,7 +3,7 @@ first-applicable quarantine reason, and the quarantine frame itself."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +15,8 @@ from kpi_pipeline.contract import (
     BAD_VALUE,
     DUPLICATE_EVENT_ID,
     MALFORMED,
+    MAX_COUNT,
+    MAX_TEXT_LENGTH,
     MISSING_FIELD,
     OUTSIDE_PARTITION,
     UNKNOWN_EVENT_TYPE,
@@ -48,6 +50,52 @@ def is_blank(values: pd.Series) -> pd.Series:
 def parse_timestamps(values: pd.Series) -> pd.Series:
     """ISO-8601 text to UTC timestamps (naive = UTC); unparseable → NaT."""
     return pd.to_datetime(values.str.strip(), utc=True, format="ISO8601", errors="coerce")
+
+
+# A decimal number as exports write it: optional sign, digits with an optional fraction, optional
+# exponent. No hex, no digit separators, no inf/Infinity/NaN, no lists or booleans.
+NUMBER_PATTERN = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+# A whole number in decimal digits, optionally with a zero fraction (``3.0``); groups: sign, digits
+# without leading zeros.
+COUNT_PATTERN = r"^([+-]?)0*([0-9]+?)(?:\.0*)?$"
+
+
+def parse_numbers(values: pd.Series) -> pd.Series:
+    """Decimal text (surrounding white space ignored) to float64; NaN where the text is not a
+    decimal number or its value is not finite (``1e400``). ``-0`` is 0."""
+    text = values.str.strip()
+    decimal = _flags(text.str.fullmatch(NUMBER_PATTERN))
+    number = pd.to_numeric(text.where(decimal), errors="coerce").astype("float64")
+    return number.where(np.isfinite(number)) + 0.0
+
+
+def parse_counts(values: pd.Series) -> pd.Series:
+    """Whole-number text (``3``, ``+3``, ``003``, ``3.0``; surrounding white space ignored) to Int64;
+    NA where the text is not a whole decimal number or its value does not fit int64. Exact for
+    every int64 (no trip through float); ``-0`` is 0."""
+    parts = values.str.strip().str.extract(COUNT_PATTERN)
+    negative = _flags(parts[0].astype("string").eq("-"))
+    digits = parts[1].astype("string")
+    width, limit = digits.str.len(), str(MAX_COUNT)
+    fits = _flags(width.lt(len(limit))) | (_flags(width.eq(len(limit))) & _flags(digits.le(limit)))
+    counts = pd.to_numeric(digits.where(fits), errors="coerce").astype("Int64")
+    return counts.mask(negative, -counts)
+
+
+def _flags(mask: pd.Series) -> np.ndarray:
+    """A nullable boolean mask as a numpy bool array (NA → False)."""
+    return mask.fillna(False).to_numpy(dtype=bool)
+
+
+def too_long(rows: pd.DataFrame, fields: Sequence[str]) -> dict[str, pd.Series]:
+    """For each text field, True where its value is longer than ``MAX_TEXT_LENGTH`` characters."""
+    return {name: pd.Series(_flags(rows[name].str.len().gt(MAX_TEXT_LENGTH)), rows.index) for name in fields}
+
+
+def bad_value_checks(fields: Sequence[str], bad: Mapping[str, pd.Series]) -> list[tuple[pd.Series, str]]:
+    """``(mask, "bad_value:<field>")`` checks in the contract's field order, so a row with several
+    bad values is reported for the first of them."""
+    return [(bad[name], f"{BAD_VALUE}:{name}") for name in fields if name in bad]
 
 
 def first_reason(index: pd.Index, checks: Sequence[tuple[pd.Series, str]]) -> pd.Series:

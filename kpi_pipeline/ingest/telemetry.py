@@ -31,13 +31,16 @@ from kpi_pipeline.ingest.raw_files import LINE, read_raw_file
 from kpi_pipeline.ingest.rows import (
     FILE,
     StagingReport,
+    bad_value_checks,
     combine,
     first_reason,
     is_blank,
+    parse_numbers,
     parse_timestamps,
     quarantine_frame,
     relative,
     staging_report,
+    too_long,
     with_mapping_reasons,
 )
 from kpi_pipeline.sources.files import read_mapped_file
@@ -73,7 +76,11 @@ def validate_events(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split parsed rows (string columns of every contract field, plus ``_file``/``_line``)
     into (staged events, rejected rows with ``reason``), using the contract's first-applicable reason
-    (a mapped source's own reasons, ``_reason``, included)."""
+    (a mapped source's own reasons, ``_reason``, included).
+
+    ``duration_ms`` must be a finite decimal number ≥ 0, and a text field longer than
+    ``MAX_TEXT_LENGTH`` is a bad value (``bad_value:event_id`` for an over-long id); several bad
+    values report the first in the contract's field order."""
     occurred_at = parse_timestamps(rows["occurred_at"])
     event_type = apply_aliases(rows["event_type"], occurred_at, aliases)
     checks: list[tuple[pd.Series, str]] = [
@@ -81,14 +88,14 @@ def validate_events(
     ]
     for name, types in TELEMETRY_REQUIRED_FOR.items():
         checks.append((event_type.isin(types).fillna(False) & is_blank(rows[name]), f"missing_field:{name}"))
-    duration_text = rows["duration_ms"]
-    duration = pd.to_numeric(duration_text.str.strip(), errors="coerce").astype("float64")
-    bad_duration = ~is_blank(duration_text) & ~(duration.ge(0) & duration.lt(float("inf"))).fillna(False)
+    duration = parse_numbers(rows["duration_ms"])
+    bad = too_long(rows, [f for f in STRING_FIELDS if f != "occurred_at"])
+    bad["duration_ms"] = ~is_blank(rows["duration_ms"]) & ~duration.ge(0)
     checks += [
         (occurred_at.isna(), BAD_TIMESTAMP),
         (occurred_at.dt.floor("D").ne(pd.Timestamp(day, tz="UTC")), OUTSIDE_PARTITION),
         (~event_type.isin(EVENT_TYPES).fillna(False), UNKNOWN_EVENT_TYPE),
-        (bad_duration, "bad_value:duration_ms"),
+        *bad_value_checks(TELEMETRY_FIELDS, bad),
     ]
     reason = with_mapping_reasons(first_reason(rows.index, checks), rows)
     clean = reason.isna()
