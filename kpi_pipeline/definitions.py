@@ -15,7 +15,7 @@ from kpi_pipeline.settings import Settings
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Definitions for one data root, warehouse and kpi.yaml (tests build their own)."""
-    config = load_config(settings.config_path)
+    config = load_config(settings.config_path, required=settings.config_required)
     return dg.Definitions(
         assets=[raw_telemetry_files, *staging_assets(config), *kpi_assets(config)],
         asset_checks=asset_checks(),
@@ -24,10 +24,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "kpi_data": KpiData(
                 data_dir=str(settings.data_dir),
                 config_path=str(settings.config_path),
+                config_required=settings.config_required,
                 staging_dir=str(settings.staging_dir),
+                warehouse_url=settings.warehouse_url,
             ),
             "warehouse": WarehouseResource(url=settings.warehouse_url),
-            "parquet_io_manager": ParquetIOManager(base_dir=str(settings.staging_dir)),
+            "parquet_io_manager": ParquetIOManager(
+                base_dir=str(settings.staging_dir), warehouse_url=settings.warehouse_url
+            ),
             "warehouse_io_manager": WarehouseIOManager(url=settings.warehouse_url),
         },
     )

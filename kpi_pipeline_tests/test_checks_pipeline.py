@@ -55,6 +55,8 @@ def test_corrupted_day_stops_its_kpis_and_keeps_previous_rows(
     assert all(r.success for r in results)
     warehouse = Warehouse(settings.warehouse_url)
     before = {d: warehouse.read("kpi_task_completion_daily", date_range=(d, d)) for d in DAYS}
+    where = {"source": "telemetry", "partition": BAD_DAY.isoformat()}
+    quarantined_before = warehouse.count("quarantine", where)
 
     broken = corrupt(four_days, BAD_DAY, 0.2)
     results = execute(defs, plan(defs, DAYS), dg.DagsterInstance.ephemeral())
@@ -78,8 +80,13 @@ def test_corrupted_day_stops_its_kpis_and_keeps_previous_rows(
     pd.testing.assert_frame_equal(
         warehouse.read("kpi_task_completion_daily", date_range=(BAD_DAY, BAD_DAY)), before[BAD_DAY]
     )
-    quarantined = warehouse.count("quarantine", {"source": "telemetry", "partition": BAD_DAY.isoformat()})
-    assert quarantined >= broken
+    # The blocked version was not stored: the quarantine still matches the staged (previous) version,
+    # and the rejected version's quarantine rows are kept aside for inspection.
+    assert warehouse.count("quarantine", where) == quarantined_before
+    rejected = four_days / "staging" / "_rejected" / "telemetry_events" / f"date={BAD_DAY}"
+    rejected_rows = pd.read_parquet(rejected / "quarantine.parquet")
+    assert (rejected_rows["reason"] == "malformed_record").sum() >= broken
+    assert rejected_rows["file"].str.endswith("zz-corrupt.jsonl").sum() == broken
 
 
 def test_cli_prints_check_summary_and_exits_nonzero_on_blocking_failure(

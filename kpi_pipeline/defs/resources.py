@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -12,8 +12,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kpi_pipeline.config import KpiConfig, load_config
+from kpi_pipeline.partition_store import PartitionStore, StagedBatch
 from kpi_pipeline.tables import PARQUET_TABLES, empty_frame, table
-from kpi_pipeline.warehouse import Warehouse
+from kpi_pipeline.warehouse import Replace, Warehouse
 
 
 class KpiData(dg.ConfigurableResource):
@@ -21,27 +22,35 @@ class KpiData(dg.ConfigurableResource):
 
     data_dir: str
     config_path: str
+    config_required: bool = False  # KPI_CONFIG named the file: it must exist
     staging_dir: str
+    warehouse_url: str = ""  # where staged partitions' commits are recorded (crash recovery)
 
     @property
     def root(self) -> Path:
         return Path(self.data_dir)
 
+    @property
+    def store(self) -> PartitionStore:
+        return PartitionStore(Path(self.staging_dir), self.warehouse_url or None)
+
     def staged_max(self, asset_key: dg.AssetKey, column: str) -> pd.Timestamp | None:
         """Latest value of a staged Parquet asset's column (e.g. the newest telemetry event)."""
+        self.store.recover_all(asset_key.path)
         return parquet_column_max(Path(self.staging_dir), asset_key, column)
 
     def staged_frame(self, asset_key: dg.AssetKey, partition_key: str) -> pd.DataFrame:
         """One stored partition of a Parquet asset."""
-        return pd.read_parquet(parquet_path(Path(self.staging_dir), asset_key, partition_key))
+        return pd.read_parquet(self.store.ready(asset_key.path, partition_key))
 
-    def staged_rows(self, asset_key: dg.AssetKey, partition_keys: list[str]) -> list[int]:
+    def staged_rows(self, asset_key: dg.AssetKey, partition_keys: Sequence[str]) -> list[int]:
         """Row counts of the stored partitions among ``partition_keys`` (from Parquet footers)."""
-        paths = [parquet_path(Path(self.staging_dir), asset_key, key) for key in partition_keys]
+        paths = [self.store.ready(asset_key.path, key) for key in partition_keys]
         return [pq.read_metadata(path).num_rows for path in paths if path.exists()]
 
     def staged_distinct(self, asset_key: dg.AssetKey, column: str) -> set[str]:
         """Distinct values of one column over every stored partition (reads only that column)."""
+        self.store.recover_all(asset_key.path)
         folder = Path(self.staging_dir).joinpath(*asset_key.path)
         paths = sorted(folder.glob("date=*/data.parquet"))
         if not paths:
@@ -50,7 +59,7 @@ class KpiData(dg.ConfigurableResource):
         return set(pc.unique(values).drop_null().to_pylist())
 
     def config(self) -> KpiConfig:
-        return load_config(self.config_path)
+        return load_config(self.config_path, required=self.config_required)
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -61,11 +70,15 @@ class WarehouseResource(dg.ConfigurableResource):
     def get(self) -> Warehouse:
         return Warehouse(self.url)
 
+    def started_before(self, task_ids: pd.Series, day: dt.date) -> set[str]:
+        """Which of ``task_ids`` the ``task_starts`` record shows started on a day before ``day``."""
+        found = self.get().lookup("task_starts", "task_id", task_ids, before=("date", day.isoformat()))
+        return set(found)
+
 
 def parquet_path(base_dir: Path, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
     """Where a Parquet asset's partition (or unpartitioned value) is stored."""
-    folder = base_dir.joinpath(*asset_key.path)
-    return folder / f"date={partition_key}" / "data.parquet" if partition_key else folder / "data.parquet"
+    return PartitionStore(base_dir).path(asset_key.path, partition_key)
 
 
 def parquet_column_max(base_dir: Path, asset_key: dg.AssetKey, column: str) -> pd.Timestamp | None:
@@ -89,33 +102,40 @@ def _window_dates(window: dg.TimeWindow) -> tuple[dt.date, dt.date]:
 class ParquetIOManager(dg.ConfigurableIOManager):
     """Stores DataFrames as Parquet under ``base_dir/<asset>/date=<partition>/data.parquet``.
 
-    Writes go to a temporary file that replaces the old one atomically, so a
-    failed run never leaves a half-written partition. Loading several
-    partitions (a partition mapping) concatenates those that exist.
+    Writes go through :class:`PartitionStore`: locked, written aside and renamed into
+    place, so a failed or killed run never leaves a half-written partition. A
+    :class:`StagedBatch` (staged telemetry) commits its quarantine rows to the
+    warehouse with the file. Loading several partitions (a partition mapping)
+    concatenates those that exist.
     """
 
     base_dir: str
+    warehouse_url: str = ""
+
+    @property
+    def store(self) -> PartitionStore:
+        return PartitionStore(Path(self.base_dir), self.warehouse_url or None)
 
     def path_for(self, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
-        return parquet_path(Path(self.base_dir), asset_key, partition_key)
+        return self.store.path(asset_key.path, partition_key)
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | StagedBatch) -> None:
         keys = context.asset_partition_keys if context.has_asset_partitions else [None]
         if len(keys) != 1:
             raise dg.Failure(
                 f"{context.asset_key.to_user_string()}: write one partition per run, got {len(keys)}"
             )
-        path = self.path_for(context.asset_key, keys[0])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        obj.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-        context.add_output_metadata({"dagster/row_count": len(obj), "path": dg.MetadataValue.path(str(path))})
+        batch = obj if isinstance(obj, StagedBatch) else None
+        frame = batch.frame if batch is not None else obj
+        path = self.store.write(context.asset_key.path, keys[0], frame, batch)
+        context.add_output_metadata(
+            {"dagster/row_count": len(frame), "path": dg.MetadataValue.path(str(path))}
+        )
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         key = context.asset_key
         keys = context.asset_partition_keys if context.has_asset_partitions else [None]
-        paths = [self.path_for(key, k) for k in keys]
+        paths = [self.store.ready(key.path, k) for k in keys]
         existing = [p for p in paths if p.exists()]
         name = key.to_user_string()
         if existing:
@@ -142,15 +162,16 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         name = metadata.get("table")
         return str(name) if name else asset_key.path[-1]
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | StagedBatch) -> None:
+        """Replace the partition's rows (or the table); a :class:`StagedBatch`'s quarantine rows are
+        replaced in the same transaction."""
         name = self._table(context.definition_metadata, context.asset_key)
-        warehouse = Warehouse(self.url)
-        if context.has_asset_partitions:
-            rows = warehouse.replace(
-                name, obj, date_range=_window_dates(context.asset_partitions_time_window)
-            )
-        else:
-            rows = warehouse.replace(name, obj)
+        frame = obj.frame if isinstance(obj, StagedBatch) else obj
+        dates = _window_dates(context.asset_partitions_time_window) if context.has_asset_partitions else None
+        writes = [Replace(name, frame, date_range=dates)]
+        if isinstance(obj, StagedBatch):
+            writes.append(Replace("quarantine", obj.quarantine, where=dict(obj.quarantine_where)))
+        rows = Warehouse(self.url).replace_all(writes)[0]
         context.add_output_metadata({"dagster/row_count": rows, "dagster/table_name": name})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:

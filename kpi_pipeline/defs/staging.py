@@ -2,6 +2,8 @@
 
 import datetime as dt
 from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -13,11 +15,16 @@ from kpi_pipeline.defs.partitions import daily_partitions
 from kpi_pipeline.defs.resources import KpiData, WarehouseResource
 from kpi_pipeline.ingest.incidents import stage_incidents
 from kpi_pipeline.ingest.raw_files import UnreadableFileError
-from kpi_pipeline.ingest.rows import StagingReport
-from kpi_pipeline.ingest.telemetry import MissingPartitionError, stage_telemetry_partition
+from kpi_pipeline.ingest.rows import StagingReport, quarantine_frame
+from kpi_pipeline.ingest.telemetry import (
+    MissingPartitionError,
+    StagedTelemetry,
+    stage_telemetry_partition,
+)
 from kpi_pipeline.ingest.tickets import stage_tickets
+from kpi_pipeline.partition_store import StagedBatch
 from kpi_pipeline.quality.rules import quarantine_rate, reconciliation, schema_drift, volume_anomaly
-from kpi_pipeline.tables import TELEMETRY_EVENTS, table
+from kpi_pipeline.tables import TELEMETRY_EVENTS, empty_frame, table
 
 STAGING_GROUP = "staging"
 
@@ -97,6 +104,37 @@ def staging_checks(
     ]
 
 
+def blocked(checks: list[dg.AssetCheckResult]) -> list[dg.AssetCheckResult]:
+    """The blocking (ERROR) checks among ``checks`` that failed."""
+    return [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
+
+
+def reject(
+    kpi_data: KpiData,
+    asset_path: list[str],
+    partition: str | None,
+    batch: StagedBatch,
+    report: StagingReport,
+    failed: list[dg.AssetCheckResult],
+) -> dg.Failure:
+    """Keep a version that failed a blocking check aside (the stored version stays) and say so."""
+    folder = kpi_data.store.write_rejected(asset_path, partition, batch, asdict(report))
+    label = "/".join(asset_path) + (f" {partition}" if partition else "")
+    reasons = "; ".join(c.description or str(c.check_name) for c in failed)
+    return dg.Failure(
+        description=f"{label} was not stored: {reasons}. The previous version stays in place for every "
+        f"reader; the rejected version's quarantine rows and report are in {folder}",
+        metadata={"rejected_version": dg.MetadataValue.path(str(folder)), **report_metadata(report)},
+    )
+
+
+def no_folder(day: dt.date) -> StagedTelemetry:
+    """A day without a raw folder: a day with no data (staged empty, reported, not failed)."""
+    report = StagingReport(raw_rows=0, staged_rows=0, quarantined_rows=0)
+    quarantine = quarantine_frame("telemetry", day.isoformat(), [], Path("."), pd.DataFrame())
+    return StagedTelemetry(empty_frame(TELEMETRY_EVENTS), quarantine, report)
+
+
 def _check_specs(asset: str, partition: bool) -> list[dg.AssetCheckSpec]:
     """The checks a staging asset reports on every materialization."""
     rate = (
@@ -162,29 +200,43 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
     ) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
         day = dt.date.fromisoformat(context.partition_key)
         cfg = kpi_data.config()
+        missing_folder = ""
         try:
             staged = stage_telemetry_partition(kpi_data.root, day, cfg.event_aliases, cfg.sources.telemetry)
-        except (MissingPartitionError, UnreadableFileError) as exc:
+        except MissingPartitionError as exc:
+            missing_folder = str(exc)
+            context.log.warning(f"{exc}; staged as a day with no data")
+            staged = no_folder(day)
+        except UnreadableFileError as exc:
             raise _fail(exc) from None
-        warehouse.get().replace(
-            "quarantine", staged.quarantine, where={"source": "telemetry", "partition": day.isoformat()}
-        )
+        report = staged.report
         context.log.info(
-            f"telemetry {day}: {staged.report.raw_rows} raw rows = {staged.report.staged_rows} staged "
-            f"+ {staged.report.quarantined_rows} quarantined"
+            f"telemetry {day}: {report.raw_rows} raw rows = {report.staged_rows} staged "
+            f"+ {report.quarantined_rows} quarantined"
         )
-        yield dg.Output(staged.events, metadata=report_metadata(staged.report))
         label = f"telemetry_events {day}"
         window = cfg.quality.volume_window
         before = [(day - dt.timedelta(days=n)).isoformat() for n in range(window, 0, -1)]
-        yield from staging_checks(
-            label, staged.report, cfg, _fields_seen_before(context, before), partition=True
-        )
+        checks = staging_checks(label, report, cfg, _fields_seen_before(context, before), partition=True)
         trailing = kpi_data.staged_rows(context.asset_key, before)
-        yield check_result(
-            volume_anomaly(label, staged.report.staged_rows, trailing, cfg.quality.volume_tolerance, window),
-            "volume_anomaly",
+        checks.append(
+            check_result(
+                volume_anomaly(label, report.staged_rows, trailing, cfg.quality.volume_tolerance, window),
+                "volume_anomaly",
+            )
         )
+        batch = StagedBatch(
+            staged.events, staged.quarantine, {"source": "telemetry", "partition": day.isoformat()}
+        )
+        failed = blocked(checks)
+        if failed:
+            yield from checks
+            raise reject(kpi_data, context.asset_key.path, context.partition_key, batch, report, failed)
+        metadata = report_metadata(report)
+        if missing_folder:
+            metadata["missing_folder"] = missing_folder
+        yield dg.Output(batch, metadata=metadata)
+        yield from checks
 
     def export_asset(
         name: str, source: str, stage, table_name: str, what: str, max_age_hours: float | None = None
@@ -219,15 +271,19 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
                 staged = stage(kpi_data.root, getattr(cfg.sources, source))
             except UnreadableFileError as exc:
                 raise _fail(exc) from None
-            warehouse.get().replace("quarantine", staged.quarantine, where={"source": source})
             report = staged.report
             context.log.info(
                 f"{source}: {report.raw_rows} raw rows = {report.staged_rows} staged "
                 f"+ {report.superseded_versions} older versions + {report.quarantined_rows} quarantined"
             )
-            seen_before = _fields_seen_before(context, None)
-            yield dg.Output(staged.records, metadata=report_metadata(report))
-            yield from staging_checks(name, report, cfg, seen_before, partition=False)
+            checks = staging_checks(name, report, cfg, _fields_seen_before(context, None), partition=False)
+            batch = StagedBatch(staged.records, staged.quarantine, {"source": source})
+            failed = blocked(checks)
+            if failed:
+                yield from checks
+                raise reject(kpi_data, [name], None, batch, report, failed)
+            yield dg.Output(batch, metadata=report_metadata(report))
+            yield from checks
 
         return _asset
 

@@ -1,0 +1,186 @@
+"""Parquet partitions of the Parquet-stored assets, committed with the warehouse rows they go with.
+
+A staged telemetry day lives in two stores: its events (a Parquet file) and its
+quarantine rows (the warehouse). Both change at one commit point, the warehouse
+transaction that replaces the quarantine rows and records the new file's token
+in ``staging_commits``:
+
+1. under the partition's file lock, the new file is written aside (``.pending``);
+2. one transaction replaces the quarantine rows and records the token;
+3. the pending file is renamed over ``data.parquet``.
+
+Killed before (2), the old version stands and the next reader or writer deletes
+the pending file; killed after (2), the next reader or writer finds a pending
+file whose token the warehouse committed and renames it into place. Every
+reader goes through :meth:`PartitionStore.ready` (or :meth:`recover_all`), so a
+kill at any instant never shows a reader half a version. Files written without
+warehouse rows (attempts, the activity rollup) use the same lock and rename.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from filelock import FileLock
+
+from kpi_pipeline.warehouse import Replace, Warehouse
+
+FAULT_ENV = "KPI_FAULT_AT"  # tests only: the write boundary at which the process kills itself
+TOKEN_KEY = b"kpi_pipeline.token"
+COMMITS_TABLE = "staging_commits"
+FILE_NAME = "data.parquet"
+REJECTED_DIR = "_rejected"
+
+
+def fault_point(name: str) -> None:
+    """Kill this process with SIGKILL when ``KPI_FAULT_AT`` names this write boundary (tests)."""
+    if os.environ.get(FAULT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class StagedBatch:
+    """A staging step's output: the rows to store and the quarantine rows that belong to them.
+
+    ``quarantine_where`` selects the quarantine rows this batch replaces (its source and partition).
+    """
+
+    frame: pd.DataFrame
+    quarantine: pd.DataFrame
+    quarantine_where: Mapping[str, str] = field(default_factory=dict)
+
+
+def partition_path(base_dir: Path, asset_path: Sequence[str], partition: str | None) -> Path:
+    """Where an asset's partition (or unpartitioned value) is stored."""
+    folder = base_dir.joinpath(*asset_path)
+    return folder / f"date={partition}" / FILE_NAME if partition else folder / FILE_NAME
+
+
+def file_token(path: Path) -> str | None:
+    """The commit token recorded in a stored file's Parquet metadata (None for older files)."""
+    metadata = pq.read_schema(path).metadata or {}
+    token = metadata.get(TOKEN_KEY)
+    return token.decode() if token else None
+
+
+class PartitionStore:
+    """Locked, atomic writes and crash recovery of Parquet partitions under ``base_dir``."""
+
+    def __init__(self, base_dir: Path, warehouse_url: str | None = None) -> None:
+        self.base_dir = base_dir
+        self.warehouse_url = warehouse_url
+
+    def path(self, asset_path: Sequence[str], partition: str | None) -> Path:
+        return partition_path(self.base_dir, asset_path, partition)
+
+    @staticmethod
+    def _lock(path: Path) -> FileLock:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(path.with_name(".lock"))
+
+    def _committed_token(self, asset: str, partition: str) -> str | None:
+        if not self.warehouse_url:
+            return None
+        rows = Warehouse(self.warehouse_url).read(
+            COMMITS_TABLE, where={"asset": asset, "partition": partition}
+        )
+        return None if rows.empty else str(rows["token"].iloc[0])
+
+    def _recover(self, asset_path: Sequence[str], partition: str | None, path: Path) -> None:
+        """Roll a committed pending file forward, delete any other leftover (lock held)."""
+        pending = sorted(path.parent.glob(f".{FILE_NAME}.*.pending"))
+        orphans = list(path.parent.glob(f".{FILE_NAME}.*.tmp"))  # files of older versions of this module
+        committed = self._committed_token("/".join(asset_path), partition or "") if pending else None
+        for leftover in pending:
+            if committed is not None and leftover.name.endswith(f".{committed}.pending"):
+                os.replace(leftover, path)
+            else:
+                leftover.unlink(missing_ok=True)
+        for orphan in orphans:
+            orphan.unlink(missing_ok=True)
+
+    def ready(self, asset_path: Sequence[str], partition: str | None) -> Path:
+        """The stored file's path, after finishing or discarding a write a killed process left."""
+        path = self.path(asset_path, partition)
+        if path.parent.is_dir() and any(path.parent.glob(f".{FILE_NAME}.*")):
+            with self._lock(path):
+                self._recover(asset_path, partition, path)
+        return path
+
+    def recover_all(self, asset_path: Sequence[str]) -> None:
+        """Recover every partition of an asset that a killed write left behind."""
+        folder = self.base_dir.joinpath(*asset_path)
+        for leftover in sorted(folder.glob(f"date=*/.{FILE_NAME}.*")):
+            self.ready(asset_path, leftover.parent.name.removeprefix("date="))
+
+    def write(
+        self, asset_path: Sequence[str], partition: str | None, frame: pd.DataFrame, batch: StagedBatch | None
+    ) -> Path:
+        """Store ``frame`` as the partition; with a ``batch``, commit its quarantine rows with it."""
+        path = self.path(asset_path, partition)
+        asset = "/".join(asset_path)
+        token = uuid.uuid4().hex
+        with self._lock(path):
+            self._recover(asset_path, partition, path)
+            pending = path.with_name(f".{FILE_NAME}.{os.getpid()}.{token}.pending")
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            metadata = {**(table.schema.metadata or {}), TOKEN_KEY: token.encode()}
+            pq.write_table(table.replace_schema_metadata(metadata), pending)
+            fault_point("after_pending_write")
+            if batch is not None:
+                if not self.warehouse_url:
+                    raise ValueError(f"{asset}: a staged batch needs the warehouse to commit its quarantine")
+                commit = pd.DataFrame(
+                    {
+                        "asset": [asset],
+                        "partition": [partition or ""],
+                        "token": [token],
+                        "rows": [len(frame)],
+                        "quarantined_rows": [len(batch.quarantine)],
+                        "committed_at": [pd.Timestamp.now(tz="UTC")],
+                    }
+                )
+                Warehouse(self.warehouse_url).replace_all(
+                    [
+                        Replace("quarantine", batch.quarantine, where=dict(batch.quarantine_where)),
+                        Replace(COMMITS_TABLE, commit, where={"asset": asset, "partition": partition or ""}),
+                    ]
+                )
+                fault_point("after_commit")
+            os.replace(pending, path)
+            fault_point("after_rename")
+        shutil.rmtree(self.rejected_dir(asset_path, partition), ignore_errors=True)
+        return path
+
+    def rejected_dir(self, asset_path: Sequence[str], partition: str | None) -> Path:
+        """Where a version that failed a blocking check is kept for inspection."""
+        folder = self.base_dir.joinpath(REJECTED_DIR, *asset_path)
+        return folder / f"date={partition}" if partition else folder
+
+    def write_rejected(
+        self,
+        asset_path: Sequence[str],
+        partition: str | None,
+        batch: StagedBatch,
+        report: Mapping[str, object],
+    ) -> Path:
+        """Keep a rejected version's quarantine rows and report aside; the stored version is untouched."""
+        folder = self.rejected_dir(asset_path, partition)
+        folder.mkdir(parents=True, exist_ok=True)
+        batch.quarantine.to_parquet(folder / "quarantine.parquet", index=False)
+        stamped = {"rejected_at": dt.datetime.now(dt.UTC).isoformat(), **report}
+        (folder / "report.json").write_text(
+            json.dumps(stamped, indent=2, default=str) + "\n", encoding="utf-8"
+        )
+        return folder

@@ -1,0 +1,119 @@
+"""A staged telemetry day and its quarantine change together, whatever instant a writer is killed at.
+
+Each test stages version 1 of a day, then lets a separate process stage version 2 and kill itself
+(SIGKILL) at one write boundary; afterwards every reader sees one whole version: staged rows +
+quarantined rows = the raw rows of that version. Runs on SQLite and, with KPI_TEST_POSTGRES_URL,
+on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kpi_pipeline.ingest.telemetry import stage_telemetry_partition
+from kpi_pipeline.partition_store import FAULT_ENV, PartitionStore, StagedBatch, file_token
+from kpi_pipeline.warehouse import Warehouse
+from kpi_pipeline_tests.test_warehouse import POSTGRES_ENV, POSTGRES_SKIP_REASON, postgres_schema_url
+
+DAY = dt.date(2025, 3, 2)
+ASSET = ["telemetry_events"]
+
+
+def event(n: int) -> str:
+    return (
+        f'{{"event_id":"e{n}","occurred_at":"2025-03-02T10:{n:02d}:00Z","user_id":"u{n % 3}",'
+        f'"account_id":"a1","event_type":"feature_used","feature":"f"}}'
+    )
+
+
+def write_version(root: Path, good: int, bad: int) -> None:
+    """A day file of ``good`` valid lines followed by ``bad`` broken ones."""
+    folder = root / "raw" / "telemetry" / f"date={DAY.isoformat()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [event(n) for n in range(good)] + ["{broken"] * bad
+    (folder / "events.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def stage_and_store(root: str, url: str) -> None:
+    """Stage the day and store it with its quarantine (what the telemetry_events asset does)."""
+    staged = stage_telemetry_partition(Path(root), DAY, ())
+    batch = StagedBatch(
+        staged.events, staged.quarantine, {"source": "telemetry", "partition": DAY.isoformat()}
+    )
+    PartitionStore(Path(root) / "staging", url).write(ASSET, DAY.isoformat(), staged.events, batch)
+
+
+def stored(root: Path, url: str) -> tuple[int, int]:
+    """(staged rows, quarantined rows) of the day as a reader sees them."""
+    path = PartitionStore(root / "staging", url).ready(ASSET, DAY.isoformat())
+    quarantined = Warehouse(url).count(
+        "quarantine", where={"source": "telemetry", "partition": DAY.isoformat()}
+    )
+    return len(pd.read_parquet(path)), quarantined
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param(
+            "postgresql",
+            marks=pytest.mark.skipif(not os.environ.get(POSTGRES_ENV), reason=POSTGRES_SKIP_REASON),
+        ),
+    ]
+)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'warehouse.db'}"
+        return
+    with postgres_schema_url() as scoped:
+        yield scoped
+
+
+@pytest.mark.parametrize(
+    ("boundary", "expected"),
+    [
+        ("after_pending_write", (8, 2)),  # nothing committed: version 1 stands
+        ("after_commit", (5, 7)),  # committed in the warehouse, file not yet renamed: rolled forward
+        ("after_rename", (5, 7)),
+    ],
+)
+def test_kill_at_each_write_boundary_leaves_one_whole_version(
+    tmp_path: Path, url: str, boundary: str, expected: tuple[int, int]
+) -> None:
+    write_version(tmp_path, good=8, bad=2)
+    stage_and_store(str(tmp_path), url)
+    assert stored(tmp_path, url) == (8, 2)
+
+    write_version(tmp_path, good=5, bad=7)
+    code = f"from kpi_pipeline_tests.test_partition_store import stage_and_store; stage_and_store({str(tmp_path)!r}, {url!r})"
+    env = {**os.environ, FAULT_ENV: boundary}
+    killed = subprocess.run([sys.executable, "-c", code], env=env, cwd=Path(__file__).parents[1], check=False)
+    assert killed.returncode == -signal.SIGKILL
+
+    assert stored(tmp_path, url) == expected
+    folder = tmp_path / "staging" / "telemetry_events" / f"date={DAY.isoformat()}"
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".data")] == []
+    # The file on disk is the version the warehouse committed.
+    commits = Warehouse(url).read("staging_commits")
+    assert commits["token"].tolist() == [file_token(folder / "data.parquet")]
+
+
+def test_next_write_cleans_files_left_by_killed_writers(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    write_version(tmp_path, good=3, bad=1)
+    folder = tmp_path / "staging" / "telemetry_events" / f"date={DAY.isoformat()}"
+    folder.mkdir(parents=True)
+    (folder / ".data.parquet.4242.tmp").write_bytes(b"half a file")
+    (folder / ".data.parquet.4242.deadbeef.pending").write_bytes(b"never committed")
+    stage_and_store(str(tmp_path), url)
+    assert sorted(p.name for p in folder.iterdir()) == [".lock", "data.parquet"]
+    assert stored(tmp_path, url) == (3, 1)

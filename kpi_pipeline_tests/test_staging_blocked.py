@@ -1,0 +1,79 @@
+"""A staging version that fails a blocking check is not stored: every reader keeps the last good
+version, and the rejected one stays inspectable (issue 9, item 12)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from kpi_pipeline.definitions import build_definitions
+from kpi_pipeline.runner import execute, plan
+from kpi_pipeline.warehouse import Warehouse
+from kpi_pipeline_tests.support import settings_for
+
+DAY = dt.date(2025, 3, 2)
+
+
+def write_day(root: Path, good: int, broken: int) -> None:
+    folder = root / "raw" / "telemetry" / f"date={DAY.isoformat()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [
+        json.dumps(
+            {
+                "event_id": f"e{n}",
+                "occurred_at": f"2025-03-02T08:{n:02d}:00Z",
+                "user_id": f"u{n}",
+                "account_id": "acme",
+                "event_type": "task_started",
+                "workflow": "w",
+                "task_id": f"t{n}",
+            }
+        )
+        for n in range(good)
+    ]
+    lines += [f'{{"event_id": "x{n}", "occurred_at": "not a time"' for n in range(broken)]
+    (folder / "events.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_a_blocked_version_leaves_the_last_good_one_for_every_reader(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    defs = build_definitions(settings)
+    instance = dg.DagsterInstance.ephemeral()
+    warehouse = Warehouse(settings.warehouse_url)
+    select = ["telemetry_events", "task_starts", "task_attempts"]
+
+    write_day(tmp_path, good=20, broken=0)
+    assert all(r.success for r in execute(defs, plan(defs, [DAY], select), instance))
+
+    write_day(tmp_path, good=7, broken=13)  # 65 % of the re-export is broken: quarantine_rate blocks
+    [result] = execute(defs, plan(defs, [DAY], ["telemetry_events"]), instance)
+    assert not result.success
+    assert [c.name for c in result.checks if not c.passed and c.severity == "ERROR"] == ["quarantine_rate"]
+    assert "was not stored" in result.message or "quarantine" in result.message
+
+    events = pd.read_parquet(tmp_path / "staging" / "telemetry_events" / f"date={DAY}" / "data.parquet")
+    assert sorted(events["event_id"]) == sorted(f"e{n}" for n in range(20))
+    assert warehouse.count("quarantine", where={"source": "telemetry", "partition": DAY.isoformat()}) == 0
+
+    rejected = tmp_path / "staging" / "_rejected" / "telemetry_events" / f"date={DAY}"
+    quarantine = pd.read_parquet(rejected / "quarantine.parquet")
+    assert quarantine["line"].tolist() == list(range(8, 21))
+    assert set(quarantine["reason"]) == {"malformed_record"}
+    report = json.loads((rejected / "report.json").read_text(encoding="utf-8"))
+    assert (report["raw_rows"], report["staged_rows"], report["quarantined_rows"]) == (20, 7, 13)
+
+    # A later run of just the KPI inputs reads the last good version: 20 attempts, not 7.
+    assert all(
+        r.success for r in execute(defs, plan(defs, [DAY], ["task_starts", "task_attempts"]), instance)
+    )
+    attempts = pd.read_parquet(tmp_path / "staging" / "task_attempts" / f"date={DAY}" / "data.parquet")
+    assert len(attempts) == 20
+
+    # Once a good version arrives it is stored and the rejected one is cleared away.
+    write_day(tmp_path, good=21, broken=0)
+    assert all(r.success for r in execute(defs, plan(defs, [DAY], ["telemetry_events"]), instance))
+    assert not rejected.exists()
