@@ -9,7 +9,8 @@ import pandas as pd
 
 from kpi_pipeline.config import KpiConfig, parse_config
 from kpi_pipeline.contract import TELEMETRY_FIELDS, TICKET_FIELDS
-from kpi_pipeline.kpis.attempts import ATTEMPT_COLUMNS, build_attempts
+from kpi_pipeline.kpis.attempts import ATTEMPT_COLUMNS, build_attempts, started_on, task_starts
+from kpi_pipeline.kpis.completion import funnel_daily
 
 D = dt.date(2025, 1, 10)
 
@@ -318,3 +319,53 @@ def test_empty_input_gives_empty_frame_with_columns() -> None:
     out = build_attempts(events_frame([]), NO_TICKETS, _config(), D)
     assert out.empty
     assert tuple(out.columns) == ATTEMPT_COLUMNS
+
+
+def test_task_started_again_on_a_later_day_belongs_to_its_first_start() -> None:
+    """kpis.md: an attempt is one task_id; its start is its earliest task_started. Day D knows the
+    task_ids that started before it from the task_starts record, not from reading all history."""
+    first_day = dt.date(2025, 3, 1)
+    restart_day = dt.date(2025, 3, 3)
+    events = events_frame(
+        [
+            ev("s1", "2025-03-01T08:00:00Z", "t", "task_started"),
+            ev("s2", "2025-03-03T08:00:00Z", "t", "task_started"),
+            ev("c1", "2025-03-03T09:00:00Z", "t", "task_completed"),
+            ev("s3", "2025-03-03T10:00:00Z", "fresh", "task_started"),
+        ]
+    )
+    record = task_starts(events, first_day)
+    assert record.to_dict("records") == [
+        {"date": "2025-03-01", "task_id": "t", "started_at": pd.Timestamp("2025-03-01T08:00:00Z")}
+    ]
+    later = events[events["occurred_at"] >= pd.Timestamp("2025-03-02", tz="UTC")]
+    assert sorted(started_on(later, restart_day)) == ["fresh", "t"]
+    on_restart_day = build_attempts(later, NO_TICKETS, _config(), restart_day, started_earlier={"t"})
+    assert on_restart_day["task_id"].tolist() == ["fresh"]
+    # The completion comes 49 h after the first start: outside a 24 h and a 48 h window alike.
+    first = by_task(build_attempts(events, NO_TICKETS, _config(), first_day))
+    assert first.loc["t", "completed"] == False  # noqa: E712
+    wide = parse_config({"windows": {"completion": 48}})
+    assert by_task(build_attempts(events, NO_TICKETS, wide, first_day)).loc["t", "completed"] == False  # noqa: E712
+    assert build_attempts(later, NO_TICKETS, wide, restart_day, started_earlier={"t"})[
+        "task_id"
+    ].tolist() == ["fresh"]
+
+
+def test_step_names_are_matched_exactly_not_split_on_separators() -> None:
+    """A task_step ``a;b`` reaches the configured step ``a;b`` only, never ``a`` or ``b``."""
+    config = parse_config({"workflows": {"w": {"steps": ["a", "b", "a;b", "50%"]}}})
+    events = events_frame(
+        [
+            ev("e1", "2025-01-10T08:00:00Z", "t1", "task_started", workflow="w"),
+            ev("e2", "2025-01-10T08:01:00Z", "t1", "task_step", workflow="w", step="a;b"),
+            ev("e3", "2025-01-10T08:00:00Z", "t2", "task_started", workflow="w"),
+            ev("e4", "2025-01-10T08:01:00Z", "t2", "task_step", workflow="w", step="a"),
+            ev("e5", "2025-01-10T08:02:00Z", "t2", "task_step", workflow="w", step="50%"),
+            ev("e6", "2025-01-10T08:03:00Z", "t2", "task_step", workflow="w", step="50%3B"),
+        ]
+    )
+    attempts = build_attempts(events, NO_TICKETS, config, D)
+    assert by_task(attempts)["steps_reached"].to_dict() == {"t1": "a%3Bb", "t2": "50%25;50%253B;a"}
+    reached = funnel_daily(attempts, config).set_index("step")["reached"].to_dict()
+    assert reached == {"started": 2, "a": 1, "b": 0, "a;b": 1, "50%": 1, "completed": 0}

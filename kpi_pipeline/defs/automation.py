@@ -39,10 +39,10 @@ from kpi_pipeline.automation.file_state import (
     telemetry_day,
 )
 from kpi_pipeline.config import KpiConfig
-from kpi_pipeline.defs.kpis import WINDOW_DAYS
 from kpi_pipeline.defs.partitions import daily_partitions
 from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.sources.files import export_files
+from kpi_pipeline.windows import attempt_readers, trailing_readers
 
 SETTLE_SECONDS = 60.0
 SENSOR_INTERVAL_SECONDS = 30
@@ -236,7 +236,8 @@ def followup_requests(run: dg.DagsterRun, staged_days: list[str], config: KpiCon
     """
     partition = run.tags.get("dagster/partition")
     if run.job_name == daily_kpi_job.name and partition is not None:
-        first, last = _shift(partition, -config.completion_days()), _shift(partition, WINDOW_DAYS - 1)
+        day = dt.date.fromisoformat(partition)
+        first, last = attempt_readers(day, config)[0].isoformat(), trailing_readers(day)[1].isoformat()
         days = [d for d in staged_days if first <= d <= last and d != partition]
     elif run.job_name == exports_job.name and AFFECTED_FROM in run.tags:
         first = _shift(run.tags[AFFECTED_FROM], -config.ticket_reach_days())

@@ -2,8 +2,10 @@
 
 Daily tables share the telemetry partitions. Attempts of day D read telemetry
 D-1 … D+n, n = ceil(windows.completion / 24) (an attempt's events may arrive
-until ``windows.completion`` hours later); 7- and 28-day windows read the small
-``daily_activity`` rollup, never raw events. Unpartitioned tables are recomputed from all partitions.
+until ``windows.completion`` hours later), and look up in ``task_starts`` which
+of the day's task_ids started before (``kpi_pipeline.windows`` holds the window
+arithmetic); 7- and 28-day windows read the small ``daily_activity`` rollup,
+never raw events. Unpartitioned tables are recomputed from all partitions.
 """
 
 import datetime as dt
@@ -16,10 +18,10 @@ import pandas as pd
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.metadata import markdown_preview, owner, table_metadata
 from kpi_pipeline.defs.partitions import daily_partitions
-from kpi_pipeline.defs.resources import KpiData
+from kpi_pipeline.defs.resources import KpiData, WarehouseResource
 from kpi_pipeline.kpis.activity import daily_activity as build_daily_activity
 from kpi_pipeline.kpis.adoption import feature_adoption_daily
-from kpi_pipeline.kpis.attempts import build_attempts
+from kpi_pipeline.kpis.attempts import build_attempts, started_on, task_starts
 from kpi_pipeline.kpis.completion import funnel_daily, task_completion_daily
 from kpi_pipeline.kpis.deflection import ticket_deflection_daily
 from kpi_pipeline.kpis.engagement import engagement_daily
@@ -27,15 +29,14 @@ from kpi_pipeline.kpis.reliability import incident_impact, reliability_weekly
 from kpi_pipeline.kpis.retention import first_seen, retention_weekly, time_to_value_weekly
 from kpi_pipeline.kpis.roi import roi_daily
 from kpi_pipeline.kpis.scorecard import scorecard
-from kpi_pipeline.tables import ATTEMPTS, DAILY_ACTIVITY, TableSpec, empty_frame, table
+from kpi_pipeline.tables import ATTEMPTS, DAILY_ACTIVITY, TELEMETRY_EVENTS, TableSpec, empty_frame, table
+from kpi_pipeline.windows import TRAILING_DAYS, attempt_offsets
 
 KPI_GROUP = "kpis"
 INTERMEDIATE_GROUP = "intermediate"
 # new_users needs each user's first event in all staged history: engagement of D reads
 # the rollup of every earlier day (up to this many), which is small (one row per active user-day).
 HISTORY_DAYS = 3660
-
-WINDOW_DAYS = 28  # the longest trailing window (mau, 28-day adoption)
 
 
 def day_window(start_offset: int, end_offset: int) -> dg.TimeWindowPartitionMapping:
@@ -71,8 +72,8 @@ def _rate(numerator: pd.Series, denominator: pd.Series) -> float:
 
 def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
     """Every KPI table of the spec plus the attempts and activity rollup they share."""
-    attempt_window = day_window(-1, config.completion_days())
-    last_28_days = day_window(-(WINDOW_DAYS - 1), 0)
+    attempt_window = day_window(*attempt_offsets(config))
+    last_28_days = day_window(-(TRAILING_DAYS - 1), 0)
     all_history = day_window(-HISTORY_DAYS, 0)
     workflow_owners = sorted({owner(config.workflow_owner(w)) for w in config.workflows}) or [
         owner(config.default_owner)
@@ -87,6 +88,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         partitioned: bool,
         ins: Mapping[str, dg.AssetIn],
         source: str = "telemetry",
+        group_name: str = KPI_GROUP,
         **extra: object,
     ) -> Callable:
         spec = table(name)
@@ -94,7 +96,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
             name=name,
             partitions_def=daily_partitions if partitioned else None,
             io_manager_key="warehouse_io_manager",
-            group_name=KPI_GROUP,
+            group_name=group_name,
             owners=owners,
             kinds={"pandas", "sql"},
             description=f"{spec.description} Grain: {', '.join(spec.grain)}. See README, '{name}'.",
@@ -103,7 +105,9 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
             **extra,
         )
 
-    def parquet_asset(spec: TableSpec, owners: list[str], ins: Mapping[str, dg.AssetIn]) -> Callable:
+    def parquet_asset(
+        spec: TableSpec, owners: list[str], ins: Mapping[str, dg.AssetIn], **extra: object
+    ) -> Callable:
         return dg.asset(
             name=spec.name,
             partitions_def=daily_partitions,
@@ -114,21 +118,42 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
             description=spec.description,
             metadata=table_metadata(spec, "telemetry", warehouse_table=False),
             ins=dict(ins),
+            **extra,
         )
+
+    @warehouse_asset(
+        "task_starts",
+        workflow_owners,
+        True,
+        {"telemetry_events": dg.AssetIn()},
+        group_name=INTERMEDIATE_GROUP,
+    )
+    def task_starts_asset(
+        context: dg.AssetExecutionContext, telemetry_events: pd.DataFrame
+    ) -> dg.Output[pd.DataFrame]:
+        out = task_starts(telemetry_events, _day(context))
+        return _output(out, {"task_ids": len(out)})
 
     @parquet_asset(
         ATTEMPTS,
         workflow_owners,
         {"telemetry_events": dg.AssetIn(partition_mapping=attempt_window), "support_tickets": dg.AssetIn()},
+        deps=[dg.AssetDep("task_starts", partition_mapping=day_window(-1, 0))],
     )
     def task_attempts(
         context: dg.AssetExecutionContext,
         kpi_data: KpiData,
+        warehouse: WarehouseResource,
         telemetry_events: pd.DataFrame,
         support_tickets: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
-        attempts = build_attempts(telemetry_events, support_tickets, kpi_data.config(), _day(context))
-        return _output(attempts, {"attempts": len(attempts), "completed": int(attempts["completed"].sum())})
+        day = _day(context)
+        earlier = warehouse.started_before(started_on(telemetry_events, day), day)
+        attempts = build_attempts(telemetry_events, support_tickets, kpi_data.config(), day, earlier)
+        headline = {"attempts": len(attempts), "completed": int(attempts["completed"].sum())}
+        if earlier:
+            context.log.info(f"{len(earlier)} task_id(s) started again on {day} belong to earlier attempts")
+        return _output(attempts, {**headline, "restarted_earlier_tasks": len(earlier)})
 
     @parquet_asset(DAILY_ACTIVITY, engagement_owners, {"telemetry_events": dg.AssetIn()})
     def daily_activity(telemetry_events: pd.DataFrame) -> dg.Output[pd.DataFrame]:
@@ -179,8 +204,11 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         {"daily_activity": dg.AssetIn(partition_mapping=all_history)},
     )
     def kpi_engagement_daily(
-        context: dg.AssetExecutionContext, daily_activity: pd.DataFrame
+        context: dg.AssetExecutionContext, kpi_data: KpiData, daily_activity: pd.DataFrame
     ) -> dg.Output[pd.DataFrame]:
+        if not sum(kpi_data.staged_rows(dg.AssetKey(TELEMETRY_EVENTS.name), [context.partition_key])):
+            context.log.info(f"no staged telemetry on {context.partition_key}: no engagement row (kpis.md)")
+            return _output(empty_frame(table("kpi_engagement_daily")))
         out = engagement_daily(daily_activity, first_seen(daily_activity), _day(context))
         return _output(out, out.iloc[0][["dau", "wau", "mau", "new_users"]].astype(int).to_dict())
 
@@ -209,8 +237,10 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         return _output(out, {"net_value": float(out["net_value"].sum())})
 
     @warehouse_asset("kpi_retention_weekly", engagement_owners, False, {"daily_activity": dg.AssetIn()})
-    def kpi_retention_weekly(daily_activity: pd.DataFrame) -> dg.Output[pd.DataFrame]:
-        last = dt.date.fromisoformat(daily_activity["date"].max()) if len(daily_activity) else dt.date.min
+    def kpi_retention_weekly(kpi_data: KpiData, daily_activity: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+        # Weeks run to the last staged date: any environment counts, as for open incidents' as-of.
+        latest = kpi_data.staged_max(dg.AssetKey(TELEMETRY_EVENTS.name), "occurred_at")
+        last = latest.tz_convert("UTC").date() if latest is not None else dt.date.min
         out = retention_weekly(daily_activity, last)
         week1 = out[out["week_number"] == 1]
         return _output(out, {"week_1_retention": _rate(week1["retained_users"], week1["cohort_users"])})
@@ -285,6 +315,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         return _output(out, {"as_of": as_of.isoformat(), "regressed": int((out["status"] != "ok").sum())})
 
     return [
+        task_starts_asset,
         task_attempts,
         daily_activity,
         kpi_task_completion_daily,

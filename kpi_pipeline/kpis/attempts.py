@@ -7,6 +7,7 @@ incident KPIs, so the attempt rules of ``kpis.md`` ("Attempts") live here once.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 
 import pandas as pd
 
@@ -17,6 +18,13 @@ from kpi_pipeline.tables import ATTEMPTS
 ATTEMPT_COLUMNS: tuple[str, ...] = ATTEMPTS.column_names
 
 _WINDOW_EVENT_TYPES: tuple[str, ...] = ("task_step", "task_completed", "task_error", "task_fallback")
+TASK_START_COLUMNS: tuple[str, ...] = ("date", "task_id", "started_at")
+
+
+def step_token(names: pd.Series) -> pd.Series:
+    """Step names as items of the ';'-joined ``steps_reached`` list: '%' and ';' percent-encoded,
+    so a step named ``a;b`` is one item that matches neither ``a`` nor ``b``."""
+    return names.astype(str).str.replace("%", "%25", regex=False).str.replace(";", "%3B", regex=False)
 
 
 def _attempt_starts(prod: pd.DataFrame) -> pd.DataFrame:
@@ -60,7 +68,7 @@ def _steps_reached(window_events: pd.DataFrame) -> pd.Series:
     """Distinct step names per task_id in the window, sorted and ';'-joined."""
     steps = window_events[(window_events["event_type"] == "task_step") & window_events["step"].notna()]
     steps = steps[["task_id", "step"]].drop_duplicates().sort_values(["task_id", "step"], kind="stable")
-    joined = (steps["step"].astype(str) + ";").groupby(steps["task_id"]).sum()
+    joined = (step_token(steps["step"]) + ";").groupby(steps["task_id"]).sum()
     return joined.str[:-1]
 
 
@@ -83,22 +91,44 @@ def _fallback_tickets(attempts: pd.DataFrame, tickets: pd.DataFrame, config: Kpi
     return attempts["task_id"].isin(hit_ids)
 
 
+def task_starts(events: pd.DataFrame, day: dt.date) -> pd.DataFrame:
+    """The day's record of started task_ids: each task_id with a production ``task_started`` on
+    ``day`` and its earliest such start that day (``task_starts`` table)."""
+    prod = production(events)
+    on_day = prod["occurred_at"].dt.floor("D") == pd.Timestamp(day, tz="UTC")
+    starts = _attempt_starts(prod[on_day.to_numpy(bool)])
+    return starts[list(TASK_START_COLUMNS)].reset_index(drop=True)
+
+
+def started_on(events: pd.DataFrame, day: dt.date) -> pd.Series:
+    """task_ids whose earliest ``task_started`` in ``events`` is on ``day`` (the day's candidates)."""
+    starts = _attempt_starts(production(events))
+    return starts.loc[starts["date"] == day.isoformat(), "task_id"].reset_index(drop=True)
+
+
 def build_attempts(
-    events: pd.DataFrame, tickets: pd.DataFrame, config: KpiConfig, day: dt.date | None = None
+    events: pd.DataFrame,
+    tickets: pd.DataFrame,
+    config: KpiConfig,
+    day: dt.date | None = None,
+    started_earlier: Collection[str] = (),
 ) -> pd.DataFrame:
     """One row per attempt started on ``day`` (every attempt when ``day`` is None).
 
-    ``events`` should hold telemetry of D-1, D and D+1 so that an attempt of D
-    sees its events up to ``windows.completion`` hours later and an attempt
-    whose earliest ``task_started`` is on D-1 is not counted on D. Only
-    production events count. An error or fallback at exactly the same
-    timestamp as the first completion is not "before" it, so such an attempt
-    is still a first-pass completion.
+    ``events`` should hold telemetry of D-1 … D+n so that an attempt of D sees
+    its events up to ``windows.completion`` hours later and an attempt whose
+    earliest ``task_started`` is on D-1 is not counted on D. ``started_earlier``
+    are task_ids that had a ``task_started`` before D (from ``task_starts``):
+    their start is earlier, so they are no attempt of D however their events
+    fall. Only production events count. An error or fallback at exactly the
+    same timestamp as the first completion is not "before" it, so such an
+    attempt is still a first-pass completion.
     """
     prod = production(events)
     starts = _attempt_starts(prod)
     if day is not None:
-        starts = starts[starts["date"] == day.isoformat()].reset_index(drop=True)
+        on_day = (starts["date"] == day.isoformat()) & ~starts["task_id"].isin(list(started_earlier))
+        starts = starts[on_day.to_numpy(bool)].reset_index(drop=True)
 
     window_events = _window_events(prod, starts, pd.Timedelta(hours=config.windows.completion))
     first_completed = _first_at(window_events, "task_completed")

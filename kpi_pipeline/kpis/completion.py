@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
+from kpi_pipeline.kpis.attempts import step_token
 from kpi_pipeline.kpis.common import ratio
 from kpi_pipeline.tables import table
 
@@ -60,8 +61,10 @@ def task_completion_daily(attempts: pd.DataFrame) -> pd.DataFrame:
 
 
 def _has_step(steps_reached: pd.Series, step: str) -> pd.Series:
-    """Whether the ';'-joined ``steps_reached`` list holds ``step`` exactly (not as a substring)."""
-    return (";" + steps_reached.fillna("").astype(str) + ";").str.contains(f";{step};", regex=False)
+    """Whether the ';'-joined ``steps_reached`` list holds ``step`` exactly (not as a substring, and
+    not as part of an item: items are percent-encoded by :func:`step_token`)."""
+    item = step_token(pd.Series([step])).iloc[0]
+    return (";" + steps_reached.fillna("").astype(str) + ";").str.contains(f";{item};", regex=False)
 
 
 def funnel_daily(attempts: pd.DataFrame, config: KpiConfig) -> pd.DataFrame:
