@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import dagster as dg
+import sqlalchemy as sa
 
-from kpi_pipeline.config import ConfigError, load_config
-from kpi_pipeline.contract import SOURCES
+from kpi_pipeline.config import ConfigError, KpiConfig, load_config
+from kpi_pipeline.contract import INCIDENT_EXTENSIONS, SOURCES, TELEMETRY_EXTENSIONS, TICKET_EXTENSIONS
 from kpi_pipeline.defs.partitions import daily_partitions
 from kpi_pipeline.ingest.incidents import stage_incidents
 from kpi_pipeline.ingest.raw_files import UnreadableFileError
 from kpi_pipeline.ingest.telemetry import MissingPartitionError, stage_telemetry_partition
 from kpi_pipeline.ingest.tickets import stage_tickets
-from kpi_pipeline.runner import StepResult, UsageError, execute, partition_days, plan, without_sources
+from kpi_pipeline.run_history import InstanceLockTimeout, cli_instance
+from kpi_pipeline.runner import (
+    StepResult,
+    UsageError,
+    execute,
+    not_recomputed,
+    partition_days,
+    plan,
+    range_readers,
+    staged_days,
+    without_sources,
+)
 from kpi_pipeline.settings import Settings
 from kpi_pipeline.sources.files import available_sources
 from kpi_pipeline.sources.importer import TelemetryImportError, import_telemetry
@@ -31,9 +43,38 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
-def _instance() -> dg.DagsterInstance:
-    """The persistent instance under ``$DAGSTER_HOME`` (so the UI shows the runs), else ephemeral."""
-    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+# Which asset stages which source, and which files of it staging reads.
+STAGING_SOURCES = {"telemetry_events": "telemetry", "support_tickets": "tickets", "incidents": "incidents"}
+NATIVE_EXTENSIONS = {
+    "telemetry": TELEMETRY_EXTENSIONS,
+    "tickets": TICKET_EXTENSIONS,
+    "incidents": INCIDENT_EXTENSIONS,
+}
+SHOWN_FILES = 10
+
+
+def shown_url(url: str) -> str:
+    """The warehouse URL as printed: its password masked."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
+
+
+def read_rule(source: str, config: KpiConfig) -> str:
+    """Which files staging reads for ``source`` (native contract or its kpi.yaml mapping)."""
+    mapping = getattr(config.sources, source)
+    extensions = mapping.extensions() if mapping is not None else NATIVE_EXTENSIONS[source]
+    where = " directly in the day folder" if source == "telemetry" else ""
+    return f"only {'/'.join(extensions)} files{where} are read, never hidden or .tmp/.part ones"
+
+
+def ignored_line(name: str, files: Sequence[str], rule: str) -> str:
+    """``    telemetry_events: ignored 2 file(s) (only … are read): raw/…/notes.txt, …``."""
+    shown = ", ".join(files[:SHOWN_FILES]) + (
+        f", … ({len(files) - SHOWN_FILES} more)" if len(files) > SHOWN_FILES else ""
+    )
+    return f"    {name}: ignored {len(files)} file(s) ({rule}): {shown}"
 
 
 def raw_telemetry_days(data_dir: Path) -> list[dt.date]:
@@ -50,8 +91,9 @@ def raw_telemetry_days(data_dir: Path) -> list[dt.date]:
 def cmd_generate(args: argparse.Namespace) -> int:
     from kpi_pipeline.sample_data import generate_dataset
 
+    start = args.start or Settings.from_env().start_date
     summary = generate_dataset(
-        Path(args.out), days=args.days, seed=args.seed, start=args.start, users=args.users, log=print
+        Path(args.out), days=args.days, seed=args.seed, start=start, users=args.users, log=print
     )
     print(
         f"wrote {summary.telemetry_rows:,} telemetry rows ({summary.start} … {summary.end}), "
@@ -60,14 +102,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_step(result: StepResult, number: int, total: int) -> None:
-    """One progress line per run, plus the reconciliation of staging runs."""
+def _print_step(result: StepResult, number: int, total: int, rules: Mapping[str, str] | None = None) -> None:
+    """One progress line per run (saying why a day outside the range is recomputed), plus the
+    reconciliation and the ignored files of staging runs, and the one-line cause of a failure."""
     step = result.step
     assets = ", ".join(step.assets) if len(step.assets) < 4 else f"{len(step.assets)} assets"
     status = "SKIPPED" if result.skipped else "ok" if result.success else "FAILED"
     checks = f"; {result.check_summary()}" if result.checks else ""
     where = step.partition or "unpartitioned"
-    print(f"[{number}/{total}] {where} {assets}: {status} ({result.seconds:.1f}s){checks}")
+    extra = f" ({step.extra})" if step.extra else ""
+    print(f"[{number}/{total}] {where} {assets}{extra}: {status} ({result.seconds:.1f}s){checks}")
     for name, meta in result.metadata.items():
         if "raw_rows" in meta:
             older = f" + {meta['superseded_versions']} older versions" if meta["superseded_versions"] else ""
@@ -76,6 +120,10 @@ def _print_step(result: StepResult, number: int, total: int) -> None:
                 f"    {name}: {meta['raw_rows']} raw = {meta['staged_rows']} staged{older}"
                 f" + {meta['quarantined_rows']} quarantined{filtered}"
             )
+        ignored = meta.get("ignored_files") or []
+        if ignored:
+            rule = (rules or {}).get(name, "not a file staging reads")
+            print(ignored_line(name, [str(f) for f in ignored], rule))
     if not result.success:
         print(f"    {result.message}")
     sys.stdout.flush()
@@ -88,7 +136,8 @@ def materialize_range(
     from kpi_pipeline.definitions import build_definitions
 
     defs = build_definitions(settings)
-    available = available_sources(settings.data_dir, load_config(settings.config_path).sources)
+    config = load_config(settings.config_path, required=settings.config_required)
+    available = available_sources(settings.data_dir, config.sources)
     skip = {} if select else without_sources(defs, available)
     for name, reason in sorted(skip.items()):
         print(f"skipping {name}: {reason} under {settings.data_dir}")
@@ -102,11 +151,22 @@ def materialize_range(
     if not days and "telemetry" in available:
         print("error: pass --start and --end")
         return 2
-    steps = plan(defs, days, select, skip)
+    instance = cli_instance()
+    staged = staged_days(defs, instance)
+    steps = plan(defs, days, select, skip, range_readers(days, config, staged))
     where = f"{len(days)} day(s) {start} … {end}" if days else "no daily partitions"
-    print(f"materializing {where} in {len(steps)} runs into {settings.warehouse_url}")
-    lookback = load_config(settings.config_path).completion_days()
-    results = execute(defs, steps, _instance(), progress=_print_step, lookback_days=lookback)
+    print(f"materializing {where} in {len(steps)} runs into {shown_url(settings.warehouse_url)}")
+    outside = [s.partition for s in steps if s.extra]
+    if outside:
+        print(
+            f"also recomputing the KPIs of {len(outside)} staged day(s) outside the range that read its "
+            f"days: {', '.join(map(str, outside))}"
+        )
+    for line in not_recomputed(days, staged, steps):
+        print(line)
+    rules = {name: read_rule(source, config) for name, source in STAGING_SOURCES.items()}
+    progress = functools.partial(_print_step, rules=rules)
+    results = execute(defs, steps, instance, progress=progress, lookback_days=config.completion_days())
     failed = [r for r in results if not r.success]
     skipped = sum(r.skipped for r in results)
     succeeded = len(results) - len(failed)
@@ -146,7 +206,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         )
         return 2
     settings = Settings.from_env()
-    mapping = load_config(settings.config_path).sources.telemetry
+    mapping = load_config(settings.config_path, required=settings.config_required).sources.telemetry
     result = import_telemetry(Path(args.file), settings.data_dir, mapping, args.name)
     days = sorted(result.rows_by_day)
     rows = sum(result.rows_by_day.values())
@@ -171,7 +231,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_check_source(args: argparse.Namespace) -> int:
     """Stage one source as kpi.yaml maps it and print the reconciliation, reasons and first rows."""
     settings = Settings.from_env()
-    config = load_config(settings.config_path)
+    config = load_config(settings.config_path, required=settings.config_required)
     mapping = getattr(config.sources, args.source)
     if args.source == "telemetry":
         if args.date is None:
@@ -193,6 +253,8 @@ def cmd_check_source(args: argparse.Namespace) -> int:
     )
     for reason, count in sorted(report.reasons.items(), key=lambda item: -item[1]):
         print(f"    {reason}: {count:,}")
+    if report.ignored_files:
+        print(ignored_line(args.source, report.ignored_files, read_rule(args.source, config)))
     if args.rows > 0 and len(rows):
         print(rows.head(args.rows).to_string(index=False))
     return 0
@@ -206,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", default=os.environ.get("KPI_DATA_DIR", "data"), help="data root to write")
     gen.add_argument("--days", type=int, default=28)
     gen.add_argument("--seed", type=int, default=7)
-    gen.add_argument("--start", type=_date, default=Settings.from_env().start_date, help="first day (UTC)")
+    gen.add_argument("--start", type=_date, help="first day (UTC; default: KPI_START_DATE)")
     gen.add_argument("--users", type=int, default=800, help="users in the data set (events scale with it)")
     gen.set_defaults(func=cmd_generate)
 
@@ -248,7 +310,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, UsageError, UnreadableFileError, MissingPartitionError, TelemetryImportError) as exc:
+    except (
+        ConfigError,
+        UsageError,
+        UnreadableFileError,
+        MissingPartitionError,
+        TelemetryImportError,
+        InstanceLockTimeout,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

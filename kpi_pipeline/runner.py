@@ -4,21 +4,40 @@ Plan: (1) root assets — every telemetry partition of the range, then the
 unpartitioned exports; (2) for each day in order, one run with every
 partitioned asset downstream of the roots (a day may read the next day's
 telemetry, staged in step 1, and earlier days' rollups, written by earlier
-runs); (3) one run with the unpartitioned KPIs. Runs are recorded in the
+runs) — plus, on staged days outside the range, the KPI assets that read a
+re-staged day (:func:`range_readers`), so consecutive ranges equal one run over
+all of them; (3) one run with the unpartitioned KPIs. Runs are recorded in the
 Dagster instance (``$DAGSTER_HOME`` when set), so the UI shows them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
 
+from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.metadata import NEEDS
 from kpi_pipeline.defs.partitions import daily_partitions
+from kpi_pipeline.defs.resources import KpiData
+from kpi_pipeline.run_history import ASSETS_TAG, process_tags
+from kpi_pipeline.windows import attempt_readers, days_between, trailing_readers
+
+TELEMETRY = "telemetry_events"
+ACTIVITY = "daily_activity"
+ATTEMPTS = "task_attempts"  # and its daily descendants: they read telemetry D-1 … D+n
+TRAILING = ("kpi_engagement_daily", "kpi_feature_adoption_daily")  # 7/28-day windows of daily_activity
+# Daily assets that also read every earlier day through a lookup no range bounds: name → (the asset
+# that makes the lookup exist, why a later day that is not recomputed may still show the old range).
+HISTORY_READERS = {
+    "kpi_engagement_daily": ("kpi_engagement_daily", "their new_users count users first seen in all history"),
+    ATTEMPTS: ("task_starts", "their attempts look up in task_starts which task_ids started on earlier days"),
+}
+CLI_JOB = "kpi_pipeline_cli"
 
 
 class UsageError(ValueError):
@@ -27,10 +46,14 @@ class UsageError(ValueError):
 
 @dataclass(frozen=True)
 class Step:
-    """One run: the assets it materializes and its partition (None = unpartitioned)."""
+    """One run: the assets it materializes and its partition (None = unpartitioned).
+
+    ``extra`` says why a day outside the requested range is recomputed (empty for range days).
+    """
 
     assets: tuple[str, ...]
     partition: str | None
+    extra: str = ""
 
 
 @dataclass(frozen=True)
@@ -72,6 +95,88 @@ class StepResult:
 
 # Progress is printed per run; Dagster's own per-step log stays in the run's event log (UI).
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _below_error(record: logging.LogRecord) -> bool:
+    return record.levelno < logging.ERROR
+
+
+@dg.logger(
+    dg.colored_console_logger.config_schema,
+    description="Dagster's console logger without ERROR records: the runner prints each failure's "
+    "cause in one line, and the stack traces stay in the run's event log.",
+)
+def console_without_errors(init_context: dg.InitLoggerContext) -> logging.Logger:
+    logger = dg.colored_console_logger.logger_fn(init_context)
+    for handler in logger.handlers:
+        handler.addFilter(_below_error)
+    return logger
+
+
+@dataclass(frozen=True)
+class Readers:
+    """Staged days outside a range whose daily KPIs read a day the range re-stages, each with the
+    re-staged days it reads: through its attempts, or through its 7/28-day windows."""
+
+    attempts: Mapping[dt.date, list[dt.date]]
+    trailing: Mapping[dt.date, list[dt.date]]
+
+
+def range_readers(days: Collection[dt.date], config: KpiConfig, staged: Collection[dt.date]) -> Readers:
+    """The staged days (outside ``days``) whose attempts or trailing windows read a day of ``days``."""
+    restaged = set(days)
+    others = set(staged) - restaged
+
+    def readers(window: Callable[[dt.date], tuple[dt.date, dt.date]]) -> dict[dt.date, list[dt.date]]:
+        out: dict[dt.date, list[dt.date]] = {}
+        for day in sorted(restaged):
+            for reader in days_between(*window(day)):
+                if reader in others:
+                    out.setdefault(reader, []).append(day)
+        return dict(sorted(out.items()))
+
+    return Readers(readers(lambda day: attempt_readers(day, config)), readers(trailing_readers))
+
+
+def _span(days: Sequence[dt.date]) -> str:
+    return f"{days[0]}" if len(days) == 1 else f"{days[0]} … {days[-1]}"
+
+
+def _downstream(graph: dict[str, tuple[bool, set[str]]], name: str) -> set[str]:
+    """``name`` and every asset that reads it, directly or not."""
+    out = {name} if name in graph else set()
+    grown = True
+    while grown:
+        more = {n for n, (_, parents) in graph.items() if parents & out} - out
+        out |= more
+        grown = bool(more)
+    return out
+
+
+def _day_steps(
+    graph: dict[str, tuple[bool, set[str]]],
+    names: set[str],
+    partitioned: tuple[str, ...],
+    days: Sequence[dt.date],
+    readers: Readers,
+) -> list[Step]:
+    """One step per requested day with every partitioned asset, and one per reader day with the
+    assets that read what this plan re-stages (telemetry, the activity rollup), in date order."""
+    chain = _downstream(graph, ATTEMPTS) if TELEMETRY in names else set()
+    trailing = set(TRAILING) if ACTIVITY in names else set()
+    by_day = {day: Step(partitioned, day.isoformat()) for day in days}
+    for day in sorted(set(readers.attempts) | set(readers.trailing)):
+        via_attempts = tuple(n for n in partitioned if n in chain) if day in readers.attempts else ()
+        via_windows = tuple(n for n in partitioned if n in trailing) if day in readers.trailing else ()
+        why = []
+        if via_attempts:
+            why.append(f"its attempts read re-staged {_span(readers.attempts[day])}")
+        if via_windows:
+            why.append(f"its 7/28-day windows include re-staged {_span(readers.trailing[day])}")
+        assets = tuple(n for n in partitioned if n in via_attempts or n in via_windows)
+        if assets and day not in by_day:
+            by_day[day] = Step(assets, day.isoformat(), "extra day: " + "; ".join(why))
+    return [by_day[day] for day in sorted(by_day)]
 
 
 def _graph(defs: dg.Definitions) -> dict[str, tuple[bool, set[str]]]:
@@ -127,8 +232,13 @@ def plan(
     days: Sequence[dt.date],
     select: Sequence[str] | None = None,
     skip: Collection[str] = (),
+    readers: Readers | None = None,
 ) -> list[Step]:
-    """The ordered runs that materialize ``select`` (default: every asset but ``skip``) for ``days``."""
+    """The ordered runs that materialize ``select`` (default: every asset but ``skip``) for ``days``.
+
+    With ``readers`` (:func:`range_readers` of the staged days), the daily KPI assets that read a
+    re-staged day are recomputed on those days too, each in its date's place among the range's days.
+    """
     graph = _graph(defs)
     unknown = sorted(set(select or ()) - set(graph))
     if unknown:
@@ -152,10 +262,42 @@ def plan(
         if late:
             raise UsageError(f"{name} is partitioned but reads unpartitioned KPI asset(s) {sorted(late)}")
     if partitioned:
-        steps += [Step(partitioned, key) for key in keys]
+        steps += _day_steps(graph, names, partitioned, days, readers or Readers({}, {}))
     if unpartitioned:
         steps.append(Step(unpartitioned, None))
     return steps
+
+
+def not_recomputed(days: Sequence[dt.date], staged: Collection[dt.date], steps: Sequence[Step]) -> list[str]:
+    """One line per history reader (:data:`HISTORY_READERS`) that a plan re-staging ``days`` leaves
+    as it was on later staged days: which days, and why they may still show the old version."""
+    if not days or not any(s.assets == (TELEMETRY,) for s in steps):
+        return []
+    planned = {(name, s.partition) for s in steps for name in s.assets}
+    names = {name for name, _ in planned}
+    later = sorted(d for d in set(staged) - set(days) if d > min(days))
+    lines = []
+    for name, (needs, why) in HISTORY_READERS.items():
+        if name not in names or needs not in names:
+            continue
+        left = [d for d in later if (name, d.isoformat()) not in planned]
+        if left:
+            lines.append(
+                f"not recomputed: {name} of {len(left)} later staged day(s) {_span(left)}: {why}, "
+                "which this range re-stages; run materialize over them to refresh them"
+            )
+    return lines
+
+
+def staged_days(defs: dg.Definitions, instance: dg.DagsterInstance) -> set[dt.date]:
+    """Days whose telemetry is staged: materialized according to the instance, or stored in the
+    staging folder (an ephemeral instance, as the CLI uses without ``$DAGSTER_HOME``, has no record)."""
+    key = dg.AssetKey(TELEMETRY)
+    found = set(instance.get_materialized_partitions(key))
+    kpi_data = (defs.resources or {}).get("kpi_data")
+    if isinstance(kpi_data, KpiData):
+        found |= {k for k in daily_partitions.get_partition_keys() if kpi_data.staged_rows(key, [k])}
+    return {dt.date.fromisoformat(k) for k in found}
 
 
 def partition_days(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -189,20 +331,91 @@ def _checks(result: dg.ExecuteInProcessResult) -> list[CheckResult]:
     return out
 
 
-def _failure_message(result: dg.ExecuteInProcessResult, checks: list[CheckResult]) -> str:
-    """Why a run failed: the blocking checks that failed (they name partition and numbers),
-    else the step errors."""
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def root_cause(error: object) -> str:
+    """The innermost error of a serialized error chain (``.cause``, else ``.context``) in one line:
+    ``InsufficientPrivilege: permission denied for table quarantine``; a ``dg.Failure`` by its text."""
+    while (inner := getattr(error, "cause", None) or getattr(error, "context", None)) is not None:
+        error = inner
+    name = getattr(error, "cls_name", None) or type(error).__name__
+    text = _first_line(getattr(error, "message", "") or str(error))
+    qualified, sep, rest = text.partition(": ")
+    if sep and (qualified == name or qualified.endswith(f".{name}")):
+        text = rest.strip()
+    elif text == name or text.endswith(f".{name}"):
+        text = ""
+    if name == "Failure":
+        return text or "failed"
+    return f"{name}: {text}" if text else name
+
+
+def _user_description(event: dg.DagsterEvent) -> str:
+    """The first line of a failed step's ``dg.Failure`` description ("" for any other error)."""
+    data = event.event_specific_data
+    return _first_line(getattr(getattr(data, "user_failure_data", None), "description", None) or "")
+
+
+def _step_failure(event: dg.DagsterEvent, partition: str | None) -> str:
+    """One line for a failed step: a ``dg.Failure``'s description (written for the user), else the
+    asset, the partition and the root cause of the error."""
+    data = event.event_specific_data
+    description = _user_description(event)
+    if description:
+        return description
+    error = getattr(data, "error", None)
+    cause = root_cause(error) if error is not None else "failed"
+    where = " ".join(part for part in (event.step_key, partition) if part)
+    return f"{where}: {cause}" if where else cause
+
+
+def _failure_message(
+    result: dg.ExecuteInProcessResult, checks: list[CheckResult], partition: str | None
+) -> str:
+    """Why a run failed, in one line: a ``dg.Failure`` written for the user (a staging step blocked
+    by its checks names them and where the rejected version is kept), else the blocking checks that
+    failed (they name partition and numbers), else each failed step's root cause; the stack traces
+    stay in the run's event log."""
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    for_user = [_step_failure(e, partition) for e in failures if _user_description(e)]
+    if for_user:
+        return "; ".join(dict.fromkeys(for_user))
     blocking = [
         f"{c.asset}.{c.name}: {c.description}" for c in checks if not c.passed and c.severity == "ERROR"
     ]
     if blocking:
         return "; ".join(blocking)
-    errors = [
-        e.event_specific_data.error.message.strip()
-        for e in result.all_events
-        if e.event_type_value == "STEP_FAILURE" and e.event_specific_data.error
-    ]
-    return "; ".join(errors) or "run failed"
+    errors = [_step_failure(e, partition) for e in failures]
+    if not errors:
+        errors = [
+            root_cause(e.event_specific_data.error)
+            for e in result.all_events
+            if e.event_type_value == "RUN_FAILURE" and getattr(e.event_specific_data, "error", None)
+        ]
+    return "; ".join(dict.fromkeys(errors)) or "run failed"
+
+
+def _run(
+    defs: dg.Definitions, step: Step, instance: dg.DagsterInstance, tags: Mapping[str, str]
+) -> dg.ExecuteInProcessResult:
+    """One in-process run of ``step``, as :func:`dagster.materialize` does it, but with the console
+    logger that leaves failures to the runner's one-line message."""
+    run_defs = dg.Definitions(
+        assets=list(defs.assets or []),
+        asset_checks=list(defs.asset_checks or []),
+        jobs=[dg.define_asset_job(CLI_JOB, selection=list(step.assets))],
+        resources=defs.resources,
+        loggers={"console": console_without_errors},
+    )
+    return run_defs.resolve_job_def(CLI_JOB).execute_in_process(
+        run_config=QUIET,
+        instance=instance,
+        partition_key=step.partition,
+        raise_on_error=False,
+        tags={**tags, ASSETS_TAG: ", ".join(step.assets)},
+    )
 
 
 def execute(
@@ -221,8 +434,7 @@ def execute(
     own invariants (a blocking check on a KPI asset), the unpartitioned KPIs that read
     every day (the scorecard among them) are skipped too.
     """
-    assets = list(defs.assets or [])
-    checks = list(defs.asset_checks or [])
+    tags = process_tags()
     results: list[StepResult] = []
     failed_days: dict[str, str] = {}
     broken_kpis: list[str] = []
@@ -237,18 +449,9 @@ def execute(
                 progress(result, number, len(steps))
             continue
         started = time.perf_counter()
-        run = dg.materialize(
-            [*assets, *checks],
-            run_config=QUIET,
-            instance=instance,
-            resources=defs.resources,
-            partition_key=step.partition,
-            selection=list(step.assets),
-            raise_on_error=False,
-            tags={"kpi_pipeline/source": "cli"},
-        )
+        run = _run(defs, step, instance, tags)
         run_checks = _checks(run)
-        message = "" if run.success else _failure_message(run, run_checks)
+        message = "" if run.success else _failure_message(run, run_checks, step.partition)
         metadata = {
             e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
             for e in run.get_asset_materialization_events()
@@ -256,7 +459,8 @@ def execute(
         result = StepResult(step, run.success, time.perf_counter() - started, message, metadata, run_checks)
         results.append(result)
         if not run.success and step.partition is not None:
-            failed = f"{', '.join(step.assets)} {step.partition} failed: {message}"
+            label = f"{', '.join(step.assets)} {step.partition}"
+            failed = f"{label} failed: {message.removeprefix(f'{label}: ')}"
             failed_days.setdefault(step.partition, failed)
             day = dt.date.fromisoformat(step.partition)
             for back in range(1, lookback_days + 1):

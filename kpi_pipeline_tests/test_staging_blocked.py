@@ -53,7 +53,8 @@ def test_a_blocked_version_leaves_the_last_good_one_for_every_reader(tmp_path: P
     [result] = execute(defs, plan(defs, [DAY], ["telemetry_events"]), instance)
     assert not result.success
     assert [c.name for c in result.checks if not c.passed and c.severity == "ERROR"] == ["quarantine_rate"]
-    assert "was not stored" in result.message or "quarantine" in result.message
+    assert result.message.startswith(f"telemetry_events {DAY} was not stored: quarantine_rate: ")
+    assert "previous version stays in place" in result.message and "_rejected" in result.message
 
     events = pd.read_parquet(tmp_path / "staging" / "telemetry_events" / f"date={DAY}" / "data.parquet")
     assert sorted(events["event_id"]) == sorted(f"e{n}" for n in range(20))

@@ -120,7 +120,7 @@ def reject(
     """Keep a version that failed a blocking check aside (the stored version stays) and say so."""
     folder = kpi_data.store.write_rejected(asset_path, partition, batch, asdict(report))
     label = "/".join(asset_path) + (f" {partition}" if partition else "")
-    reasons = "; ".join(c.description or str(c.check_name) for c in failed)
+    reasons = "; ".join(f"{c.check_name}: {c.description}" for c in failed)
     return dg.Failure(
         description=f"{label} was not stored: {reasons}. The previous version stays in place for every "
         f"reader; the rejected version's quarantine rows and report are in {folder}",

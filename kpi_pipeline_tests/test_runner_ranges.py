@@ -1,0 +1,151 @@
+"""Range runs recompute every KPI partition that reads a day they re-stage (issue 9, item 14)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from kpi_pipeline.cli import main
+from kpi_pipeline.config import parse_config
+from kpi_pipeline.definitions import build_definitions
+from kpi_pipeline.runner import not_recomputed, plan, range_readers
+from kpi_pipeline.sample_data import generate_dataset
+from kpi_pipeline.tables import TABLES
+from kpi_pipeline.warehouse import Warehouse
+from kpi_pipeline_tests.support import START, settings_for
+
+CHAIN = ("task_attempts", "kpi_funnel_daily", "kpi_task_completion_daily", "kpi_roi_daily")
+WINDOWS = ("kpi_engagement_daily", "kpi_feature_adoption_daily")
+
+
+def day(n: int) -> dt.date:
+    return dt.date(2025, 1, n)
+
+
+def days(first: int, last: int) -> list[dt.date]:
+    return [day(n) for n in range(first, last + 1)]
+
+
+def test_readers_of_a_range_are_the_staged_days_whose_attempts_or_windows_read_it() -> None:
+    staged = days(1, 31)
+    readers = range_readers(days(10, 12), parse_config({}), staged)
+    # 24 h completion: attempts of D read D-1 … D+1, so 01-09 reads 01-10 and 01-13 reads 01-12.
+    assert readers.attempts == {day(9): [day(10)], day(13): [day(12)]}
+    # Windows of D hold D-27 … D: every later staged day (to 01-31 < 02-08) holds all three days.
+    assert readers.trailing == {d: days(10, 12) for d in days(13, 31)}
+
+    # A 48 h window reaches two days: 01-08 reads 01-10, 01-09 reads 01-10 and 01-11.
+    wide = range_readers(days(10, 12), parse_config({"windows": {"completion": 48}}), staged)
+    assert wide.attempts == {day(8): [day(10)], day(9): [day(10), day(11)], day(13): [day(12)]}
+
+    # Only staged days are readers; the windows of 01-14 … 02-08 stop at the first unstaged day.
+    sparse = range_readers(days(10, 12), parse_config({}), [day(9), day(20), dt.date(2025, 2, 9)])
+    assert sparse.attempts == {day(9): [day(10)]}
+    assert sparse.trailing == {day(20): days(10, 12)}
+
+
+def test_plan_recomputes_the_readers_of_a_range_in_date_order(tmp_path: Path) -> None:
+    defs = build_definitions(settings_for(tmp_path))
+    staged = [*days(1, 15), dt.date(2025, 2, 10)]
+    steps = plan(defs, days(10, 12), readers=range_readers(days(10, 12), parse_config({}), staged))
+    daily = [s for s in steps if s.partition is not None and s.assets != ("telemetry_events",)]
+    full = daily[1].assets
+    assert set(CHAIN) | set(WINDOWS) < set(full)
+    assert [(s.partition, s.assets, s.extra) for s in daily] == [
+        (
+            "2025-01-09",
+            tuple(a for a in full if a in CHAIN),
+            "extra day: its attempts read re-staged 2025-01-10",
+        ),
+        ("2025-01-10", full, ""),
+        ("2025-01-11", full, ""),
+        ("2025-01-12", full, ""),
+        (
+            "2025-01-13",
+            tuple(a for a in full if a in CHAIN or a in WINDOWS),
+            "extra day: its attempts read re-staged 2025-01-12; "
+            "its 7/28-day windows include re-staged 2025-01-10 … 2025-01-12",
+        ),
+        *(
+            (
+                d.isoformat(),
+                tuple(a for a in full if a in WINDOWS),
+                "extra day: its 7/28-day windows include re-staged 2025-01-10 … 2025-01-12",
+            )
+            for d in days(14, 15)
+        ),
+    ]
+    assert [s.partition for s in steps[:3]] == ["2025-01-10", "2025-01-11", "2025-01-12"]
+    assert steps[-1].partition is None and "kpi_scorecard" in steps[-1].assets
+    # 02-10 is past every window of the range: only all-history lookups still read the range there.
+    assert not_recomputed(days(10, 12), staged, steps) == [
+        "not recomputed: kpi_engagement_daily of 1 later staged day(s) 2025-02-10: their new_users count "
+        "users first seen in all history, which this range re-stages; run materialize over them to refresh "
+        "them",
+        "not recomputed: task_attempts of 3 later staged day(s) 2025-01-14 … 2025-02-10: their attempts look "
+        "up in task_starts which task_ids started on earlier days, which this range re-stages; run "
+        "materialize over them to refresh them",
+    ]
+
+    # A selection without telemetry re-stages nothing, so no reader day is added.
+    only_kpis = plan(
+        defs, days(10, 12), ["kpi_roi_daily"], readers=range_readers(days(10, 12), parse_config({}), staged)
+    )
+    assert [s.partition for s in only_kpis] == ["2025-01-10", "2025-01-11", "2025-01-12"]
+    assert not_recomputed(days(10, 12), staged, only_kpis) == []
+
+
+def kpi_tables(root: Path, n_days: int) -> dict[str, pd.DataFrame]:
+    """Every KPI table of the warehouse and every day's attempts, sorted on all columns."""
+    settings = settings_for(root)
+    warehouse = Warehouse(settings.warehouse_url)
+    frames = {name: warehouse.read(name) for name in TABLES if name.startswith("kpi_")}
+    kpi_data = build_definitions(settings).resources["kpi_data"]
+    for d in days(1, n_days):
+        frames[f"task_attempts {d}"] = kpi_data.staged_frame(dg.AssetKey("task_attempts"), d.isoformat())
+    return {
+        name: frame.sort_values(list(frame.columns), ignore_index=True, kind="stable")
+        for name, frame in frames.items()
+    }
+
+
+def materialize(root: Path, first: dt.date, last: dt.date, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KPI_DATA_DIR", str(root))
+    assert main(["materialize", "--start", first.isoformat(), "--end", last.isoformat()]) == 0
+
+
+def test_ranges_in_any_order_equal_one_run_over_all_days(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("KPI_WAREHOUSE_URL", "KPI_CONFIG", "DAGSTER_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    whole, ranges = tmp_path / "whole", tmp_path / "ranges"
+    generate_dataset(whole, days=3, users=40, seed=5, start=START)
+    shutil.copytree(whole, ranges)
+    materialize(whole, day(1), day(3), monkeypatch)
+
+    # The middle day first, then the day before it (01-02 reads it: attempts and windows), then
+    # the day after it (01-02's attempts read it). Without DAGSTER_HOME each call has a fresh
+    # instance: the staged days come from the staging folder.
+    materialize(ranges, day(2), day(2), monkeypatch)
+    materialize(ranges, day(1), day(1), monkeypatch)
+    materialize(ranges, day(3), day(3), monkeypatch)
+    out = capsys.readouterr().out
+    also = "also recomputing the KPIs of 1 staged day(s) outside the range that read its days: 2025-01-02"
+    assert out.splitlines().count(also) == 2
+    assert (
+        "2025-01-02 6 assets (extra day: its attempts read re-staged 2025-01-01; "
+        "its 7/28-day windows include re-staged 2025-01-01): ok"
+    ) in out
+    assert "2025-01-02 4 assets (extra day: its attempts read re-staged 2025-01-03): ok" in out
+
+    expected, got = kpi_tables(whole, 3), kpi_tables(ranges, 3)
+    assert sorted(got) == sorted(expected)
+    for name, frame in expected.items():
+        pd.testing.assert_frame_equal(got[name], frame, check_exact=True, obj=name)
+    assert len(expected["kpi_task_completion_daily"]) > 0 and len(expected["task_attempts 2025-01-02"]) > 0
