@@ -5,7 +5,8 @@ quarantine rows (the warehouse). Both change at one commit point, the warehouse
 transaction that replaces the quarantine rows and records the new file's token
 in ``staging_commits``:
 
-1. under the partition's file lock, the new file is written aside (``.pending``);
+1. under the partition's file lock, the new file is written aside (``.pending``; ``.tmp`` for files
+   without warehouse rows);
 2. one transaction replaces the quarantine rows and records the token;
 3. the pending file is renamed over ``data.parquet``.
 
@@ -98,16 +99,21 @@ class PartitionStore:
         return None if rows.empty else str(rows["token"].iloc[0])
 
     def _recover(self, asset_path: Sequence[str], partition: str | None, path: Path) -> None:
-        """Roll a committed pending file forward, delete any other leftover (lock held)."""
+        """Roll a committed pending file forward, delete any other leftover (lock held).
+
+        ``.tmp`` files (writes without warehouse rows, or of older releases) are always orphans
+        under the lock. A ``.pending`` file is decided by the warehouse's commit record; without a
+        warehouse to ask it is left alone rather than guessed about.
+        """
         pending = sorted(path.parent.glob(f".{FILE_NAME}.*.pending"))
-        orphans = list(path.parent.glob(f".{FILE_NAME}.*.tmp"))  # files of older versions of this module
-        committed = self._committed_token("/".join(asset_path), partition or "") if pending else None
-        for leftover in pending:
-            if committed is not None and leftover.name.endswith(f".{committed}.pending"):
-                os.replace(leftover, path)
-            else:
-                leftover.unlink(missing_ok=True)
-        for orphan in orphans:
+        if pending and self.warehouse_url:
+            committed = self._committed_token("/".join(asset_path), partition or "")
+            for leftover in pending:
+                if committed is not None and leftover.name.endswith(f".{committed}.pending"):
+                    os.replace(leftover, path)
+                else:
+                    leftover.unlink(missing_ok=True)
+        for orphan in path.parent.glob(f".{FILE_NAME}.*.tmp"):
             orphan.unlink(missing_ok=True)
 
     def ready(self, asset_path: Sequence[str], partition: str | None) -> Path:
@@ -133,7 +139,8 @@ class PartitionStore:
         token = uuid.uuid4().hex
         with self._lock(path):
             self._recover(asset_path, partition, path)
-            pending = path.with_name(f".{FILE_NAME}.{os.getpid()}.{token}.pending")
+            suffix = "pending" if batch is not None else "tmp"
+            pending = path.with_name(f".{FILE_NAME}.{os.getpid()}.{token}.{suffix}")
             table = pa.Table.from_pandas(frame, preserve_index=False)
             metadata = {**(table.schema.metadata or {}), TOKEN_KEY: token.encode()}
             pq.write_table(table.replace_schema_metadata(metadata), pending)
@@ -160,8 +167,12 @@ class PartitionStore:
                 fault_point("after_commit")
             os.replace(pending, path)
             fault_point("after_rename")
-        shutil.rmtree(self.rejected_dir(asset_path, partition), ignore_errors=True)
+            self.clear_rejected(asset_path, partition)
         return path
+
+    def clear_rejected(self, asset_path: Sequence[str], partition: str | None) -> None:
+        """Forget a rejected version once a good one is stored."""
+        shutil.rmtree(self.rejected_dir(asset_path, partition), ignore_errors=True)
 
     def rejected_dir(self, asset_path: Sequence[str], partition: str | None) -> Path:
         """Where a version that failed a blocking check is kept for inspection."""
@@ -177,10 +188,13 @@ class PartitionStore:
     ) -> Path:
         """Keep a rejected version's quarantine rows and report aside; the stored version is untouched."""
         folder = self.rejected_dir(asset_path, partition)
-        folder.mkdir(parents=True, exist_ok=True)
-        batch.quarantine.to_parquet(folder / "quarantine.parquet", index=False)
+        fresh = folder.with_name(f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        fresh.mkdir(parents=True)
+        batch.quarantine.to_parquet(fresh / "quarantine.parquet", index=False)
         stamped = {"rejected_at": dt.datetime.now(dt.UTC).isoformat(), **report}
-        (folder / "report.json").write_text(
+        (fresh / "report.json").write_text(
             json.dumps(stamped, indent=2, default=str) + "\n", encoding="utf-8"
         )
+        shutil.rmtree(folder, ignore_errors=True)  # the two files of one rejection stay together
+        os.replace(fresh, folder)
         return folder

@@ -23,6 +23,7 @@ from kpi_pipeline.defs.automation import (
     daily_kpi_job,
     exports_job,
     followup_requests,
+    kpi_day_job,
     kpi_followup_sensor,
     telemetry_files_sensor,
     ticket_exports_sensor,
@@ -209,6 +210,20 @@ def test_sensors_and_schedules_are_stopped_by_default(pipeline_run: PipelineRun)
         "kpi_followup_sensor",
     }
     assert set(names.values()) == {dg.DefaultSensorStatus.STOPPED}
+
+
+def test_daily_jobs_cover_every_daily_asset(pipeline_run: PipelineRun) -> None:
+    """The schedule's and the follow-ups' jobs build every daily partitioned asset (task_starts
+    included: without it a restarted task_id would count twice in scheduled runs)."""
+    graph = pipeline_run.defs.resolve_asset_graph()
+    daily = {
+        key.to_user_string()
+        for key in graph.materializable_asset_keys
+        if graph.get(key).partitions_def is not None
+    }
+    assert {key.to_user_string() for key in daily_kpi_job.selection.resolve(graph)} == daily
+    day_job = kpi_day_job.selection.resolve(graph)
+    assert {key.to_user_string() for key in day_job} == daily - {"telemetry_events"}
 
 
 def test_followup_after_a_daily_run_recomputes_the_days_that_read_it(pipeline_run: PipelineRun) -> None:

@@ -94,7 +94,10 @@ def test_kill_at_each_write_boundary_leaves_one_whole_version(
     assert stored(tmp_path, url) == (8, 2)
 
     write_version(tmp_path, good=5, bad=7)
-    code = f"from kpi_pipeline_tests.test_partition_store import stage_and_store; stage_and_store({str(tmp_path)!r}, {url!r})"
+    code = (
+        "from kpi_pipeline_tests.test_partition_store import stage_and_store; "
+        f"stage_and_store({str(tmp_path)!r}, {url!r})"
+    )
     env = {**os.environ, FAULT_ENV: boundary}
     killed = subprocess.run([sys.executable, "-c", code], env=env, cwd=Path(__file__).parents[1], check=False)
     assert killed.returncode == -signal.SIGKILL
@@ -117,3 +120,13 @@ def test_next_write_cleans_files_left_by_killed_writers(tmp_path: Path) -> None:
     stage_and_store(str(tmp_path), url)
     assert sorted(p.name for p in folder.iterdir()) == [".lock", "data.parquet"]
     assert stored(tmp_path, url) == (3, 1)
+
+
+def test_without_a_warehouse_a_pending_file_is_left_for_one_that_can_decide(tmp_path: Path) -> None:
+    folder = tmp_path / "staging" / "telemetry_events" / f"date={DAY.isoformat()}"
+    folder.mkdir(parents=True)
+    pending = folder / ".data.parquet.4242.cafe.pending"
+    pending.write_bytes(b"committed or not: only the warehouse knows")
+    (folder / ".data.parquet.4242.dead.tmp").write_bytes(b"orphan")
+    PartitionStore(tmp_path / "staging").ready(ASSET, DAY.isoformat())
+    assert sorted(p.name for p in folder.iterdir()) == [".data.parquet.4242.cafe.pending", ".lock"]

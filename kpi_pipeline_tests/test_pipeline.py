@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from kpi_pipeline.ingest.telemetry import partition_folder
+from kpi_pipeline.partition_store import COMMITS_TABLE
 from kpi_pipeline.runner import execute, plan
 from kpi_pipeline.sample_data import generate_dataset
-from kpi_pipeline.partition_store import COMMITS_TABLE
 from kpi_pipeline.tables import TABLES
 from kpi_pipeline.warehouse import Warehouse
 from kpi_pipeline_tests.support import START, PipelineRun, materialize_all, settings_for

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -78,3 +79,46 @@ def test_a_blocked_version_leaves_the_last_good_one_for_every_reader(tmp_path: P
     write_day(tmp_path, good=21, broken=0)
     assert all(r.success for r in execute(defs, plan(defs, [DAY], ["telemetry_events"]), instance))
     assert not rejected.exists()
+
+
+def test_a_vanished_raw_folder_keeps_the_staged_day(tmp_path: Path) -> None:
+    """Raw retention or an unmounted share must not wipe a day that was staged."""
+    settings = settings_for(tmp_path)
+    defs = build_definitions(settings)
+    instance = dg.DagsterInstance.ephemeral()
+    write_day(tmp_path, good=20, broken=0)
+    (tmp_path / "raw" / "telemetry" / f"date={DAY}" / "events.jsonl").open("a").write("{broken\n")
+    assert all(r.success for r in execute(defs, plan(defs, [DAY], ["telemetry_events"]), instance))
+
+    shutil.rmtree(tmp_path / "raw" / "telemetry" / f"date={DAY}")
+    [result] = execute(defs, plan(defs, [DAY], ["telemetry_events"]), instance)
+    assert result.success
+    meta = result.metadata["telemetry_events"]
+    assert "the staged version (20 rows) is kept" in meta["missing_folder"]
+    assert (meta["raw_rows"], meta["staged_rows"], meta["quarantined_rows"]) == (21, 20, 1)
+    events = pd.read_parquet(tmp_path / "staging" / "telemetry_events" / f"date={DAY}" / "data.parquet")
+    assert sorted(events["event_id"]) == sorted(f"e{n}" for n in range(20))
+    quarantine = Warehouse(settings.warehouse_url).read("quarantine")
+    assert quarantine[["line", "reason"]].values.tolist() == [[21, "malformed_record"]]
+
+
+def test_a_ticket_export_failing_its_expectations_is_not_stored(tmp_path: Path) -> None:
+    """The Great Expectations suites are decided before the write too: a ticket created in the
+    future passes validation but fails tickets_expectations, so stg_support_tickets keeps the last
+    good export."""
+    settings = settings_for(tmp_path)
+    defs = build_definitions(settings)
+    instance = dg.DagsterInstance.ephemeral()
+    export = tmp_path / "raw" / "tickets" / "export.csv"
+    export.parent.mkdir(parents=True)
+    header = "ticket_id,created_at,updated_at,status,topic\n"
+    export.write_text(header + "T1,2025-03-01T10:00:00Z,2025-03-01T11:00:00Z,open,access\n")
+    assert all(r.success for r in execute(defs, plan(defs, [], ["support_tickets"]), instance))
+
+    export.write_text(header + "T9,2999-01-01T10:00:00Z,2999-01-01T11:00:00Z,open,access\n")
+    [result] = execute(defs, plan(defs, [], ["support_tickets"]), instance)
+    assert not result.success
+    assert result.message.startswith("support_tickets was not stored: tickets_expectations: ")
+    assert Warehouse(settings.warehouse_url).read("stg_support_tickets")["ticket_id"].tolist() == ["T1"]
+    evaluation = next(c for c in result.checks if c.name == "tickets_expectations")
+    assert not evaluation.passed and evaluation.description.startswith("rejected version, not stored")

@@ -51,6 +51,7 @@ AFFECTED_TO = "kpi_pipeline/affected_to"
 
 DAILY_KPI_ASSETS = (
     "telemetry_events",
+    "task_starts",
     "task_attempts",
     "daily_activity",
     "kpi_task_completion_daily",

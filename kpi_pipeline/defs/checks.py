@@ -11,7 +11,6 @@ import dagster as dg
 import pandas as pd
 
 from kpi_pipeline.defs.resources import KpiData, WarehouseResource
-from kpi_pipeline.quality.expectations import incidents_suite, run_suite, telemetry_suite, tickets_suite
 from kpi_pipeline.quality.outcome import CheckOutcome
 from kpi_pipeline.quality.rules import (
     freshness,
@@ -52,48 +51,6 @@ def _date_range(context: dg.AssetCheckExecutionContext) -> tuple[dt.date, dt.dat
         return None
     day = dt.date.fromisoformat(context.partition_key)
     return day, day
-
-
-def expectation_checks() -> list[dg.AssetChecksDefinition]:
-    """One Great Expectations suite per staged source, blocking."""
-
-    @dg.asset_check(
-        asset="telemetry_events",
-        blocking=True,
-        description="Great Expectations suite: required fields, unique event_id, canonical event types, "
-        "timestamps inside the partition and not in the future, non-negative durations.",
-    )
-    def telemetry_expectations(
-        context: dg.AssetCheckExecutionContext, kpi_data: KpiData
-    ) -> dg.AssetCheckResult:
-        if not context.has_partition_key:
-            raise dg.Failure("telemetry_expectations runs per partition: launch it with a partition")
-        day = dt.date.fromisoformat(context.partition_key)
-        frame = kpi_data.staged_frame(dg.AssetKey("telemetry_events"), context.partition_key)
-        suite = telemetry_suite(day, _now())
-        return check_result(run_suite("telemetry_events", suite, frame, _label(context, "telemetry_events")))
-
-    @dg.asset_check(
-        asset="support_tickets",
-        blocking=True,
-        description="Great Expectations suite: required fields, unique ticket_id, canonical status, "
-        "created_at not in the future, non-negative work minutes and reopens, solved not before created.",
-    )
-    def tickets_expectations(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        frame = warehouse.get().read("stg_support_tickets")
-        return check_result(run_suite("support_tickets", tickets_suite(_now()), frame))
-
-    @dg.asset_check(
-        asset="incidents",
-        blocking=True,
-        description="Great Expectations suite: required fields, unique incident_id, canonical severity, "
-        "started_at not in the future, resolved not before started.",
-    )
-    def incidents_expectations(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        frame = warehouse.get().read("stg_incidents")
-        return check_result(run_suite("incidents", incidents_suite(_now()), frame))
-
-    return [telemetry_expectations, tickets_expectations, incidents_expectations]
 
 
 def kpi_sanity_checks() -> list[dg.AssetChecksDefinition]:
@@ -185,6 +142,6 @@ def freshness_checks() -> list[dg.AssetChecksDefinition]:
 
 
 def asset_checks() -> list[dg.AssetChecksDefinition]:
-    """Every standalone asset check; reconciliation, quarantine rate, drift and volume run inside
-    the staging assets, which have the report they need."""
-    return [*expectation_checks(), *kpi_sanity_checks(), *referential_checks(), *freshness_checks()]
+    """Every standalone asset check; the staging checks (Great Expectations suites, reconciliation,
+    quarantine rate, drift, volume) run inside the staging assets, before their write."""
+    return [*kpi_sanity_checks(), *referential_checks(), *freshness_checks()]

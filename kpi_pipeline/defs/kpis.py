@@ -121,12 +121,15 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
             **extra,
         )
 
+    # task_starts of D waits for D-1's (a chain), so every earlier day's record exists before a
+    # day's attempts look it up, in UI backfills as in CLI runs.
     @warehouse_asset(
         "task_starts",
         workflow_owners,
         True,
         {"telemetry_events": dg.AssetIn()},
         group_name=INTERMEDIATE_GROUP,
+        deps=[dg.AssetDep("task_starts", partition_mapping=day_window(-1, -1))],
     )
     def task_starts_asset(
         context: dg.AssetExecutionContext, telemetry_events: pd.DataFrame

@@ -104,6 +104,40 @@ def staging_checks(
     ]
 
 
+EXPECTATIONS = {
+    "telemetry_events": (
+        "telemetry_expectations",
+        "Great Expectations suite: required fields, unique event_id, canonical event types, "
+        "timestamps inside the partition and not in the future, non-negative durations.",
+    ),
+    "support_tickets": (
+        "tickets_expectations",
+        "Great Expectations suite: required fields, unique ticket_id, canonical status, "
+        "created_at not in the future, non-negative work minutes and reopens, solved not before created.",
+    ),
+    "incidents": (
+        "incidents_expectations",
+        "Great Expectations suite: required fields, unique incident_id, canonical severity, "
+        "started_at not in the future, resolved not before started.",
+    ),
+}
+
+
+def expectations(asset: str, frame: pd.DataFrame, day: dt.date | None) -> dg.AssetCheckResult:
+    """The asset's Great Expectations suite on the rows about to be stored (decided before the write,
+    like every blocking staging check). GX is imported here, at run time, not when definitions load."""
+    from kpi_pipeline.quality import expectations as gx_suites
+
+    now = pd.Timestamp.now(tz="UTC")
+    if asset == "telemetry_events" and day is not None:
+        suite, label = gx_suites.telemetry_suite(day, now), f"telemetry_events {day}"
+    elif asset == "support_tickets":
+        suite, label = gx_suites.tickets_suite(now), asset
+    else:
+        suite, label = gx_suites.incidents_suite(now), asset
+    return check_result(gx_suites.run_suite(asset, suite, frame, label), EXPECTATIONS[asset][0])
+
+
 def blocked(checks: list[dg.AssetCheckResult]) -> list[dg.AssetCheckResult]:
     """The blocking (ERROR) checks among ``checks`` that failed."""
     return [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
@@ -128,11 +162,39 @@ def reject(
     )
 
 
+def as_rejected(checks: list[dg.AssetCheckResult]) -> list[dg.AssetCheckResult]:
+    """The checks of a version that was not stored, saying so: Dagster shows a check evaluation
+    without a new materialization next to the stored one, which did not change."""
+    return [
+        dg.AssetCheckResult(
+            check_name=c.check_name,
+            passed=c.passed,
+            severity=c.severity,
+            description=f"rejected version, not stored (the stored version is unchanged): {c.description}",
+            metadata={**(c.metadata or {}), "version": "rejected, not stored"},
+        )
+        for c in checks
+    ]
+
+
 def no_folder(day: dt.date) -> StagedTelemetry:
     """A day without a raw folder: a day with no data (staged empty, reported, not failed)."""
     report = StagingReport(raw_rows=0, staged_rows=0, quarantined_rows=0)
     quarantine = quarantine_frame("telemetry", day.isoformat(), [], Path("."), pd.DataFrame())
     return StagedTelemetry(empty_frame(TELEMETRY_EVENTS), quarantine, report)
+
+
+def kept_version(kpi_data: KpiData, warehouse: WarehouseResource, partition: str) -> StagedTelemetry:
+    """The stored version of a day (events and quarantine rows), to store again unchanged."""
+    events = kpi_data.staged_frame(dg.AssetKey(TELEMETRY_EVENTS.name), partition)
+    quarantine = warehouse.get().read("quarantine", where={"source": "telemetry", "partition": partition})
+    report = StagingReport(
+        raw_rows=len(events) + len(quarantine),
+        staged_rows=len(events),
+        quarantined_rows=len(quarantine),
+        reasons=quarantine["reason"].value_counts().to_dict(),
+    )
+    return StagedTelemetry(events, quarantine, report)
 
 
 def _check_specs(asset: str, partition: bool) -> list[dg.AssetCheckSpec]:
@@ -144,7 +206,9 @@ def _check_specs(asset: str, partition: bool) -> list[dg.AssetCheckSpec]:
         else "Quarantined share of the export's raw rows: warns above quality.quarantine_rate_warn; "
         "lists the top reasons."
     )
+    gx_name, gx_description = EXPECTATIONS[asset]
     specs = [
+        dg.AssetCheckSpec(gx_name, asset=asset, blocking=True, description=gx_description),
         dg.AssetCheckSpec(
             "reconciliation",
             asset=asset,
@@ -204,9 +268,15 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         try:
             staged = stage_telemetry_partition(kpi_data.root, day, cfg.event_aliases, cfg.sources.telemetry)
         except MissingPartitionError as exc:
-            missing_folder = str(exc)
-            context.log.warning(f"{exc}; staged as a day with no data")
-            staged = no_folder(day)
+            stored = kpi_data.staged_rows(context.asset_key, [context.partition_key])
+            if sum(stored):
+                # Raw retention or an unmounted share must not wipe a day that was staged.
+                missing_folder = f"{exc}; the staged version ({stored[0]} rows) is kept"
+                staged = kept_version(kpi_data, warehouse, context.partition_key)
+            else:
+                missing_folder = f"{exc}; staged as a day with no data"
+                staged = no_folder(day)
+            context.log.warning(missing_folder)
         except UnreadableFileError as exc:
             raise _fail(exc) from None
         report = staged.report
@@ -225,12 +295,13 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
                 "volume_anomaly",
             )
         )
+        checks.insert(0, expectations("telemetry_events", staged.events, day))
         batch = StagedBatch(
             staged.events, staged.quarantine, {"source": "telemetry", "partition": day.isoformat()}
         )
         failed = blocked(checks)
         if failed:
-            yield from checks
+            yield from as_rejected(checks)
             raise reject(kpi_data, context.asset_key.path, context.partition_key, batch, report, failed)
         metadata = report_metadata(report)
         if missing_folder:
@@ -277,12 +348,14 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
                 f"+ {report.superseded_versions} older versions + {report.quarantined_rows} quarantined"
             )
             checks = staging_checks(name, report, cfg, _fields_seen_before(context, None), partition=False)
+            checks.insert(0, expectations(name, staged.records, None))
             batch = StagedBatch(staged.records, staged.quarantine, {"source": source})
             failed = blocked(checks)
             if failed:
-                yield from checks
+                yield from as_rejected(checks)
                 raise reject(kpi_data, [name], None, batch, report, failed)
             yield dg.Output(batch, metadata=report_metadata(report))
+            kpi_data.store.clear_rejected([name], None)
             yield from checks
 
         return _asset
