@@ -38,6 +38,7 @@ _SQL_TYPES: dict[str, Any] = {
     "bool": sa.Boolean,
 }
 _INSERT_CHUNK = 5_000
+_WRITING = "kpi_pipeline.writing"  # Connection.info flag: this transaction writes
 _LOOKUP_CHUNK = 10_000  # keys per IN (...) list: well under SQLite's bound-parameter limit
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -112,7 +113,9 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock at BEGIN (they queue instead of failing mid-transaction);
+        # readers begin deferred, so under WAL they never wait for a writer.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get(_WRITING) else "BEGIN")
 
 
 def engine_for(url: str) -> Engine:
@@ -209,8 +212,14 @@ class Warehouse:
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+        """A write transaction (on SQLite it takes the write lock at BEGIN)."""
+        with self.engine.connect() as conn:
+            conn.info[_WRITING] = True
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.info.pop(_WRITING, None)
 
     def ensure(self, name: str) -> sa.Table:
         """Create the table when absent, or add the registry's columns it lacks, in one locked transaction."""

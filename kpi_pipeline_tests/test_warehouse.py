@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -856,3 +857,31 @@ def test_select_only_role_fails_with_one_line_naming_the_table(
     finally:
         as_reader.engine.dispose()
     assert Warehouse(pg_url).read("kpi_engagement_daily")["dau"].tolist() == [3]
+
+
+def test_sqlite_readers_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """Under WAL a reader sees the last committed rows at once while a writer holds its lock."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    wh = Warehouse(url)
+    wh.replace("kpi_engagement_daily", engagement_frame())
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        entered.set()
+        release.wait(30)
+
+    writer = threading.Thread(
+        target=lambda: wh.replace_all(
+            [Replace("kpi_engagement_daily", engagement_frame())], before_commit=hold
+        )
+    )
+    writer.start()
+    try:
+        assert entered.wait(30)
+        started = time.monotonic()
+        assert wh.count("kpi_engagement_daily") == 1
+        assert wh.read("kpi_engagement_daily")["dau"].tolist() == [3]
+        assert time.monotonic() - started < 5  # a read queued behind the writer would wait 60 s
+    finally:
+        release.set()
+        writer.join(30)
