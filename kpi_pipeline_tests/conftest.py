@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from kpi_pipeline.sample_data import generate_dataset
 from kpi_pipeline_tests.support import DAYS, START, PipelineRun, materialize_all, settings_for
@@ -19,3 +21,22 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     days = [START + dt.timedelta(days=i) for i in range(DAYS)]
     defs, results = materialize_all(settings, days)
     return PipelineRun(settings, summary, defs, days, results)
+
+
+# Hypothesis profiles: "ci" (the default) keeps the property suites inside the test budget and
+# replays the same examples on every run; HYPOTHESIS_PROFILE=thorough hunts with many more.
+settings.register_profile(
+    "ci",
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+settings.register_profile(
+    "thorough",
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -10,7 +10,7 @@ from kpi_pipeline.contract import INCIDENT_EXTENSIONS, TICKET_EXTENSIONS
 from kpi_pipeline.ingest.discovery import IN_PROGRESS_SUFFIXES, list_files
 from kpi_pipeline.ingest.raw_files import RawFile, read_table_file
 from kpi_pipeline.sources.mapping import map_rows
-from kpi_pipeline.sources.model import SourceMapping, Sources
+from kpi_pipeline.sources.model import PSEUDO_COLUMNS, SourceMapping, Sources
 
 GLOB_CHARACTERS = "*?["
 
@@ -39,6 +39,13 @@ def source_files(data_root: Path, source: str, mapping: SourceMapping) -> tuple[
     return list_files(target, mapping.extensions(), recursive=True)
 
 
+def list_columns(mapping: SourceMapping) -> tuple[str, ...]:
+    """Source columns that feed a list field (e.g. status-page ``components``): their JSON lists
+    are lists (items ``;``-joined); a JSON list in any other column is its JSON text."""
+    names = [n for f in mapping.LISTS if f in mapping.fields for n in mapping.fields[f].names]
+    return tuple(dict.fromkeys(n for n in names if n not in PSEUDO_COLUMNS))
+
+
 def read_source_file(path: Path, mapping: SourceMapping) -> RawFile:
     """Read ``path`` in the mapping's format: the source's own columns (those the mapping reads)."""
     return read_table_file(
@@ -49,6 +56,7 @@ def read_source_file(path: Path, mapping: SourceMapping) -> RawFile:
         names=mapping.columns,
         string_fields=mapping.text_columns(),
         keep=set(mapping.read_columns()),
+        list_fields=list_columns(mapping),
     )
 
 

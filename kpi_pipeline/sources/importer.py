@@ -4,12 +4,13 @@ Telemetry is partitioned by UTC event date (``raw/telemetry/date=YYYY-MM-DD/``).
 An export that holds many days in one file (an order log, a collector's dump)
 is split here: each row's event date comes from ``occurred_at`` (through the
 telemetry mapping of kpi.yaml, or the native contract when there is none), and
-each day's rows are written, as their original lines under the file's header,
-to ``date=<day>/<name><ext>``. The files stay in the source's format, so
-staging maps them like any file of the source and quarantines their original
-lines. Every file is written under a hidden temporary name and renamed into
-place; a file of the same name left by an earlier import on a day the new
-export no longer has is removed. A re-import therefore replaces the last one.
+each day's rows are written, as their original records (every line of a
+multi-line CSV record) under the file's header, to ``date=<day>/<name><ext>``.
+The files stay in the source's format, so staging maps them like any file of
+the source and quarantines their original records. Every file is written
+under a hidden temporary name and renamed into place; a file of the same name
+left by an earlier import on a day the new export no longer has is removed. A
+re-import therefore replaces the last one.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def import_telemetry(
     for value, group in zip(days, groups, strict=True):
         iso = str(value)
         target = telemetry / f"date={iso}" / file_name
-        _write(target, b"\n".join([*header, *raw.lines.rows(group)]) + b"\n")
+        _write(target, b"\n".join([*header, *raw.record_bytes(group)]) + b"\n")
         result.rows_by_day[iso] = len(group)
         result.written.append(target)
     for existing in sorted(telemetry.glob(f"date=*/{glob.escape(file_name)}")):
