@@ -311,7 +311,7 @@ def partition_days(start: dt.date, end: dt.date) -> list[dt.date]:
         raise UsageError(f"--start {start} is before the first partition {first} (set KPI_START_DATE)")
     if end > last:
         raise UsageError(f"--end {end} is after the last complete UTC day {last}")
-    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    return days_between(start, end)
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> list[CheckResult]:

@@ -1,14 +1,18 @@
-"""Shared fixtures: one small generated data set, materialized once per test session."""
+"""Shared fixtures: one small generated data set, materialized once per test session, and an empty
+warehouse on each backend."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from kpi_pipeline.sample_data import generate_dataset
+from kpi_pipeline_tests.postgres import POSTGRES_ENV, POSTGRES_SKIP_REASON, postgres_schema_url
 from kpi_pipeline_tests.support import DAYS, START, PipelineRun, materialize_all, settings_for
 
 
@@ -40,3 +44,21 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param(
+            "postgresql",
+            marks=pytest.mark.skipif(not os.environ.get(POSTGRES_ENV), reason=POSTGRES_SKIP_REASON),
+        ),
+    ]
+)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A warehouse URL of an empty database: a new SQLite file, or a new PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'warehouse.db'}"
+        return
+    with postgres_schema_url() as scoped:
+        yield scoped

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +21,6 @@ import pytest
 from kpi_pipeline.ingest.telemetry import stage_telemetry_partition
 from kpi_pipeline.partition_store import FAULT_ENV, PartitionStore, StagedBatch, file_token
 from kpi_pipeline.warehouse import Warehouse
-from kpi_pipeline_tests.test_warehouse import POSTGRES_ENV, POSTGRES_SKIP_REASON, postgres_schema_url
 
 DAY = dt.date(2025, 3, 2)
 ASSET = ["telemetry_events"]
@@ -59,23 +57,6 @@ def stored(root: Path, url: str) -> tuple[int, int]:
         "quarantine", where={"source": "telemetry", "partition": DAY.isoformat()}
     )
     return len(pd.read_parquet(path)), quarantined
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=pytest.mark.skipif(not os.environ.get(POSTGRES_ENV), reason=POSTGRES_SKIP_REASON),
-        ),
-    ]
-)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'warehouse.db'}"
-        return
-    with postgres_schema_url() as scoped:
-        yield scoped
 
 
 @pytest.mark.parametrize(

@@ -26,49 +26,9 @@ import sqlalchemy as sa
 import kpi_pipeline.warehouse as warehouse_module
 from kpi_pipeline.tables import table
 from kpi_pipeline.warehouse import Replace, Warehouse, WarehouseError, sql_table
-
-POSTGRES_ENV = "KPI_TEST_POSTGRES_URL"
-POSTGRES_SKIP_REASON = "KPI_TEST_POSTGRES_URL is not set; export it to run the PostgreSQL warehouse tests"
+from kpi_pipeline_tests.postgres import POSTGRES_ENV, POSTGRES_SKIP_REASON, postgres_schema_url
 
 D1, D2, D3 = dt.date(2025, 1, 1), dt.date(2025, 1, 2), dt.date(2025, 1, 3)
-
-
-@contextmanager
-def postgres_schema_url() -> Iterator[str]:
-    """The PostgreSQL URL of a new schema (first on the search_path), dropped with its contents afterwards."""
-    base = sa.make_url(os.environ[POSTGRES_ENV])
-    schema = f"kpi_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    scoped = base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False
-    )
-    try:
-        yield scoped
-    finally:
-        warehouse_module.engine_for(scoped).dispose()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=pytest.mark.skipif(not os.environ.get(POSTGRES_ENV), reason=POSTGRES_SKIP_REASON),
-        ),
-    ]
-)
-def url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
-    """A warehouse URL of an empty database: a new SQLite file, or a new PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'warehouse.db'}"
-        return
-    with postgres_schema_url() as scoped:
-        yield scoped
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kpi_pipeline.config import KpiConfig, load_config
-from kpi_pipeline.partition_store import PartitionStore, StagedBatch
+from kpi_pipeline.partition_store import PartitionStore, StagedBatch, partition_path
 from kpi_pipeline.tables import PARQUET_TABLES, empty_frame, table
 from kpi_pipeline.warehouse import Replace, Warehouse
 
@@ -78,7 +78,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
 def parquet_path(base_dir: Path, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
     """Where a Parquet asset's partition (or unpartitioned value) is stored."""
-    return PartitionStore(base_dir).path(asset_key.path, partition_key)
+    return partition_path(base_dir, asset_key.path, partition_key)
 
 
 def parquet_column_max(base_dir: Path, asset_key: dg.AssetKey, column: str) -> pd.Timestamp | None:
