@@ -28,6 +28,7 @@ from kpi_pipeline.runner import (
     partition_days,
     plan,
     range_readers,
+    ranged,
     staged_days,
     without_sources,
 )
@@ -107,9 +108,17 @@ def _print_step(result: StepResult, number: int, total: int, rules: Mapping[str,
     reconciliation and the ignored files of staging runs, and the one-line cause of a failure."""
     step = result.step
     assets = ", ".join(step.assets) if len(step.assets) < 4 else f"{len(step.assets)} assets"
-    status = "SKIPPED" if result.skipped else "ok" if result.success else "FAILED"
+    status = (
+        "SKIPPED"
+        if result.skipped
+        else "ok"
+        if result.success
+        else "FAILED, running its days one at a time"
+        if result.split
+        else "FAILED"
+    )
     checks = f"; {result.check_summary()}" if result.checks else ""
-    where = step.partition or "unpartitioned"
+    where = step.label
     extra = f" ({step.extra})" if step.extra else ""
     print(f"[{number}/{total}] {where} {assets}{extra}: {status} ({result.seconds:.1f}s){checks}")
     for name, meta in result.metadata.items():
@@ -153,7 +162,7 @@ def materialize_range(
         return 2
     instance = cli_instance()
     staged = staged_days(defs, instance)
-    steps = plan(defs, days, select, skip, range_readers(days, config, staged))
+    steps = ranged(plan(defs, days, select, skip, range_readers(days, config, staged)))
     where = f"{len(days)} day(s) {start} … {end}" if days else "no daily partitions"
     print(f"materializing {where} in {len(steps)} runs into {shown_url(settings.warehouse_url)}")
     outside = [s.partition for s in steps if s.extra]
@@ -167,10 +176,12 @@ def materialize_range(
     rules = {name: read_rule(source, config) for name, source in STAGING_SOURCES.items()}
     progress = functools.partial(_print_step, rules=rules)
     results = execute(defs, steps, instance, progress=progress, lookback_days=config.completion_days())
-    failed = [r for r in results if not r.success]
+    failed = [r for r in results if not (r.success or r.split)]
     skipped = sum(r.skipped for r in results)
-    succeeded = len(results) - len(failed)
-    print(f"done: {succeeded} runs succeeded, {len(failed) - skipped} failed, {skipped} skipped")
+    split = sum(r.split for r in results)
+    succeeded = len(results) - len(failed) - split
+    retried = f" ({split} ranged run(s) failed and ran again one day at a time)" if split else ""
+    print(f"done: {succeeded} runs succeeded, {len(failed) - skipped} failed, {skipped} skipped{retried}")
     return 1 if failed else 0
 
 

@@ -42,6 +42,18 @@ TOKEN_KEY = b"kpi_pipeline.token"
 COMMITS_TABLE = "staging_commits"
 FILE_NAME = "data.parquet"
 REJECTED_DIR = "_rejected"
+PENDING_DIR = "_pending"  # staged files of running writers, before their commit
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def fault_point(name: str) -> None:
@@ -59,6 +71,19 @@ class StagedBatch:
 
     frame: pd.DataFrame
     quarantine: pd.DataFrame
+    quarantine_where: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PendingPartition:
+    """A partition written aside by :meth:`PartitionStore.stage`, waiting for its commit."""
+
+    asset_path: tuple[str, ...]
+    partition: str | None
+    path: Path
+    token: str
+    rows: int
+    quarantine: pd.DataFrame | None = None  # committed with the file (staged telemetry)
     quarantine_where: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -134,41 +159,74 @@ class PartitionStore:
         self, asset_path: Sequence[str], partition: str | None, frame: pd.DataFrame, batch: StagedBatch | None
     ) -> Path:
         """Store ``frame`` as the partition; with a ``batch``, commit its quarantine rows with it."""
+        return self.commit(self.stage(asset_path, partition, frame, batch))
+
+    def stage(
+        self, asset_path: Sequence[str], partition: str | None, frame: pd.DataFrame, batch: StagedBatch | None
+    ) -> PendingPartition:
+        """Write ``frame`` aside, where no reader looks, until :meth:`commit` (a ranged run stages each
+        day as it goes, so its memory holds one day, and commits them all once every day passed)."""
+        folder = self.base_dir / PENDING_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        self._clean_pending(folder)
+        token = uuid.uuid4().hex
+        staged = folder / f"{os.getpid()}.{token}.parquet"
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        metadata = {**(table.schema.metadata or {}), TOKEN_KEY: token.encode()}
+        pq.write_table(table.replace_schema_metadata(metadata), staged)
+        quarantine = batch.quarantine if batch is not None else None
+        where = dict(batch.quarantine_where) if batch is not None else {}
+        return PendingPartition(tuple(asset_path), partition, staged, token, len(frame), quarantine, where)
+
+    @staticmethod
+    def _clean_pending(folder: Path) -> None:
+        """Delete staged files whose writing process is gone (killed before it committed them)."""
+        for leftover in folder.glob("*.parquet"):
+            pid = int(leftover.name.split(".", 1)[0])
+            if pid != os.getpid() and not _alive(pid):
+                leftover.unlink(missing_ok=True)
+
+    def commit(self, pending: PendingPartition) -> Path:
+        """Make a staged file the partition: moved into the partition's folder, then its quarantine
+        rows and token in one transaction, then the rename (see the module docstring for what a
+        kill at each point leaves)."""
+        asset_path, partition = pending.asset_path, pending.partition
         path = self.path(asset_path, partition)
         asset = "/".join(asset_path)
-        token = uuid.uuid4().hex
         with self._lock(path):
             self._recover(asset_path, partition, path)
-            suffix = "pending" if batch is not None else "tmp"
-            pending = path.with_name(f".{FILE_NAME}.{os.getpid()}.{token}.{suffix}")
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            metadata = {**(table.schema.metadata or {}), TOKEN_KEY: token.encode()}
-            pq.write_table(table.replace_schema_metadata(metadata), pending)
+            suffix = "pending" if pending.quarantine is not None else "tmp"
+            aside = path.with_name(f".{FILE_NAME}.{os.getpid()}.{pending.token}.{suffix}")
+            os.replace(pending.path, aside)
             fault_point("after_pending_write")
-            if batch is not None:
+            if pending.quarantine is not None:
                 if not self.warehouse_url:
                     raise ValueError(f"{asset}: a staged batch needs the warehouse to commit its quarantine")
                 commit = pd.DataFrame(
                     {
                         "asset": [asset],
                         "partition": [partition or ""],
-                        "token": [token],
-                        "rows": [len(frame)],
-                        "quarantined_rows": [len(batch.quarantine)],
+                        "token": [pending.token],
+                        "rows": [pending.rows],
+                        "quarantined_rows": [len(pending.quarantine)],
                         "committed_at": [pd.Timestamp.now(tz="UTC")],
                     }
                 )
                 Warehouse(self.warehouse_url).replace_all(
                     [
-                        Replace("quarantine", batch.quarantine, where=dict(batch.quarantine_where)),
+                        Replace("quarantine", pending.quarantine, where=dict(pending.quarantine_where)),
                         Replace(COMMITS_TABLE, commit, where={"asset": asset, "partition": partition or ""}),
                     ]
                 )
                 fault_point("after_commit")
-            os.replace(pending, path)
+            os.replace(aside, path)
             fault_point("after_rename")
             self.clear_rejected(asset_path, partition)
         return path
+
+    def discard(self, pending: PendingPartition) -> None:
+        """Drop a staged file that will not be committed (another day of its run was rejected)."""
+        pending.path.unlink(missing_ok=True)
 
     def clear_rejected(self, asset_path: Sequence[str], partition: str | None) -> None:
         """Forget a rejected version once a good one is stored."""

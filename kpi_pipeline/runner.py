@@ -16,13 +16,13 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import dagster as dg
 
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.metadata import NEEDS
-from kpi_pipeline.defs.partitions import daily_partitions
+from kpi_pipeline.defs.partitions import MAX_DAYS_PER_RUN, daily_partitions
 from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.run_history import ASSETS_TAG, process_tags
 from kpi_pipeline.windows import attempt_readers, days_between, trailing_readers
@@ -38,6 +38,9 @@ HISTORY_READERS = {
     ATTEMPTS: ("task_starts", "their attempts look up in task_starts which task_ids started on earlier days"),
 }
 CLI_JOB = "kpi_pipeline_cli"
+# Dagster's system tags of a ranged run (what a backfill with a BackfillPolicy sets).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 class UsageError(ValueError):
@@ -46,7 +49,8 @@ class UsageError(ValueError):
 
 @dataclass(frozen=True)
 class Step:
-    """One run: the assets it materializes and its partition (None = unpartitioned).
+    """One run: the assets it materializes and its partition (None = unpartitioned), or with
+    ``last`` the partition range ``partition`` … ``last`` (a ranged run, see :func:`ranged`).
 
     ``extra`` says why a day outside the requested range is recomputed (empty for range days).
     """
@@ -54,6 +58,25 @@ class Step:
     assets: tuple[str, ...]
     partition: str | None
     extra: str = ""
+    last: str | None = None
+
+    @property
+    def days(self) -> list[str]:
+        """The partitions the run covers, in order."""
+        if self.partition is None:
+            return []
+        first = dt.date.fromisoformat(self.partition)
+        return [
+            d.isoformat() for d in days_between(first, dt.date.fromisoformat(self.last or self.partition))
+        ]
+
+    @property
+    def label(self) -> str:
+        return f"{self.partition} … {self.last}" if self.last else self.partition or "unpartitioned"
+
+    def single_days(self) -> list[Step]:
+        """The ranged run as one run per day (how a failed range is retried)."""
+        return [replace(self, partition=day, last=None) for day in self.days]
 
 
 @dataclass(frozen=True)
@@ -76,6 +99,7 @@ class StepResult:
     metadata: dict[str, dict[str, object]] = field(default_factory=dict)
     checks: list[CheckResult] = field(default_factory=list)
     skipped: bool = False
+    split: bool = False  # a ranged run that failed and was run again one day at a time
 
     @property
     def blocking_failures(self) -> list[CheckResult]:
@@ -268,6 +292,33 @@ def plan(
     return steps
 
 
+def _next_day(key: str) -> str:
+    return (dt.date.fromisoformat(key) + dt.timedelta(days=1)).isoformat()
+
+
+def ranged(steps: Sequence[Step], max_days: int = MAX_DAYS_PER_RUN) -> list[Step]:
+    """The plan with each stretch of runs of the same assets on consecutive days (of the requested
+    range) merged into ranged runs of at most ``max_days`` days, as Dagster's backfill policy runs
+    them: a backfill of N days takes a few runs, not 2N. Extra days stay runs of their own."""
+    out: list[Step] = []
+    for step in steps:
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and step.partition is not None
+            and last.partition is not None
+            and not (step.extra or last.extra)
+            and step.assets == last.assets
+            and dt.date.fromisoformat(step.partition) - dt.date.fromisoformat(last.days[-1])
+            == dt.timedelta(1)
+            and len(last.days) < max_days
+        ):
+            out[-1] = replace(last, last=step.partition)
+        else:
+            out.append(step)
+    return out
+
+
 def not_recomputed(days: Sequence[dt.date], staged: Collection[dt.date], steps: Sequence[Step]) -> list[str]:
     """One line per history reader (:data:`HISTORY_READERS`) that a plan re-staging ``days`` leaves
     as it was on later staged days: which days, and why they may still show the old version."""
@@ -409,12 +460,15 @@ def _run(
         resources=defs.resources,
         loggers={"console": console_without_errors},
     )
+    run_tags = {**tags, ASSETS_TAG: ", ".join(step.assets)}
+    if step.last:
+        run_tags |= {RANGE_START_TAG: str(step.partition), RANGE_END_TAG: step.last}
     return run_defs.resolve_job_def(CLI_JOB).execute_in_process(
         run_config=QUIET,
         instance=instance,
-        partition_key=step.partition,
+        partition_key=None if step.last else step.partition,
         raise_on_error=False,
-        tags={**tags, ASSETS_TAG: ", ".join(step.assets)},
+        tags=run_tags,
     )
 
 
@@ -432,32 +486,49 @@ def execute(
     of the ``lookback_days`` days before it, whose attempts read its telemetry — so the
     previous KPI rows of those days stay as they were. When a daily KPI table breaks its
     own invariants (a blocking check on a KPI asset), the unpartitioned KPIs that read
-    every day (the scorecard among them) are skipped too.
+    every day (the scorecard among them) are skipped too. A ranged run (:func:`ranged`) that
+    fails, or that covers a day whose KPIs must wait, is run again one day at a time, so a
+    range keeps exactly these per-day outcomes.
     """
     tags = process_tags()
     results: list[StepResult] = []
     failed_days: dict[str, str] = {}
     broken_kpis: list[str] = []
-    for number, step in enumerate(steps, start=1):
+    queue = list(steps)
+    number = 0
+
+    def report(result: StepResult) -> None:
+        results.append(result)
+        if progress:
+            progress(result, number, number + len(queue))
+
+    while queue:
+        step = queue.pop(0)
+        number += 1
+        if step.last and any(day in failed_days for day in step.days):
+            queue[:0] = step.single_days()  # some of its days wait: the others still run
+            number -= 1
+            continue
         reason = failed_days.get(step.partition or "")
         if step.partition is None and broken_kpis and any(a.startswith("kpi_") for a in step.assets):
             reason = f"daily KPI checks failed ({'; '.join(broken_kpis)}), so the tables over all days wait"
         if reason:
-            result = StepResult(step, False, 0.0, f"skipped: {reason}", skipped=True)
-            results.append(result)
-            if progress:
-                progress(result, number, len(steps))
+            report(StepResult(step, False, 0.0, f"skipped: {reason}", skipped=True))
             continue
         started = time.perf_counter()
         run = _run(defs, step, instance, tags)
         run_checks = _checks(run)
-        message = "" if run.success else _failure_message(run, run_checks, step.partition)
+        message = "" if run.success else _failure_message(run, run_checks, step.partition and step.label)
         metadata = {
             e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
             for e in run.get_asset_materialization_events()
         }
         result = StepResult(step, run.success, time.perf_counter() - started, message, metadata, run_checks)
-        results.append(result)
+        if not run.success and step.last:
+            # One bad day must not hold back the others: run the range again one day at a time.
+            queue[:0] = step.single_days()
+            report(replace(result, split=True))
+            continue
         if not run.success and step.partition is not None:
             label = f"{', '.join(step.assets)} {step.partition}"
             failed = f"{label} failed: {message.removeprefix(f'{label}: ')}"
@@ -466,10 +537,7 @@ def execute(
             for back in range(1, lookback_days + 1):
                 failed_days.setdefault((day - dt.timedelta(days=back)).isoformat(), f"it reads {failed}")
         broken_kpis += [
-            f"{c.asset}.{c.name} {step.partition}"
-            for c in result.blocking_failures
-            if c.asset.startswith("kpi_")
+            f"{c.asset}.{c.name} {step.label}" for c in result.blocking_failures if c.asset.startswith("kpi_")
         ]
-        if progress:
-            progress(result, number, len(steps))
+        report(result)
     return results

@@ -353,6 +353,21 @@ STATE_TABLES: tuple[TableSpec, ...] = (
         index=("task_id",),
     ),
     TableSpec(
+        "user_days",
+        ("date", "user_id"),
+        (
+            ("date", "date", "UTC date with production activity of the user"),
+            ("user_id", "string", "a user with a production event on the date"),
+            ("first_at", "timestamp", "the user's earliest production event on the date"),
+        ),
+        "Every user active on each day (one row per user and day), so that first-ever questions "
+        "(new users, cohorts) are answered by key lookups and one narrow table, not by re-reading "
+        "every day's activity.",
+        partition_column="date",
+        private=True,
+        index=("user_id",),
+    ),
+    TableSpec(
         "staging_commits",
         ("asset", "partition"),
         (

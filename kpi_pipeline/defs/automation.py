@@ -54,6 +54,7 @@ DAILY_KPI_ASSETS = (
     "task_starts",
     "task_attempts",
     "daily_activity",
+    "user_days",
     "kpi_task_completion_daily",
     "kpi_funnel_daily",
     "kpi_ticket_deflection_daily",

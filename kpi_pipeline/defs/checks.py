@@ -6,10 +6,12 @@ The others (schema drift, volume, funnel order, referential, freshness) warn.
 """
 
 import datetime as dt
+from collections.abc import Sequence
 
 import dagster as dg
 import pandas as pd
 
+from kpi_pipeline.defs.partitions import run_days
 from kpi_pipeline.defs.resources import KpiData, WarehouseResource
 from kpi_pipeline.quality.outcome import CheckOutcome
 from kpi_pipeline.quality.rules import (
@@ -38,19 +40,53 @@ def check_result(outcome: CheckOutcome, check_name: str | None = None) -> dg.Ass
     )
 
 
+def merge_checks(per_day: Sequence[Sequence[dg.AssetCheckResult]]) -> list[dg.AssetCheckResult]:
+    """One result per check for a ranged run's days (a check is reported once per run): passed
+    when every day passed; otherwise the failing days' descriptions, at the worst severity. Each
+    day's description stays in the metadata. One day's results are returned as they are."""
+    if len(per_day) == 1:
+        return list(per_day[0])
+    by_name: dict[str, list[dg.AssetCheckResult]] = {}
+    for results in per_day:
+        for result in results:
+            by_name.setdefault(str(result.check_name), []).append(result)
+    merged = []
+    for name, results in by_name.items():
+        failing = [r for r in results if not r.passed]
+        worst = [r for r in failing if r.severity == dg.AssetCheckSeverity.ERROR] or failing or results
+        description = (
+            "; ".join(r.description or "" for r in failing) if failing else f"all {len(results)} days passed"
+        )
+        merged.append(
+            dg.AssetCheckResult(
+                check_name=name,
+                passed=not failing,
+                severity=worst[0].severity,
+                description=description,
+                metadata={"days": dg.MetadataValue.json([r.description for r in results])},
+            )
+        )
+    return merged
+
+
 def _now() -> pd.Timestamp:
     return pd.Timestamp.now(tz="UTC")
 
 
-def _label(context: dg.AssetCheckExecutionContext, name: str) -> str:
-    return f"{name} {context.partition_key}" if context.has_partition_key else name
-
-
 def _date_range(context: dg.AssetCheckExecutionContext) -> tuple[dt.date, dt.date] | None:
-    if not context.has_partition_key:
+    """The days a partitioned check's run covers (one day, or a ranged run's range)."""
+    if not (context.has_partition_key or context.has_partition_key_range):
         return None
-    day = dt.date.fromisoformat(context.partition_key)
-    return day, day
+    days = run_days(context)
+    return days[0], days[-1]
+
+
+def _label(context: dg.AssetCheckExecutionContext, name: str) -> str:
+    dates = _date_range(context)
+    if dates is None:
+        return name
+    first, last = dates
+    return f"{name} {first}" if first == last else f"{name} {first} … {last}"
 
 
 def kpi_sanity_checks() -> list[dg.AssetChecksDefinition]:

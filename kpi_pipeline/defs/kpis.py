@@ -5,11 +5,20 @@ D-1 … D+n, n = ceil(windows.completion / 24) (an attempt's events may arrive
 until ``windows.completion`` hours later), and look up in ``task_starts`` which
 of the day's task_ids started before (``kpi_pipeline.windows`` holds the window
 arithmetic); 7- and 28-day windows read the small ``daily_activity`` rollup,
-never raw events. Unpartitioned tables are recomputed from all partitions.
+never raw events, and new users are looked up in ``user_days``, so a day's run
+costs the same at day 7 as at day 700. Cohort tables read the narrow
+``user_days`` record; the other unpartitioned tables are recomputed from the
+daily attempts and KPI tables.
+
+Every daily asset computes day by day over its run's days: one day for a
+scheduled run, a range for a backfill (``range_policy``). Inputs are read a
+window at a time (:class:`StagedDays`) and Parquet outputs are staged aside day
+by day (:class:`PendingDays`), so a ranged run's memory is one day's.
 """
 
 import datetime as dt
 import warnings
+from collections import Counter
 from collections.abc import Callable, Mapping
 
 import dagster as dg
@@ -17,26 +26,25 @@ import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.metadata import markdown_preview, owner, table_metadata
-from kpi_pipeline.defs.partitions import daily_partitions
-from kpi_pipeline.defs.resources import KpiData, WarehouseResource
+from kpi_pipeline.defs.partitions import daily_partitions, range_policy, run_days
+from kpi_pipeline.defs.resources import KpiData, PendingDays, StagedDays, WarehouseResource
 from kpi_pipeline.kpis.activity import daily_activity as build_daily_activity
+from kpi_pipeline.kpis.activity import user_days
 from kpi_pipeline.kpis.adoption import feature_adoption_daily
 from kpi_pipeline.kpis.attempts import build_attempts, started_on, task_starts
 from kpi_pipeline.kpis.completion import funnel_daily, task_completion_daily
 from kpi_pipeline.kpis.deflection import ticket_deflection_daily
-from kpi_pipeline.kpis.engagement import engagement_daily
+from kpi_pipeline.kpis.engagement import active_on, engagement_daily, first_seen_on
 from kpi_pipeline.kpis.reliability import incident_impact, reliability_weekly
-from kpi_pipeline.kpis.retention import first_seen, retention_weekly, time_to_value_weekly
+from kpi_pipeline.kpis.retention import retention_weekly, time_to_value_weekly
 from kpi_pipeline.kpis.roi import roi_daily
 from kpi_pipeline.kpis.scorecard import scorecard
+from kpi_pipeline.partition_store import PendingPartition
 from kpi_pipeline.tables import ATTEMPTS, DAILY_ACTIVITY, TELEMETRY_EVENTS, TableSpec, empty_frame, table
 from kpi_pipeline.windows import TRAILING_DAYS, attempt_offsets
 
 KPI_GROUP = "kpis"
 INTERMEDIATE_GROUP = "intermediate"
-# new_users needs each user's first event in all staged history: engagement of D reads
-# the rollup of every earlier day (up to this many), which is small (one row per active user-day).
-HISTORY_DAYS = 3660
 
 
 def day_window(start_offset: int, end_offset: int) -> dg.TimeWindowPartitionMapping:
@@ -53,16 +61,53 @@ def day_window(start_offset: int, end_offset: int) -> dg.TimeWindowPartitionMapp
         )
 
 
-def _day(context: dg.AssetExecutionContext) -> dt.date:
-    return dt.date.fromisoformat(context.partition_key)
+def per_day(context: dg.AssetExecutionContext, compute: Callable[[dt.date], pd.DataFrame]) -> pd.DataFrame:
+    """``compute`` for each day of the run (one, or a ranged run's days), rows in date order."""
+    frames = [compute(day) for day in run_days(context)]
+    filled = [f for f in frames if len(f)]
+    return pd.concat(filled, ignore_index=True) if len(filled) > 1 else (filled or frames)[0]
+
+
+def on_date(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
+    """The rows of a daily table (read for a run's range) that belong to ``day``."""
+    return frame[(frame["date"].astype(str) == day.isoformat()).to_numpy(bool)].reset_index(drop=True)
+
+
+def staged_per_day(
+    context: dg.AssetExecutionContext,
+    kpi_data: KpiData,
+    compute: Callable[[dt.date], pd.DataFrame],
+    count: Callable[[pd.DataFrame], Mapping[str, int]],
+) -> tuple[PendingDays, dict[str, int]]:
+    """``compute`` for each day of the run, each day's rows staged aside as it is computed (the IO
+    manager commits them all), so a ranged run holds one day in memory; ``count``'s figures summed."""
+    pending: list[PendingPartition] = []
+    totals: Counter[str] = Counter()
+    try:
+        for day in run_days(context):
+            frame = compute(day)
+            totals.update(count(frame))
+            pending.append(kpi_data.store.stage(context.asset_key.path, day.isoformat(), frame, None))
+    except BaseException:
+        for staged in pending:
+            kpi_data.store.discard(staged)
+        raise
+    return PendingDays(tuple(pending)), dict(totals)
 
 
 def _output(frame: pd.DataFrame, headline: Mapping[str, object] | None = None) -> dg.Output[pd.DataFrame]:
     """The frame with a markdown preview and its headline numbers as metadata."""
     metadata: dict[str, object] = {"preview": markdown_preview(frame)}
+    metadata.update(_headline(headline))
+    return dg.Output(frame, metadata=metadata)
+
+
+def _headline(headline: Mapping[str, object] | None) -> dict[str, object]:
+    """Headline numbers as metadata values (NaN and None left out)."""
+    metadata: dict[str, object] = {}
     for key, value in (headline or {}).items():
         metadata[key] = None if pd.isna(value) else float(value) if isinstance(value, float) else value
-    return dg.Output(frame, metadata={k: v for k, v in metadata.items() if v is not None})
+    return {k: v for k, v in metadata.items() if v is not None}
 
 
 def _rate(numerator: pd.Series, denominator: pd.Series) -> float:
@@ -74,7 +119,6 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
     """Every KPI table of the spec plus the attempts and activity rollup they share."""
     attempt_window = day_window(*attempt_offsets(config))
     last_28_days = day_window(-(TRAILING_DAYS - 1), 0)
-    all_history = day_window(-HISTORY_DAYS, 0)
     workflow_owners = sorted({owner(config.workflow_owner(w)) for w in config.workflows}) or [
         owner(config.default_owner)
     ]
@@ -95,6 +139,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         return dg.asset(
             name=name,
             partitions_def=daily_partitions if partitioned else None,
+            backfill_policy=range_policy if partitioned else None,
             io_manager_key="warehouse_io_manager",
             group_name=group_name,
             owners=owners,
@@ -111,6 +156,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         return dg.asset(
             name=spec.name,
             partitions_def=daily_partitions,
+            backfill_policy=range_policy,
             io_manager_key="parquet_io_manager",
             group_name=INTERMEDIATE_GROUP,
             owners=owners,
@@ -132,9 +178,9 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         deps=[dg.AssetDep("task_starts", partition_mapping=day_window(-1, -1))],
     )
     def task_starts_asset(
-        context: dg.AssetExecutionContext, telemetry_events: pd.DataFrame
+        context: dg.AssetExecutionContext, telemetry_events: StagedDays
     ) -> dg.Output[pd.DataFrame]:
-        out = task_starts(telemetry_events, _day(context))
+        out = per_day(context, lambda day: task_starts(telemetry_events.day(day), day))
         return _output(out, {"task_ids": len(out)})
 
     @parquet_asset(
@@ -147,25 +193,62 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         context: dg.AssetExecutionContext,
         kpi_data: KpiData,
         warehouse: WarehouseResource,
-        telemetry_events: pd.DataFrame,
+        telemetry_events: StagedDays,
         support_tickets: pd.DataFrame,
+    ) -> dg.Output[PendingDays]:
+        config = kpi_data.config()
+        first, last = attempt_offsets(config)
+
+        restarted: Counter[str] = Counter()
+
+        def attempts_of(day: dt.date) -> pd.DataFrame:
+            events = telemetry_events.frame(day + dt.timedelta(days=first), day + dt.timedelta(days=last))
+            earlier = warehouse.started_before(started_on(events, day), day)
+            if earlier:
+                context.log.info(
+                    f"{len(earlier)} task_id(s) started again on {day} belong to earlier attempts"
+                )
+            restarted["restarted_earlier_tasks"] += len(earlier)
+            return build_attempts(events, support_tickets, config, day, earlier)
+
+        def count(attempts: pd.DataFrame) -> dict[str, int]:
+            return {"attempts": len(attempts), "completed": int(attempts["completed"].sum())}
+
+        days, headline = staged_per_day(context, kpi_data, attempts_of, count)
+        return dg.Output(days, metadata=_headline({**headline, **restarted}))
+
+    # user_days of D waits for D-1's (a chain, as task_starts): new users of D look up every earlier day.
+    @warehouse_asset(
+        "user_days",
+        engagement_owners,
+        True,
+        {"daily_activity": dg.AssetIn()},
+        group_name=INTERMEDIATE_GROUP,
+        deps=[dg.AssetDep("user_days", partition_mapping=day_window(-1, -1))],
+    )
+    def user_days_asset(
+        context: dg.AssetExecutionContext, daily_activity: StagedDays
     ) -> dg.Output[pd.DataFrame]:
-        day = _day(context)
-        earlier = warehouse.started_before(started_on(telemetry_events, day), day)
-        attempts = build_attempts(telemetry_events, support_tickets, kpi_data.config(), day, earlier)
-        headline = {"attempts": len(attempts), "completed": int(attempts["completed"].sum())}
-        if earlier:
-            context.log.info(f"{len(earlier)} task_id(s) started again on {day} belong to earlier attempts")
-        return _output(attempts, {**headline, "restarted_earlier_tasks": len(earlier)})
+        out = per_day(context, lambda day: user_days(daily_activity.day(day)))
+        return _output(out, {"user_days": len(out)})
 
     @parquet_asset(DAILY_ACTIVITY, engagement_owners, {"telemetry_events": dg.AssetIn()})
-    def daily_activity(telemetry_events: pd.DataFrame) -> dg.Output[pd.DataFrame]:
-        activity = build_daily_activity(telemetry_events)
-        return _output(activity, {"active_users": int(activity["user_id"].nunique())})
+    def daily_activity(
+        context: dg.AssetExecutionContext, kpi_data: KpiData, telemetry_events: StagedDays
+    ) -> dg.Output[PendingDays]:
+        def count(activity: pd.DataFrame) -> dict[str, int]:
+            return {"active_users": int(activity["user_id"].nunique())}
+
+        days, headline = staged_per_day(
+            context, kpi_data, lambda day: build_daily_activity(telemetry_events.day(day)), count
+        )
+        return dg.Output(days, metadata=_headline(headline))
 
     @warehouse_asset("kpi_task_completion_daily", workflow_owners, True, {"task_attempts": dg.AssetIn()})
-    def kpi_task_completion_daily(task_attempts: pd.DataFrame) -> dg.Output[pd.DataFrame]:
-        out = task_completion_daily(task_attempts)
+    def kpi_task_completion_daily(
+        context: dg.AssetExecutionContext, task_attempts: StagedDays
+    ) -> dg.Output[pd.DataFrame]:
+        out = per_day(context, lambda day: task_completion_daily(task_attempts.day(day)))
         return _output(
             out,
             {
@@ -176,8 +259,11 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         )
 
     @warehouse_asset("kpi_funnel_daily", workflow_owners, True, {"task_attempts": dg.AssetIn()})
-    def kpi_funnel_daily(kpi_data: KpiData, task_attempts: pd.DataFrame) -> dg.Output[pd.DataFrame]:
-        return _output(funnel_daily(task_attempts, kpi_data.config()))
+    def kpi_funnel_daily(
+        context: dg.AssetExecutionContext, kpi_data: KpiData, task_attempts: StagedDays
+    ) -> dg.Output[pd.DataFrame]:
+        config = kpi_data.config()
+        return _output(per_day(context, lambda day: funnel_daily(task_attempts.day(day), config)))
 
     @warehouse_asset(
         "kpi_ticket_deflection_daily",
@@ -188,10 +274,14 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
     def kpi_ticket_deflection_daily(
         context: dg.AssetExecutionContext,
         kpi_data: KpiData,
-        telemetry_events: pd.DataFrame,
+        telemetry_events: StagedDays,
         support_tickets: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
-        out = ticket_deflection_daily(telemetry_events, support_tickets, kpi_data.config(), _day(context))
+        config = kpi_data.config()
+        out = per_day(
+            context,
+            lambda day: ticket_deflection_daily(telemetry_events.day(day), support_tickets, config, day),
+        )
         return _output(
             out,
             {
@@ -204,16 +294,27 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         "kpi_engagement_daily",
         engagement_owners,
         True,
-        {"daily_activity": dg.AssetIn(partition_mapping=all_history)},
+        {"daily_activity": dg.AssetIn(partition_mapping=last_28_days)},
+        deps=[dg.AssetDep("user_days", partition_mapping=day_window(-1, 0))],
     )
     def kpi_engagement_daily(
-        context: dg.AssetExecutionContext, kpi_data: KpiData, daily_activity: pd.DataFrame
+        context: dg.AssetExecutionContext,
+        kpi_data: KpiData,
+        warehouse: WarehouseResource,
+        daily_activity: StagedDays,
     ) -> dg.Output[pd.DataFrame]:
-        if not sum(kpi_data.staged_rows(dg.AssetKey(TELEMETRY_EVENTS.name), [context.partition_key])):
-            context.log.info(f"no staged telemetry on {context.partition_key}: no engagement row (kpis.md)")
-            return _output(empty_frame(table("kpi_engagement_daily")))
-        out = engagement_daily(daily_activity, first_seen(daily_activity), _day(context))
-        return _output(out, out.iloc[0][["dau", "wau", "mau", "new_users"]].astype(int).to_dict())
+        def engagement_of(day: dt.date) -> pd.DataFrame:
+            if not sum(kpi_data.staged_rows(dg.AssetKey(TELEMETRY_EVENTS.name), [day.isoformat()])):
+                context.log.info(f"no staged telemetry on {day}: no engagement row (kpis.md)")
+                return empty_frame(table("kpi_engagement_daily"))
+            window = daily_activity.frame(day - dt.timedelta(days=TRAILING_DAYS - 1), day)
+            seen = warehouse.seen_before(active_on(window, day), day)
+            return engagement_daily(window, first_seen_on(window, day, seen), day)
+
+        out = per_day(context, engagement_of)
+        if out.empty:
+            return _output(out)
+        return _output(out, out.iloc[-1][["dau", "wau", "mau", "new_users"]].astype(int).to_dict())
 
     @warehouse_asset(
         "kpi_feature_adoption_daily",
@@ -222,10 +323,16 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         {"daily_activity": dg.AssetIn(partition_mapping=last_28_days)},
     )
     def kpi_feature_adoption_daily(
-        context: dg.AssetExecutionContext, daily_activity: pd.DataFrame
+        context: dg.AssetExecutionContext, daily_activity: StagedDays
     ) -> dg.Output[pd.DataFrame]:
-        out = feature_adoption_daily(daily_activity, _day(context))
-        return _output(out.sort_values("users_28d", ascending=False), {"features": len(out)})
+        def adoption_of(day: dt.date) -> pd.DataFrame:
+            window = daily_activity.frame(day - dt.timedelta(days=TRAILING_DAYS - 1), day)
+            return feature_adoption_daily(window, day).sort_values("users_28d", ascending=False)
+
+        out = per_day(context, adoption_of)
+        return _output(
+            out, {"features": len(out) if len(run_days(context)) == 1 else out["feature"].nunique()}
+        )
 
     @warehouse_asset(
         "kpi_roi_daily",
@@ -234,17 +341,25 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         {"kpi_task_completion_daily": dg.AssetIn(), "kpi_ticket_deflection_daily": dg.AssetIn()},
     )
     def kpi_roi_daily(
-        kpi_data: KpiData, kpi_task_completion_daily: pd.DataFrame, kpi_ticket_deflection_daily: pd.DataFrame
+        context: dg.AssetExecutionContext,
+        kpi_data: KpiData,
+        kpi_task_completion_daily: pd.DataFrame,
+        kpi_ticket_deflection_daily: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
-        out = roi_daily(kpi_task_completion_daily, kpi_ticket_deflection_daily, kpi_data.config())
+        config = kpi_data.config()
+        completion, deflection = kpi_task_completion_daily, kpi_ticket_deflection_daily
+        out = per_day(
+            context,
+            lambda day: roi_daily(on_date(completion, day), on_date(deflection, day), config),
+        )
         return _output(out, {"net_value": float(out["net_value"].sum())})
 
-    @warehouse_asset("kpi_retention_weekly", engagement_owners, False, {"daily_activity": dg.AssetIn()})
-    def kpi_retention_weekly(kpi_data: KpiData, daily_activity: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    @warehouse_asset("kpi_retention_weekly", engagement_owners, False, {"user_days": dg.AssetIn()})
+    def kpi_retention_weekly(kpi_data: KpiData, user_days: pd.DataFrame) -> dg.Output[pd.DataFrame]:
         # Weeks run to the last staged date: any environment counts, as for open incidents' as-of.
         latest = kpi_data.staged_max(dg.AssetKey(TELEMETRY_EVENTS.name), "occurred_at")
         last = latest.tz_convert("UTC").date() if latest is not None else dt.date.min
-        out = retention_weekly(daily_activity, last)
+        out = retention_weekly(user_days, last)
         week1 = out[out["week_number"] == 1]
         return _output(out, {"week_1_retention": _rate(week1["retained_users"], week1["cohort_users"])})
 
@@ -252,12 +367,12 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         "kpi_time_to_value_weekly",
         engagement_owners,
         False,
-        {"daily_activity": dg.AssetIn(), "task_attempts": dg.AssetIn()},
+        {"user_days": dg.AssetIn(), "task_attempts": dg.AssetIn()},
     )
     def kpi_time_to_value_weekly(
-        kpi_data: KpiData, daily_activity: pd.DataFrame, task_attempts: pd.DataFrame
+        kpi_data: KpiData, user_days: pd.DataFrame, task_attempts: pd.DataFrame
     ) -> dg.Output[pd.DataFrame]:
-        out = time_to_value_weekly(daily_activity, task_attempts, kpi_data.config())
+        out = time_to_value_weekly(user_days, task_attempts, kpi_data.config())
         return _output(out, {"activation_rate": _rate(out["activated_users"], out["cohort_users"])})
 
     @warehouse_asset(
@@ -321,6 +436,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         task_starts_asset,
         task_attempts,
         daily_activity,
+        user_days_asset,
         kpi_task_completion_daily,
         kpi_funnel_daily,
         kpi_ticket_deflection_daily,

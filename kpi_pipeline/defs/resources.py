@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -12,8 +13,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kpi_pipeline.config import KpiConfig, load_config
-from kpi_pipeline.partition_store import PartitionStore, StagedBatch, partition_path
-from kpi_pipeline.tables import PARQUET_TABLES, empty_frame, table
+from kpi_pipeline.partition_store import PartitionStore, PendingPartition, StagedBatch, partition_path
+from kpi_pipeline.tables import PARQUET_TABLES, TableSpec, empty_frame, table
 from kpi_pipeline.warehouse import Replace, Warehouse
 
 
@@ -45,8 +46,12 @@ class KpiData(dg.ConfigurableResource):
 
     def staged_rows(self, asset_key: dg.AssetKey, partition_keys: Sequence[str]) -> list[int]:
         """Row counts of the stored partitions among ``partition_keys`` (from Parquet footers)."""
+        return [n for n in self.staged_row_counts(asset_key, partition_keys) if n is not None]
+
+    def staged_row_counts(self, asset_key: dg.AssetKey, partition_keys: Sequence[str]) -> list[int | None]:
+        """Row count of each of ``partition_keys``, None where it is not stored (Parquet footers)."""
         paths = [self.store.ready(asset_key.path, key) for key in partition_keys]
-        return [pq.read_metadata(path).num_rows for path in paths if path.exists()]
+        return [pq.read_metadata(path).num_rows if path.exists() else None for path in paths]
 
     def staged_distinct(self, asset_key: dg.AssetKey, column: str) -> set[str]:
         """Distinct values of one column over every stored partition (reads only that column)."""
@@ -75,6 +80,10 @@ class WarehouseResource(dg.ConfigurableResource):
         found = self.get().lookup("task_starts", "task_id", task_ids, before=("date", day.isoformat()))
         return set(found)
 
+    def seen_before(self, user_ids: pd.Series, day: dt.date) -> set[str]:
+        """Which of ``user_ids`` the ``user_days`` record shows active on a day before ``day``."""
+        return set(self.get().lookup("user_days", "user_id", user_ids, before=("date", day.isoformat())))
+
 
 def parquet_path(base_dir: Path, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
     """Where a Parquet asset's partition (or unpartitioned value) is stored."""
@@ -99,6 +108,48 @@ def _window_dates(window: dg.TimeWindow) -> tuple[dt.date, dt.date]:
     return window.start.date(), (window.end - dt.timedelta(days=1)).date()
 
 
+@dataclass(frozen=True)
+class StagedDays:
+    """The stored daily partitions of a Parquet asset that a run reads, loaded a window at a time.
+
+    A ranged run computes its days one after the other; reading each day's window only when it
+    is computed keeps the run's memory at one window, however many days the range has.
+    """
+
+    store: PartitionStore
+    spec: TableSpec
+    asset_path: tuple[str, ...]
+    keys: tuple[str, ...]
+
+    def frame(self, first: dt.date, last: dt.date) -> pd.DataFrame:
+        """The stored partitions from ``first`` to ``last`` (both included), concatenated in date order."""
+        keys = [k for k in self.keys if first.isoformat() <= k <= last.isoformat()]
+        paths = [self.store.ready(self.asset_path, k) for k in keys]
+        existing = [path for path in paths if path.exists()]
+        if not existing:
+            name = "/".join(self.asset_path)
+            raise dg.Failure(
+                f"{name} has no stored data for partition(s) {', '.join(keys) or f'{first} … {last}'}; "
+                "materialize it first"
+            )
+        return pd.concat([pd.read_parquet(path) for path in existing], ignore_index=True)
+
+    def day(self, day: dt.date) -> pd.DataFrame:
+        return self.frame(day, day)
+
+
+@dataclass(frozen=True)
+class PendingDays:
+    """A ranged Parquet asset's output: each day staged aside (:meth:`PartitionStore.stage`), for the
+    IO manager to commit once the asset has computed and checked every day."""
+
+    partitions: tuple[PendingPartition, ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(p.rows for p in self.partitions)
+
+
 class ParquetIOManager(dg.ConfigurableIOManager):
     """Stores DataFrames as Parquet under ``base_dir/<asset>/date=<partition>/data.parquet``.
 
@@ -119,7 +170,10 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     def path_for(self, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
         return self.store.path(asset_key.path, partition_key)
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | StagedBatch) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | StagedBatch | PendingDays) -> None:
+        if isinstance(obj, PendingDays):
+            self._commit_days(context, obj)
+            return
         keys = context.asset_partition_keys if context.has_asset_partitions else [None]
         if len(keys) != 1:
             raise dg.Failure(
@@ -132,9 +186,26 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             {"dagster/row_count": len(frame), "path": dg.MetadataValue.path(str(path))}
         )
 
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+    def _commit_days(self, context: dg.OutputContext, days: PendingDays) -> None:
+        """Commit every staged day of the run's range; each is replaced atomically with its quarantine."""
+        expected = set(context.asset_partition_keys)
+        got = {p.partition for p in days.partitions}
+        if got != expected:
+            raise dg.Failure(
+                f"{context.asset_key.to_user_string()}: staged partitions {sorted(map(str, got))} "
+                f"are not the run's {sorted(expected)}"
+            )
+        paths = [self.store.commit(pending) for pending in days.partitions]
+        context.add_output_metadata(
+            {"dagster/row_count": days.rows, "path": dg.MetadataValue.path(str(paths[-1].parent.parent))}
+        )
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame | StagedDays:
         key = context.asset_key
         keys = context.asset_partition_keys if context.has_asset_partitions else [None]
+        if context.dagster_type.typing_type is StagedDays:
+            name = key.to_user_string()
+            return StagedDays(self.store, PARQUET_TABLES[name], tuple(key.path), tuple(map(str, keys)))
         paths = [self.store.ready(key.path, k) for k in keys]
         existing = [p for p in paths if p.exists()]
         name = key.to_user_string()

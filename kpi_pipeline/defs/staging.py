@@ -2,27 +2,27 @@
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
-from kpi_pipeline.defs.checks import check_result
+from kpi_pipeline.defs.checks import check_result, merge_checks
 from kpi_pipeline.defs.metadata import counts_markdown, owner, table_metadata
-from kpi_pipeline.defs.partitions import daily_partitions
-from kpi_pipeline.defs.resources import KpiData, WarehouseResource
+from kpi_pipeline.defs.partitions import daily_partitions, range_policy, run_days
+from kpi_pipeline.defs.resources import KpiData, PendingDays, WarehouseResource
 from kpi_pipeline.ingest.incidents import stage_incidents
 from kpi_pipeline.ingest.raw_files import UnreadableFileError
-from kpi_pipeline.ingest.rows import StagingReport, quarantine_frame
+from kpi_pipeline.ingest.rows import StagingReport, merge_reports, quarantine_frame
 from kpi_pipeline.ingest.telemetry import (
     MissingPartitionError,
     StagedTelemetry,
     stage_telemetry_partition,
 )
 from kpi_pipeline.ingest.tickets import stage_tickets
-from kpi_pipeline.partition_store import StagedBatch
+from kpi_pipeline.partition_store import PendingPartition, StagedBatch
 from kpi_pipeline.quality.rules import quarantine_rate, reconciliation, schema_drift, volume_anomaly
 from kpi_pipeline.tables import TELEMETRY_EVENTS, empty_frame, table
 
@@ -197,6 +197,75 @@ def kept_version(kpi_data: KpiData, warehouse: WarehouseResource, partition: str
     return StagedTelemetry(events, quarantine, report)
 
 
+@dataclass(frozen=True)
+class StagedDay:
+    """One day of a telemetry run: staged aside, with the checks decided before its commit."""
+
+    key: str
+    pending: PendingPartition
+    batch: StagedBatch
+    report: StagingReport
+    checks: list[dg.AssetCheckResult]
+    missing_folder: str = ""
+
+
+def stage_day(
+    context: dg.AssetExecutionContext,
+    kpi_data: KpiData,
+    warehouse: WarehouseResource,
+    cfg: KpiConfig,
+    day: dt.date,
+    earlier: list[StagedDay],
+) -> StagedDay:
+    """Stage one telemetry day aside and decide its checks. ``earlier`` are the days this run staged
+    before it (not committed yet): the volume and drift checks count them as stored history."""
+    key = day.isoformat()
+    missing_folder = ""
+    try:
+        staged = stage_telemetry_partition(kpi_data.root, day, cfg.event_aliases, cfg.sources.telemetry)
+    except MissingPartitionError as exc:
+        stored = kpi_data.staged_rows(context.asset_key, [key])
+        if sum(stored):
+            # Raw retention or an unmounted share must not wipe a day that was staged.
+            missing_folder = f"{exc}; the staged version ({stored[0]} rows) is kept"
+            staged = kept_version(kpi_data, warehouse, key)
+        else:
+            missing_folder = f"{exc}; staged as a day with no data"
+            staged = no_folder(day)
+        context.log.warning(missing_folder)
+    except UnreadableFileError as exc:
+        raise _fail(exc) from None
+    report = staged.report
+    context.log.info(
+        f"telemetry {day}: {report.raw_rows} raw rows = {report.staged_rows} staged "
+        f"+ {report.quarantined_rows} quarantined"
+    )
+    label = f"telemetry_events {day}"
+    window = cfg.quality.volume_window
+    before = [(day - dt.timedelta(days=n)).isoformat() for n in range(window, 0, -1)]
+    in_run = {d.key: d for d in earlier if d.key in before}
+    lookup = [k for k in before if k not in in_run]
+    seen = _fields_seen_before(context, lookup) if lookup else set()
+    seen |= {name for d in in_run.values() for name, rows in d.report.fields_seen.items() if rows}
+    checks = staging_checks(label, report, cfg, seen, partition=True)
+    stored_rows = dict(zip(before, kpi_data.staged_row_counts(context.asset_key, before), strict=True))
+    trailing = [
+        in_run[k].report.staged_rows if k in in_run else stored_rows[k]
+        for k in before
+        if k in in_run or stored_rows[k] is not None
+    ]
+    checks.append(
+        check_result(
+            volume_anomaly(label, report.staged_rows, trailing, cfg.quality.volume_tolerance, window),
+            "volume_anomaly",
+        )
+    )
+    checks.insert(0, expectations("telemetry_events", staged.events, day))
+    batch = StagedBatch(staged.events, staged.quarantine, {"source": "telemetry", "partition": key})
+    pending = kpi_data.store.stage(context.asset_key.path, key, staged.events, batch)
+    return StagedDay(key, pending, batch, report, checks, missing_folder)
+
+
 def _check_specs(asset: str, partition: bool) -> list[dg.AssetCheckSpec]:
     """The checks a staging asset reports on every materialization."""
     rate = (
@@ -246,6 +315,7 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
             fail_window=dt.timedelta(hours=config.quality.telemetry_max_age_hours)
         ),
         partitions_def=daily_partitions,
+        backfill_policy=range_policy,
         io_manager_key="parquet_io_manager",
         group_name=STAGING_GROUP,
         owners=owners,
@@ -261,52 +331,34 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
     )
     def telemetry_events(
         context: dg.AssetExecutionContext, kpi_data: KpiData, warehouse: WarehouseResource
-    ) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
-        day = dt.date.fromisoformat(context.partition_key)
+    ) -> Iterator[dg.Output[PendingDays] | dg.AssetCheckResult]:
         cfg = kpi_data.config()
-        missing_folder = ""
+        days: list[StagedDay] = []
         try:
-            staged = stage_telemetry_partition(kpi_data.root, day, cfg.event_aliases, cfg.sources.telemetry)
-        except MissingPartitionError as exc:
-            stored = kpi_data.staged_rows(context.asset_key, [context.partition_key])
-            if sum(stored):
-                # Raw retention or an unmounted share must not wipe a day that was staged.
-                missing_folder = f"{exc}; the staged version ({stored[0]} rows) is kept"
-                staged = kept_version(kpi_data, warehouse, context.partition_key)
-            else:
-                missing_folder = f"{exc}; staged as a day with no data"
-                staged = no_folder(day)
-            context.log.warning(missing_folder)
-        except UnreadableFileError as exc:
-            raise _fail(exc) from None
-        report = staged.report
-        context.log.info(
-            f"telemetry {day}: {report.raw_rows} raw rows = {report.staged_rows} staged "
-            f"+ {report.quarantined_rows} quarantined"
-        )
-        label = f"telemetry_events {day}"
-        window = cfg.quality.volume_window
-        before = [(day - dt.timedelta(days=n)).isoformat() for n in range(window, 0, -1)]
-        checks = staging_checks(label, report, cfg, _fields_seen_before(context, before), partition=True)
-        trailing = kpi_data.staged_rows(context.asset_key, before)
-        checks.append(
-            check_result(
-                volume_anomaly(label, report.staged_rows, trailing, cfg.quality.volume_tolerance, window),
-                "volume_anomaly",
-            )
-        )
-        checks.insert(0, expectations("telemetry_events", staged.events, day))
-        batch = StagedBatch(
-            staged.events, staged.quarantine, {"source": "telemetry", "partition": day.isoformat()}
-        )
-        failed = blocked(checks)
-        if failed:
-            yield from as_rejected(checks)
-            raise reject(kpi_data, context.asset_key.path, context.partition_key, batch, report, failed)
-        metadata = report_metadata(report)
-        if missing_folder:
-            metadata["missing_folder"] = missing_folder
-        yield dg.Output(batch, metadata=metadata)
+            for day in run_days(context):
+                days.append(stage_day(context, kpi_data, warehouse, cfg, day, days))
+            checks = merge_checks([d.checks for d in days])
+            failed = [d for d in days if blocked(d.checks)]
+            if failed:
+                yield from as_rejected(checks)
+                rejections = [
+                    reject(kpi_data, context.asset_key.path, d.key, d.batch, d.report, blocked(d.checks))
+                    for d in failed
+                ]
+                if len(rejections) == 1:
+                    raise rejections[0]
+                raise dg.Failure(description="; ".join(r.description or "" for r in rejections))
+        except BaseException:
+            for staged in days:  # nothing of the run is stored: every day keeps its stored version
+                kpi_data.store.discard(staged.pending)
+            raise
+        metadata = report_metadata(merge_reports([d.report for d in days]))
+        if len(days) > 1:
+            metadata["range"] = f"{days[0].key} … {days[-1].key} (figures of all {len(days)} days)"
+        missing = [d.missing_folder for d in days if d.missing_folder]
+        if missing:
+            metadata["missing_folder"] = "; ".join(missing)
+        yield dg.Output(PendingDays(tuple(d.pending for d in days)), metadata=metadata)
         yield from checks
 
     def export_asset(

@@ -93,3 +93,15 @@ def daily_activity(events: pd.DataFrame) -> pd.DataFrame:
         ["date", "user_id", "account_id", "_has_feature", "feature"], kind="stable"
     )
     return rows[list(ACTIVITY_COLUMNS)].reset_index(drop=True)
+
+
+USER_DAY_COLUMNS: tuple[str, ...] = ("date", "user_id", "first_at")
+
+
+def user_days(activity: pd.DataFrame) -> pd.DataFrame:
+    """One row per (date, user_id) of the rollup with the user's earliest event that day, across
+    accounts: the ``user_days`` record behind new users and cohorts."""
+    active = activity[activity["feature"].isna().to_numpy(bool)]
+    out = active.groupby(["date", "user_id"], sort=True)["first_at"].min().reset_index()
+    out["first_at"] = pd.to_datetime(out["first_at"], utc=True)
+    return out[list(USER_DAY_COLUMNS)]

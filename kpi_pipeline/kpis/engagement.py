@@ -8,6 +8,7 @@ present in the rollup; a missing day contributes nobody (none is invented).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 
 import numpy as np
 import pandas as pd
@@ -40,3 +41,19 @@ def engagement_daily(activity: pd.DataFrame, first_seen: pd.DataFrame, day: dt.d
     }
     out = pd.DataFrame([row], columns=list(ENGAGEMENT_COLUMNS))
     return out.astype({"stickiness": "float64"})
+
+
+def active_on(activity: pd.DataFrame, day: dt.date) -> pd.Series:
+    """The distinct users of the rollup active on ``day``."""
+    return pd.Series(in_window(activity, day, 1)["user_id"].unique(), dtype="string")
+
+
+def first_seen_on(activity: pd.DataFrame, day: dt.date, seen_before: Collection[str]) -> pd.DataFrame:
+    """First-seen rows (user_id, first_date = ``day``) of the users active on ``day`` who are not in
+    ``seen_before`` — the users the ``user_days`` record shows active on an earlier day. What
+    :func:`engagement_daily` counts as new users, without reading all history."""
+    users = active_on(activity, day)
+    new = users[~users.isin(list(seen_before))].reset_index(drop=True)
+    return pd.DataFrame(
+        {"user_id": new, "first_date": pd.Series(day.isoformat(), index=new.index, dtype="string")}
+    )

@@ -1,0 +1,131 @@
+"""History-flat daily runs (issue 10, item 4): first-ever questions are answered from the small
+``user_days`` / ``task_starts`` records, and no daily asset reads more than its 28-day window."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+
+from kpi_pipeline.definitions import build_definitions
+from kpi_pipeline.defs.checks import merge_checks
+from kpi_pipeline.kpis.activity import daily_activity, user_days
+from kpi_pipeline.kpis.engagement import engagement_daily, first_seen_on
+from kpi_pipeline.kpis.retention import first_seen, retention_weekly
+from kpi_pipeline.windows import TRAILING_DAYS
+from kpi_pipeline_tests.support import settings_for
+
+D = dt.date(2025, 3, 12)
+
+
+def events(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:
+    """Production telemetry from (occurred_at, user, account, event_type) tuples."""
+    frame = pd.DataFrame(rows, columns=["occurred_at", "user_id", "account_id", "event_type"])
+    frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True)
+    frame["feature"] = pd.Series(["f" if t == "feature_used" else None for t in frame["event_type"]])
+    frame["environment"] = "production"
+    return frame
+
+
+def test_user_days_keeps_each_users_earliest_event_of_the_day_across_accounts() -> None:
+    activity = daily_activity(
+        events(
+            [
+                ("2025-03-12T09:00:00Z", "u1", "a1", "feature_used"),
+                ("2025-03-12T07:30:00Z", "u1", "a2", "task_started"),  # second account, earlier
+                ("2025-03-12T23:59:59Z", "u2", "a1", "task_started"),
+                ("2025-03-13T00:00:00Z", "u2", "a1", "task_started"),  # next UTC day
+            ]
+        )
+    )
+    out = user_days(activity)
+    assert out["date"].tolist() == ["2025-03-12", "2025-03-12", "2025-03-13"]
+    assert out["user_id"].tolist() == ["u1", "u2", "u2"]
+    assert out["first_at"].tolist() == [
+        pd.Timestamp("2025-03-12T07:30:00Z"),
+        pd.Timestamp("2025-03-12T23:59:59Z"),
+        pd.Timestamp("2025-03-13T00:00:00Z"),
+    ]
+
+
+def test_new_users_from_the_record_equal_new_users_from_all_history() -> None:
+    history = daily_activity(
+        events(
+            [
+                ("2025-01-02T10:00:00Z", "u1", "a1", "task_started"),  # long before the 28-day window
+                ("2025-03-10T10:00:00Z", "u2", "a1", "task_started"),
+                ("2025-03-12T10:00:00Z", "u1", "a1", "task_started"),  # back after 2 months: not new
+                ("2025-03-12T11:00:00Z", "u2", "a1", "task_started"),  # seen 2 days ago: not new
+                ("2025-03-12T12:00:00Z", "u3", "a2", "feature_used"),  # new
+                ("2025-03-12T13:00:00Z", "u4", "a2", "task_started"),  # new
+            ]
+        )
+    )
+    record = user_days(history)
+    seen = set(record.loc[record["date"] < D.isoformat(), "user_id"])
+    assert seen == {"u1", "u2"}
+    window = history[history["date"] >= (D - dt.timedelta(days=TRAILING_DAYS - 1)).isoformat()]
+    rows = first_seen_on(window, D, seen)
+    assert sorted(rows["user_id"]) == ["u3", "u4"] and set(rows["first_date"]) == {D.isoformat()}
+    from_record = engagement_daily(window, rows, D)
+    from_history = engagement_daily(history, first_seen(history), D)
+    pd.testing.assert_frame_equal(from_record, from_history)
+    assert from_record["new_users"].tolist() == [2]
+
+
+def test_retention_from_user_days_equals_retention_from_the_rollup() -> None:
+    history = daily_activity(
+        events(
+            [
+                ("2025-03-03T10:00:00Z", "u1", "a1", "task_started"),
+                ("2025-03-03T12:00:00Z", "u1", "a2", "feature_used"),
+                ("2025-03-05T10:00:00Z", "u2", "a1", "task_started"),
+                ("2025-03-11T10:00:00Z", "u1", "a1", "feature_used"),
+                ("2025-03-18T10:00:00Z", "u3", "a1", "task_started"),
+            ]
+        )
+    )
+    last = dt.date(2025, 3, 18)
+    expected = retention_weekly(history, last)
+    pd.testing.assert_frame_equal(retention_weekly(user_days(history), last), expected)
+    week0 = expected[(expected["cohort_week"] == "2025-03-03")]
+    assert week0["retained_users"].tolist() == [2, 1, 0]  # u1, u2; u1 in week 1; nobody in week 2
+
+
+def test_no_daily_asset_reads_more_than_its_window(tmp_path) -> None:
+    """A daily run's cost must not grow with history: every daily input spans at most 28 days
+    (first-ever questions go through the user_days and task_starts records)."""
+    defs = build_definitions(settings_for(tmp_path))
+    graph = defs.resolve_asset_graph()
+    spans = {}
+    for key in graph.materializable_asset_keys:
+        node = graph.get(key)
+        if node.partitions_def is None:
+            continue
+        assets_def = defs.resolve_assets_def(key)
+        for parent in node.parent_keys:
+            if graph.get(parent).partitions_def is None or parent == key:
+                continue
+            mapping = assets_def.get_partition_mapping(parent)
+            start = getattr(mapping, "start_offset", 0)
+            spans[(key.to_user_string(), parent.to_user_string())] = start
+    assert spans[("kpi_engagement_daily", "daily_activity")] == -(TRAILING_DAYS - 1)
+    assert spans[("task_attempts", "telemetry_events")] == -1
+    assert min(spans.values()) >= -(TRAILING_DAYS - 1), spans
+
+
+def test_checks_of_a_ranged_run_pass_only_when_every_day_passes() -> None:
+    ok = dg.AssetCheckResult(check_name="c", passed=True, description="day 1 fine")
+    warn = dg.AssetCheckResult(
+        check_name="c", passed=False, severity=dg.AssetCheckSeverity.WARN, description="day 2 drifted"
+    )
+    error = dg.AssetCheckResult(
+        check_name="c", passed=False, severity=dg.AssetCheckSeverity.ERROR, description="day 3 broken"
+    )
+    assert merge_checks([[ok]]) == [ok]  # one day: its result as it is
+    [merged] = merge_checks([[ok], [warn], [error]])
+    assert (merged.passed, merged.severity) == (False, dg.AssetCheckSeverity.ERROR)
+    assert merged.description == "day 2 drifted; day 3 broken"
+    [passed] = merge_checks([[ok], [ok]])
+    assert passed.passed and passed.description == "all 2 days passed"
