@@ -12,6 +12,7 @@ from kpi_pipeline.definitions import build_definitions
 from kpi_pipeline.defs.checks import merge_checks
 from kpi_pipeline.kpis.activity import daily_activity, user_days
 from kpi_pipeline.kpis.engagement import engagement_daily, first_seen_on
+from kpi_pipeline.kpis.reliability import attempt_days
 from kpi_pipeline.kpis.retention import first_seen, retention_weekly
 from kpi_pipeline.windows import TRAILING_DAYS
 from kpi_pipeline_tests.support import settings_for
@@ -129,3 +130,19 @@ def test_checks_of_a_ranged_run_pass_only_when_every_day_passes() -> None:
     assert merged.description == "day 2 drifted; day 3 broken"
     [passed] = merge_checks([[ok], [ok]])
     assert passed.passed and passed.description == "all 2 days passed"
+
+
+def test_incidents_read_only_the_attempt_days_of_their_baselines_and_windows() -> None:
+    incidents = pd.DataFrame(
+        {
+            "incident_id": ["i1", "i2"],
+            # i1: baseline from 168 h before 2025-03-10 10:00 (2025-03-03 10:00) to its resolution
+            "started_at": pd.to_datetime(["2025-03-10T10:00:00Z", "2025-03-20T23:00:00Z"], utc=True),
+            "resolved_at": pd.to_datetime(["2025-03-11T02:00:00Z", None], utc=True),
+        }
+    )
+    until = pd.Timestamp("2025-03-21T05:00:00Z")  # i2 is open: its window ends at the latest event
+    days = attempt_days(incidents, until)
+    expected = [dt.date(2025, 3, d) for d in range(3, 12)] + [dt.date(2025, 3, d) for d in range(13, 22)]
+    assert days == expected
+    assert attempt_days(incidents.iloc[:0], until) == []

@@ -35,8 +35,8 @@ from kpi_pipeline.kpis.attempts import build_attempts, started_on, task_starts
 from kpi_pipeline.kpis.completion import funnel_daily, task_completion_daily
 from kpi_pipeline.kpis.deflection import ticket_deflection_daily
 from kpi_pipeline.kpis.engagement import active_on, engagement_daily, first_seen_on
-from kpi_pipeline.kpis.reliability import incident_impact, reliability_weekly
-from kpi_pipeline.kpis.retention import retention_weekly, time_to_value_weekly
+from kpi_pipeline.kpis.reliability import attempt_days, incident_impact, reliability_weekly
+from kpi_pipeline.kpis.retention import TIME_TO_VALUE_ATTEMPT_COLUMNS, retention_weekly, time_to_value_weekly
 from kpi_pipeline.kpis.roi import roi_daily
 from kpi_pipeline.kpis.scorecard import scorecard
 from kpi_pipeline.partition_store import PendingPartition
@@ -370,9 +370,10 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         {"user_days": dg.AssetIn(), "task_attempts": dg.AssetIn()},
     )
     def kpi_time_to_value_weekly(
-        kpi_data: KpiData, user_days: pd.DataFrame, task_attempts: pd.DataFrame
+        kpi_data: KpiData, user_days: pd.DataFrame, task_attempts: StagedDays
     ) -> dg.Output[pd.DataFrame]:
-        out = time_to_value_weekly(user_days, task_attempts, kpi_data.config())
+        attempts = task_attempts.days(columns=TIME_TO_VALUE_ATTEMPT_COLUMNS)
+        out = time_to_value_weekly(user_days, attempts, kpi_data.config())
         return _output(out, {"activation_rate": _rate(out["activated_users"], out["cohort_users"])})
 
     @warehouse_asset(
@@ -386,11 +387,12 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
     def kpi_incidents(
         kpi_data: KpiData,
         incidents: pd.DataFrame,
-        task_attempts: pd.DataFrame,
+        task_attempts: StagedDays,
         support_tickets: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
         until = kpi_data.staged_max(dg.AssetKey("telemetry_events"), "occurred_at")
-        out = incident_impact(incidents, task_attempts, support_tickets, kpi_data.config(), until)
+        attempts = task_attempts.days(attempt_days(incidents, until))
+        out = incident_impact(incidents, attempts, support_tickets, kpi_data.config(), until)
         return _output(out, {"incidents": len(out), "open": int(out["resolved_at"].isna().sum())})
 
     @warehouse_asset(

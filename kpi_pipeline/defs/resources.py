@@ -122,10 +122,10 @@ class StagedDays:
     keys: tuple[str, ...]
 
     def frame(self, first: dt.date, last: dt.date) -> pd.DataFrame:
-        """The stored partitions from ``first`` to ``last`` (both included), concatenated in date order."""
+        """The stored partitions from ``first`` to ``last`` (both included), concatenated in date order;
+        a run's own days must be stored (a window's edges may not be)."""
         keys = [k for k in self.keys if first.isoformat() <= k <= last.isoformat()]
-        paths = [self.store.ready(self.asset_path, k) for k in keys]
-        existing = [path for path in paths if path.exists()]
+        existing = self._stored(keys)
         if not existing:
             name = "/".join(self.asset_path)
             raise dg.Failure(
@@ -133,6 +133,25 @@ class StagedDays:
                 "materialize it first"
             )
         return pd.concat([pd.read_parquet(path) for path in existing], ignore_index=True)
+
+    def days(
+        self, days: Sequence[dt.date] | None = None, columns: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """The stored partitions among ``days`` (every stored one when None), only ``columns`` when
+        given; empty, with the table's columns, when none is stored."""
+        wanted = None if days is None else {d.isoformat() for d in days}
+        existing = self._stored([k for k in self.keys if wanted is None or k in wanted])
+        if not existing:
+            empty = empty_frame(self.spec)
+            return empty if columns is None else empty[list(columns)]
+        read = [
+            pd.read_parquet(path, columns=None if columns is None else list(columns)) for path in existing
+        ]
+        return pd.concat(read, ignore_index=True)
+
+    def _stored(self, keys: Sequence[str]) -> list[Path]:
+        paths = [self.store.ready(self.asset_path, k) for k in keys]
+        return [path for path in paths if path.exists()]
 
     def day(self, day: dt.date) -> pd.DataFrame:
         return self.frame(day, day)

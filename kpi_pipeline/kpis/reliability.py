@@ -9,6 +9,8 @@ attempt and ticket is touched once, however many incidents there are.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 
@@ -80,6 +82,33 @@ def _per_incident(pairs: pd.DataFrame, counts: pd.DataFrame, index: pd.Index) ->
     return summed.reindex(index, fill_value=0).astype("int64")
 
 
+def _window(incidents: pd.DataFrame, telemetry_until: pd.Timestamp | None) -> tuple[pd.Series, pd.Series]:
+    """Each incident's window [started_at, end): end is resolved_at, or while open the latest staged
+    event (empty when there is none); a window that would end before it starts is empty."""
+    started = pd.to_datetime(incidents["started_at"], utc=True)
+    resolved = pd.to_datetime(incidents["resolved_at"], utc=True)
+    if telemetry_until is None:
+        open_end = started
+    else:
+        until = pd.Timestamp(telemetry_until)
+        until = until.tz_localize("UTC") if until.tzinfo is None else until.tz_convert("UTC")
+        open_end = pd.Series(until, index=incidents.index).astype(started.dtype)
+    window_end = resolved.fillna(open_end)
+    return started, window_end.where(window_end >= started, started)
+
+
+def attempt_days(incidents: pd.DataFrame, telemetry_until: pd.Timestamp | None) -> list[dt.date]:
+    """The UTC days whose attempts can start inside an incident's baseline or window: the only
+    attempt partitions :func:`incident_impact` needs (its cost follows incidents, not history)."""
+    if incidents.empty:
+        return []
+    started, window_end = _window(incidents, telemetry_until)
+    first = (started - pd.Timedelta(hours=BASELINE_HOURS)).dt.floor("D")
+    last = window_end.dt.floor("D")
+    spans = [pd.date_range(a, b, freq="D") for a, b in zip(first, last, strict=True)]
+    return sorted({stamp.date() for span in spans for stamp in span})
+
+
 def incident_impact(
     incidents: pd.DataFrame,
     attempts: pd.DataFrame,
@@ -97,17 +126,9 @@ def incident_impact(
     as extra columns so every rate can be re-derived.
     """
     inc = incidents.sort_values(["started_at", "incident_id"], kind="stable").reset_index(drop=True)
-    started = pd.to_datetime(inc["started_at"], utc=True)
+    started, window_end = _window(inc, telemetry_until)
     resolved = pd.to_datetime(inc["resolved_at"], utc=True)
     detected = pd.to_datetime(inc["detected_at"], utc=True).fillna(started)
-    if telemetry_until is None:
-        open_end = started
-    else:
-        until = pd.Timestamp(telemetry_until)
-        until = until.tz_localize("UTC") if until.tzinfo is None else until.tz_convert("UTC")
-        open_end = pd.Series(until, index=inc.index).astype(started.dtype)
-    window_end = resolved.fillna(open_end)
-    window_end = window_end.where(window_end >= started, started)
 
     windows = pd.DataFrame(
         {

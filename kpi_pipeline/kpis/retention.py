@@ -20,6 +20,8 @@ from kpi_pipeline.tables import table
 FIRST_SEEN_COLUMNS: tuple[str, ...] = ("user_id", "first_date", "first_at")
 RETENTION_COLUMNS: tuple[str, ...] = table("kpi_retention_weekly").column_names
 TIME_TO_VALUE_COLUMNS: tuple[str, ...] = table("kpi_time_to_value_weekly").column_names
+# The attempt columns time to value reads (all days' attempts: read only these).
+TIME_TO_VALUE_ATTEMPT_COLUMNS: tuple[str, ...] = ("user_id", "started_at", "completed", "completed_at")
 
 
 def first_seen(activity: pd.DataFrame) -> pd.DataFrame:
