@@ -122,3 +122,21 @@ def test_a_blocked_day_runs_its_range_again_one_day_at_a_time(tmp_path: Path) ->
     failed = {label for label, _, ok, _ in outcomes(merged) if not ok}
     assert failed == {blocked_day.isoformat(), DAYS[2].isoformat()}
     assert_same_storage(ranges, per_day)
+
+
+def test_window_tables_write_no_rows_for_days_whose_telemetry_was_never_staged(tmp_path: Path) -> None:
+    """A UI backfill also targets the 27 days after its range (their 28-day windows read it); days
+    without staged telemetry must not get adoption or engagement rows made of earlier days alone."""
+    generate_dataset(tmp_path, days=2, users=40, seed=3, start=START)
+    defs = build_definitions(settings_for(tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    assert all(r.success for r in execute(defs, ranged(plan(defs, DAYS[:2])), instance))
+    later = Step(
+        ("kpi_feature_adoption_daily", "kpi_engagement_daily"), DAYS[2].isoformat(), last=DAYS[4].isoformat()
+    )
+    [result] = execute(defs, [later], instance)
+    assert result.success
+    warehouse = Warehouse(settings_for(tmp_path).warehouse_url)
+    for name in ("kpi_feature_adoption_daily", "kpi_engagement_daily"):
+        dates = set(warehouse.read(name)["date"])
+        assert dates == {DAYS[0].isoformat(), DAYS[1].isoformat()}, name

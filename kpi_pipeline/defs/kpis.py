@@ -323,9 +323,14 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         {"daily_activity": dg.AssetIn(partition_mapping=last_28_days)},
     )
     def kpi_feature_adoption_daily(
-        context: dg.AssetExecutionContext, daily_activity: StagedDays
+        context: dg.AssetExecutionContext, kpi_data: KpiData, daily_activity: StagedDays
     ) -> dg.Output[pd.DataFrame]:
         def adoption_of(day: dt.date) -> pd.DataFrame:
+            if kpi_data.staged_row_counts(dg.AssetKey(TELEMETRY_EVENTS.name), [day.isoformat()])[0] is None:
+                # A UI backfill also targets the 27 days after its range (their windows read it):
+                # a day whose telemetry was never staged gets no rows rather than invented ones.
+                context.log.info(f"telemetry of {day} is not staged: no adoption rows")
+                return empty_frame(table("kpi_feature_adoption_daily"))
             window = daily_activity.frame(day - dt.timedelta(days=TRAILING_DAYS - 1), day)
             return feature_adoption_daily(window, day).sort_values("users_28d", ascending=False)
 
