@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -120,19 +120,28 @@ class StagedDays:
     spec: TableSpec
     asset_path: tuple[str, ...]
     keys: tuple[str, ...]
+    # Partitions of the current window, kept while the next days' windows still contain them: a run
+    # walks its days in order, so a 28-day window reads one new partition a day, not 28.
+    _window: dict[str, pd.DataFrame | None] = field(default_factory=dict, repr=False, compare=False)
 
     def frame(self, first: dt.date, last: dt.date) -> pd.DataFrame:
         """The stored partitions from ``first`` to ``last`` (both included), concatenated in date order;
         a run's own days must be stored (a window's edges may not be)."""
         keys = [k for k in self.keys if first.isoformat() <= k <= last.isoformat()]
-        existing = self._stored(keys)
-        if not existing:
+        for old in [k for k in self._window if k not in keys]:
+            del self._window[old]
+        for key in keys:
+            if key not in self._window:
+                path = self.store.ready(self.asset_path, key)
+                self._window[key] = pd.read_parquet(path) if path.exists() else None
+        frames = [frame for key in keys if (frame := self._window[key]) is not None]
+        if not frames:
             name = "/".join(self.asset_path)
             raise dg.Failure(
                 f"{name} has no stored data for partition(s) {', '.join(keys) or f'{first} … {last}'}; "
                 "materialize it first"
             )
-        return pd.concat([pd.read_parquet(path) for path in existing], ignore_index=True)
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].copy()
 
     def days(
         self, days: Sequence[dt.date] | None = None, columns: Sequence[str] | None = None
