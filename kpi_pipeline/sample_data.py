@@ -1213,6 +1213,9 @@ def _ticket_bad_rows(
         groups.append(g)
         flags.append(np.full(per_kind, kind == MALFORMED))
         bad[kind] = per_kind
+    if not groups:  # more weekly exports than kinds of bad rows: this export gets none
+        empty = {name: pa.array([], type=cols[name].type) for name in TICKET_FIELDS}
+        return empty, np.zeros(0, dtype=bool), bad
     merged = {name: pa.concat_arrays([g[name] for g in groups]) for name in TICKET_FIELDS}
     return merged, np.concatenate(flags), bad
 

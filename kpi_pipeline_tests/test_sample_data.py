@@ -444,3 +444,12 @@ def test_telemetry_day_bytes_has_the_requested_size_and_mix() -> None:
     bad = len(path_rows) - reasons[None]
     assert bad == 98
     assert reasons["duplicate_event_id"] == 14 and reasons["outside_partition"] == 14
+
+
+def test_more_weekly_ticket_exports_than_kinds_of_bad_rows(tmp_path: Path) -> None:
+    """42 days from 2025-01-01 make 7 weekly ticket exports for 6 kinds of bad rows (the benchmark's
+    ``generate --days 42``): the export without bad rows is written, every kind is still injected."""
+    summary = generate_dataset(tmp_path, days=42, users=20, seed=1, start=dt.date(2025, 1, 1))
+    exports = sorted((tmp_path / "raw" / "tickets").iterdir())
+    assert len(exports) == 7
+    assert len(summary.bad_rows["tickets"]) == 6 and all(n > 0 for n in summary.bad_rows["tickets"].values())
