@@ -87,6 +87,8 @@ def test_ranged_runs_store_exactly_what_one_run_per_day_stores(tmp_path: Path) -
         "2025-01-05 … 2025-01-06",
         "unpartitioned",
     ]
+    attempts = merged[4].metadata["task_attempts"]
+    assert attempts["preview"].startswith("| ") and attempts["attempts"] > 0
     staged = merged[0].metadata["telemetry_events"]
     assert staged["raw_rows"] == staged["staged_rows"] + staged["quarantined_rows"] > 0
     assert_same_storage(ranges, per_day)

@@ -78,21 +78,24 @@ def staged_per_day(
     kpi_data: KpiData,
     compute: Callable[[dt.date], pd.DataFrame],
     count: Callable[[pd.DataFrame], Mapping[str, int]],
-) -> tuple[PendingDays, dict[str, int]]:
+) -> tuple[PendingDays, dict[str, object]]:
     """``compute`` for each day of the run, each day's rows staged aside as it is computed (the IO
-    manager commits them all), so a ranged run holds one day in memory; ``count``'s figures summed."""
+    manager commits them all), so a ranged run holds one day in memory. The metadata: ``count``'s
+    figures summed over the days, and a preview of the last day's rows."""
     pending: list[PendingPartition] = []
     totals: Counter[str] = Counter()
+    preview = markdown_preview(pd.DataFrame())
     try:
         for day in run_days(context):
             frame = compute(day)
             totals.update(count(frame))
+            preview = markdown_preview(frame)
             pending.append(kpi_data.store.stage(context.asset_key.path, day.isoformat(), frame, None))
     except BaseException:
         for staged in pending:
             kpi_data.store.discard(staged)
         raise
-    return PendingDays(tuple(pending)), dict(totals)
+    return PendingDays(tuple(pending)), {"preview": preview, **dict(totals)}
 
 
 def _output(frame: pd.DataFrame, headline: Mapping[str, object] | None = None) -> dg.Output[pd.DataFrame]:
