@@ -32,8 +32,8 @@ lint: setup
 ui: setup $(DAGSTER_HOME)  ## the Dagster UI (and daemon) on the same data, http://127.0.0.1:3000
 	$(BIN)/dagster dev -w workspace.yaml
 
-bench: setup
-	$(BIN)/python benchmarks/stage_partition.py
+bench: setup  ## every benchmark with its DuckDB floor, then one summary table (BENCH_10M=1: also 10M lines)
+	$(BIN)/python benchmarks/run_all.py
 
 clean:  ## remove generated data, staging files, the SQLite warehouse and run history
 	rm -rf data/raw data/staging data/warehouse data/dagster_home
