@@ -65,10 +65,8 @@ class Step:
         """The partitions the run covers, in order."""
         if self.partition is None:
             return []
-        first = dt.date.fromisoformat(self.partition)
-        return [
-            d.isoformat() for d in days_between(first, dt.date.fromisoformat(self.last or self.partition))
-        ]
+        first, last = (dt.date.fromisoformat(key) for key in (self.partition, self.last or self.partition))
+        return [d.isoformat() for d in days_between(first, last)]
 
     @property
     def label(self) -> str:
@@ -309,8 +307,7 @@ def ranged(steps: Sequence[Step], max_days: int = MAX_DAYS_PER_RUN) -> list[Step
             and last.partition is not None
             and not (step.extra or last.extra)
             and step.assets == last.assets
-            and dt.date.fromisoformat(step.partition) - dt.date.fromisoformat(last.days[-1])
-            == dt.timedelta(1)
+            and step.partition == _next_day(last.days[-1])
             and len(last.days) < max_days
         ):
             out[-1] = replace(last, last=step.partition)
@@ -495,19 +492,16 @@ def execute(
     failed_days: dict[str, str] = {}
     broken_kpis: list[str] = []
     queue = list(steps)
-    number = 0
 
     def report(result: StepResult) -> None:
         results.append(result)
         if progress:
-            progress(result, number, number + len(queue))
+            progress(result, len(results), len(results) + len(queue))
 
     while queue:
         step = queue.pop(0)
-        number += 1
         if step.last and any(day in failed_days for day in step.days):
             queue[:0] = step.single_days()  # some of its days wait: the others still run
-            number -= 1
             continue
         reason = failed_days.get(step.partition or "")
         if step.partition is None and broken_kpis and any(a.startswith("kpi_") for a in step.assets):

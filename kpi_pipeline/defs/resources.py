@@ -224,8 +224,9 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 f"are not the run's {sorted(expected)}"
             )
         paths = [self.store.commit(pending) for pending in days.partitions]
+        where = paths[0] if len(paths) == 1 else paths[0].parent.parent  # a range: the asset's folder
         context.add_output_metadata(
-            {"dagster/row_count": days.rows, "path": dg.MetadataValue.path(str(paths[-1].parent.parent))}
+            {"dagster/row_count": days.rows, "path": dg.MetadataValue.path(str(where))}
         )
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | StagedDays:
