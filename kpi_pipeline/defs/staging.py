@@ -263,7 +263,10 @@ def stage_day(
     checks.insert(0, expectations("telemetry_events", staged.events, day))
     batch = StagedBatch(staged.events, staged.quarantine, {"source": "telemetry", "partition": key})
     pending = kpi_data.store.stage(context.asset_key.path, key, staged.events, batch)
-    return StagedDay(key, pending, batch, report, checks, missing_folder)
+    # The events are on disk now; the day keeps only what a rejection writes (its quarantine rows),
+    # so a ranged run holds one day's events at a time.
+    kept = StagedBatch(staged.events.iloc[:0], staged.quarantine, batch.quarantine_where)
+    return StagedDay(key, pending, kept, report, checks, missing_folder)
 
 
 def _check_specs(asset: str, partition: bool) -> list[dg.AssetCheckSpec]:
