@@ -165,7 +165,7 @@ def materialize_range(
     steps = ranged(plan(defs, days, select, skip, range_readers(days, config, staged)))
     where = f"{len(days)} day(s) {start} … {end}" if days else "no daily partitions"
     print(f"materializing {where} in {len(steps)} runs into {shown_url(settings.warehouse_url)}")
-    outside = [s.partition for s in steps if s.extra]
+    outside = [day for s in steps if s.extra for day in s.days]
     if outside:
         print(
             f"also recomputing the KPIs of {len(outside)} staged day(s) outside the range that read its "

@@ -296,8 +296,9 @@ def _next_day(key: str) -> str:
 
 def ranged(steps: Sequence[Step], max_days: int = MAX_DAYS_PER_RUN) -> list[Step]:
     """The plan with each stretch of runs of the same assets on consecutive days (of the requested
-    range) merged into ranged runs of at most ``max_days`` days, as Dagster's backfill policy runs
-    them: a backfill of N days takes a few runs, not 2N. Extra days stay runs of their own."""
+    range, or extra days recomputed for the same reason) merged into ranged runs of at most
+    ``max_days`` days, as Dagster's backfill policy runs them: a backfill of N days takes a few
+    runs, not 2N."""
     out: list[Step] = []
     for step in steps:
         last = out[-1] if out else None
@@ -305,7 +306,7 @@ def ranged(steps: Sequence[Step], max_days: int = MAX_DAYS_PER_RUN) -> list[Step
             last is not None
             and step.partition is not None
             and last.partition is not None
-            and not (step.extra or last.extra)
+            and step.extra == last.extra
             and step.assets == last.assets
             and step.partition == _next_day(last.days[-1])
             and len(last.days) < max_days
@@ -321,7 +322,7 @@ def not_recomputed(days: Sequence[dt.date], staged: Collection[dt.date], steps: 
     as it was on later staged days: which days, and why they may still show the old version."""
     if not days or not any(s.assets == (TELEMETRY,) for s in steps):
         return []
-    planned = {(name, s.partition) for s in steps for name in s.assets}
+    planned = {(name, day) for s in steps for day in s.days or [s.partition] for name in s.assets}
     names = {name for name, _ in planned}
     later = sorted(d for d in set(staged) - set(days) if d > min(days))
     lines = []

@@ -49,7 +49,10 @@ def assert_same_storage(got: Path, expected: Path) -> None:
 def test_ranged_plan_merges_consecutive_days_of_the_same_assets_up_to_the_limit() -> None:
     steps = [Step(("telemetry_events",), d.isoformat()) for d in DAYS] + [Step(("incidents",), None)]
     steps += [Step(("a", "b"), DAYS[0].isoformat(), extra="extra day: reads the range")]
-    steps += [Step(("a", "b"), d.isoformat()) for d in DAYS[1:]] + [Step(("c",), None)]
+    steps += [Step(("a", "b"), d.isoformat()) for d in DAYS[1:]]
+    steps += [Step(("w",), d.isoformat(), extra="extra day: windows") for d in DAYS[4:]] + [
+        Step(("c",), None)
+    ]
     assert ranged(steps, max_days=4) == [
         Step(("telemetry_events",), "2025-01-01", last="2025-01-04"),
         Step(("telemetry_events",), "2025-01-05", last="2025-01-06"),
@@ -57,6 +60,7 @@ def test_ranged_plan_merges_consecutive_days_of_the_same_assets_up_to_the_limit(
         Step(("a", "b"), "2025-01-01", extra="extra day: reads the range"),
         Step(("a", "b"), "2025-01-02", last="2025-01-05"),
         Step(("a", "b"), "2025-01-06"),
+        Step(("w",), "2025-01-05", extra="extra day: windows", last="2025-01-06"),  # same reason: merged
         Step(("c",), None),
     ]
     assert Step(("a",), "2025-01-30", last="2025-02-02").days == [
