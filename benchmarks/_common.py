@@ -545,3 +545,14 @@ if __name__ == "__main__":
     mode, spec_file = sys.argv[1], sys.argv[2]
     loaded = json.loads(Path(spec_file).read_text(encoding="utf-8"))
     {"cli": _cli_child, "floor": _floor_child}[mode](loaded)
+
+
+def floor_line(floor: Measured, label: str = "floor:") -> str:
+    """``floor: 5.2 s wall (8.8 s CPU; phases), peak RSS 960 MB; raw = staged + quarantined``."""
+    f = floor.figures
+    phases = ", ".join(f"{k} {v:.1f} s" for k, v in f["phases"].items())
+    return (
+        f"{label} {seconds(floor.wall)} wall ({seconds(floor.cpu)} CPU; {phases}), "
+        f"peak RSS {megabytes(floor.peak_mb)}; "
+        f"{f['raw']:,} raw = {f['staged']:,} staged + {f['quarantined']:,} quarantined"
+    )

@@ -169,12 +169,7 @@ def generated(work: Path, days: int, users: int) -> tuple[dict[str, Any], list[d
         "floor", c.floor_spec(files, work / "floor", aliases, window), work / "logs" / "floor.log"
     )
     f = floor.figures
-    phases = ", ".join(f"{k} {v:.1f} s" for k, v in f["phases"].items())
-    print(
-        f"floor: {c.seconds(floor.wall)} wall ({c.seconds(floor.cpu)} CPU; {phases}), "
-        f"peak RSS {c.megabytes(floor.peak_mb)}; "
-        f"{f['raw']:,} raw = {f['staged']:,} staged + {f['quarantined']:,} quarantined"
-    )
+    print(c.floor_line(floor, "floor:"))
     backfill = results["backfill"]
     print(
         f"project backfill staged: {backfill['raw']:,} raw = {backfill['staged']:,} staged + "

@@ -87,12 +87,7 @@ def measure(root: Path, lines: int) -> dict[str, Any]:
     spec = c.floor_spec(c.telemetry_files(root, [DAY]), root / "floor", aliases, window)
     floor = c.run_child("floor", spec, root / "logs" / "floor.log")
     f = floor.figures
-    phases = ", ".join(f"{k} {v:.1f} s" for k, v in f["phases"].items())
-    print(
-        f"floor:   {c.seconds(floor.wall)} wall ({c.seconds(floor.cpu)} CPU; {phases}), "
-        f"peak RSS {c.megabytes(floor.peak_mb)}; "
-        f"{f['raw']:,} raw = {f['staged']:,} staged + {f['quarantined']:,} quarantined"
-    )
+    print(c.floor_line(floor, "floor:  "))
     kinds: dict[str, int] = {}
     for reason, count in f["reasons"].items():
         kinds[reason.split(":")[0]] = kinds.get(reason.split(":")[0], 0) + count
