@@ -5,10 +5,13 @@ quarantine rows (the warehouse). Both change at one commit point, the warehouse
 transaction that replaces the quarantine rows and records the new file's token
 in ``staging_commits``:
 
-1. under the partition's file lock, the new file is written aside (``.pending``; ``.tmp`` for files
-   without warehouse rows);
+1. the new file is written under ``_pending/`` (:meth:`PartitionStore.stage`; a ranged run stages
+   every day of its range before committing any), then, under the partition's file lock, moved
+   beside ``data.parquet`` (``.pending``; ``.tmp`` for files without warehouse rows);
 2. one transaction replaces the quarantine rows and records the token;
 3. the pending file is renamed over ``data.parquet``.
+
+Staged files a killed process leaves under ``_pending/`` are deleted by the next stage.
 
 Killed before (2), the old version stands and the next reader or writer deletes
 the pending file; killed after (2), the next reader or writer finds a pending

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import dagster as dg
 import pandas as pd
 
-from kpi_pipeline.defs.partitions import run_days
+from kpi_pipeline.defs.partitions import window_dates
 from kpi_pipeline.defs.resources import KpiData, WarehouseResource
 from kpi_pipeline.quality.outcome import CheckOutcome
 from kpi_pipeline.quality.rules import (
@@ -77,8 +77,7 @@ def _date_range(context: dg.AssetCheckExecutionContext) -> tuple[dt.date, dt.dat
     """The days a partitioned check's run covers (one day, or a ranged run's range)."""
     if not (context.has_partition_key or context.has_partition_key_range):
         return None
-    days = run_days(context)
-    return days[0], days[-1]
+    return window_dates(context.partition_time_window)
 
 
 def _label(context: dg.AssetCheckExecutionContext, name: str) -> str:

@@ -23,7 +23,11 @@ range_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PER_R
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 
 
+def window_dates(window: dg.TimeWindow) -> tuple[dt.date, dt.date]:
+    """The first and last UTC date (both included) of a daily partition window or range."""
+    return window.start.date(), (window.end - dt.timedelta(days=1)).date()
+
+
 def run_days(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[dt.date]:
     """The UTC days a run covers: its partition range (one day for a daily run)."""
-    window = context.partition_time_window
-    return days_between(window.start.date(), (window.end - dt.timedelta(days=1)).date())
+    return days_between(*window_dates(context.partition_time_window))

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kpi_pipeline.config import KpiConfig, load_config
+from kpi_pipeline.defs.partitions import window_dates
 from kpi_pipeline.partition_store import PartitionStore, PendingPartition, StagedBatch, partition_path
 from kpi_pipeline.tables import PARQUET_TABLES, TableSpec, empty_frame, table
 from kpi_pipeline.warehouse import Replace, Warehouse
@@ -101,11 +102,6 @@ def parquet_column_max(base_dir: Path, asset_key: dg.AssetKey, column: str) -> p
             if stats is not None and stats.has_min_max:
                 values.append(pd.Timestamp(stats.max))
     return max(values) if values else None
-
-
-def _window_dates(window: dg.TimeWindow) -> tuple[dt.date, dt.date]:
-    """The inclusive UTC dates of a daily partition window."""
-    return window.start.date(), (window.end - dt.timedelta(days=1)).date()
 
 
 @dataclass(frozen=True)
@@ -267,7 +263,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         replaced in the same transaction."""
         name = self._table(context.definition_metadata, context.asset_key)
         frame = obj.frame if isinstance(obj, StagedBatch) else obj
-        dates = _window_dates(context.asset_partitions_time_window) if context.has_asset_partitions else None
+        dates = window_dates(context.asset_partitions_time_window) if context.has_asset_partitions else None
         writes = [Replace(name, frame, date_range=dates)]
         if isinstance(obj, StagedBatch):
             writes.append(Replace("quarantine", obj.quarantine, where=dict(obj.quarantine_where)))
@@ -280,5 +276,5 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         name = self._table(metadata or {}, context.asset_key)
         warehouse = Warehouse(self.url)
         if context.has_asset_partitions and table(name).partition_column:
-            return warehouse.read(name, date_range=_window_dates(context.asset_partitions_time_window))
+            return warehouse.read(name, date_range=window_dates(context.asset_partitions_time_window))
         return warehouse.read(name)
