@@ -547,6 +547,13 @@ if __name__ == "__main__":
     {"cli": _cli_child, "floor": _floor_child}[mode](loaded)
 
 
+def floor_figures(floor: Measured) -> dict[str, Any]:
+    """The floor child's figures for a RESULT line (without its aggregate table), with its wall,
+    CPU and peak RSS."""
+    figures = {k: v for k, v in floor.figures.items() if k != "aggregate"}
+    return figures | {"wall_s": floor.wall, "cpu_s": floor.cpu, "peak_mb": floor.peak_mb}
+
+
 def floor_line(floor: Measured, label: str = "floor:") -> str:
     """``floor: 5.2 s wall (8.8 s CPU; phases), peak RSS 960 MB; raw = staged + quarantined``."""
     f = floor.figures

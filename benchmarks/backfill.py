@@ -184,8 +184,7 @@ def generated(work: Path, days: int, users: int) -> tuple[dict[str, Any], list[d
     print(f"ratio backfill/floor: wall {wall_ratio:.1f}×, CPU {cpu_ratio:.1f}×, peak RSS {rss_ratio:.1f}×")
     print(f"ratio daily run day {days} / day {DAILY_DAY}: wall {daily_ratio:.2f}×")
     results |= {
-        "floor": {k: v for k, v in f.items() if k != "aggregate"}
-        | {"wall_s": floor.wall, "cpu_s": floor.cpu, "peak_mb": floor.peak_mb},
+        "floor": c.floor_figures(floor),
         "ratio_wall": wall_ratio,
         "ratio_cpu": cpu_ratio,
         "ratio_daily": daily_ratio,

@@ -118,8 +118,7 @@ def measure(root: Path, lines: int) -> dict[str, Any]:
             "raw": raw,
             "staged": staged,
         },
-        "floor": {k: v for k, v in f.items() if k != "aggregate"}
-        | {"wall_s": floor.wall, "cpu_s": floor.cpu, "peak_mb": floor.peak_mb},
+        "floor": c.floor_figures(floor),
         "ratio_wall": wall_ratio,
         "ratio_peak": rss_ratio,
         "ratio_cpu": cpu_ratio,
