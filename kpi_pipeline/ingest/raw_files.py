@@ -806,6 +806,13 @@ def read_table_file(
     return _read_csv(path, lines, numbers, required, delimiter, names, keep)
 
 
+def read_jsonl_lines(
+    path: Path, lines: Lines, string_fields: tuple[str, ...], numeric_fields: tuple[str, ...]
+) -> RawFile:
+    """:func:`read_raw_file` of JSONL text already split into ``lines`` (``path`` names the file)."""
+    return _read_jsonl(path, lines, lines.nonblank(), string_fields, numeric_fields)
+
+
 def read_raw_file(
     path: Path, key_field: str, string_fields: tuple[str, ...] = (), numeric_fields: tuple[str, ...] = ()
 ) -> RawFile:

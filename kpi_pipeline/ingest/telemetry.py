@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
+import numpy as np
 import pandas as pd
 
 from kpi_pipeline.config import EventAlias
@@ -26,8 +28,11 @@ from kpi_pipeline.contract import (
     TELEMETRY_REQUIRED_FOR,
     UNKNOWN_EVENT_TYPE,
 )
+from kpi_pipeline.ingest import jsonl_fast
 from kpi_pipeline.ingest.discovery import list_files
-from kpi_pipeline.ingest.raw_files import LINE, read_raw_file
+from kpi_pipeline.ingest.engine import duckdb_connection
+from kpi_pipeline.ingest.jsonl_fast import ORDER_KEY
+from kpi_pipeline.ingest.raw_files import LINE, RawFile, read_raw_file
 from kpi_pipeline.ingest.rows import (
     FILE,
     StagingReport,
@@ -71,16 +76,20 @@ def apply_aliases(event_type: pd.Series, occurred_at: pd.Series, aliases: Sequen
     return out
 
 
-def validate_events(
-    rows: pd.DataFrame, day: dt.date, aliases: Sequence[EventAlias]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split parsed rows (string columns of every contract field, plus ``_file``/``_line``)
-    into (staged events, rejected rows with ``reason``), using the contract's first-applicable reason
-    (a mapped source's own reasons, ``_reason``, included).
+@dataclass
+class RowOutcomes:
+    """What validation makes of parsed rows before the duplicate rule: each row's first
+    applicable reason (NA for a clean row) and its typed values."""
 
-    ``duration_ms`` must be a finite decimal number ≥ 0, and a text field longer than
-    ``MAX_TEXT_LENGTH`` is a bad value (``bad_value:event_id`` for an over-long id); several bad
-    values report the first in the contract's field order."""
+    reason: pd.Series
+    event_type: pd.Series
+    occurred_at: pd.Series
+    duration_ms: pd.Series
+
+
+def row_outcomes(rows: pd.DataFrame, day: dt.date, aliases: Sequence[EventAlias]) -> RowOutcomes:
+    """Every contract rule except ``duplicate_event_id`` (which needs all of a day's clean rows),
+    applied to parsed rows (string columns of every contract field, plus ``_file``/``_line``)."""
     occurred_at = parse_timestamps(rows["occurred_at"])
     event_type = apply_aliases(rows["event_type"], occurred_at, aliases)
     checks: list[tuple[pd.Series, str]] = [
@@ -98,22 +107,39 @@ def validate_events(
         *bad_value_checks(TELEMETRY_FIELDS, bad),
     ]
     reason = with_mapping_reasons(first_reason(rows.index, checks), rows)
+    return RowOutcomes(reason, event_type, occurred_at, duration)
+
+
+def staged_events(rows: pd.DataFrame, outcomes: RowOutcomes, keep: np.ndarray) -> pd.DataFrame:
+    """The kept rows as ``telemetry_events`` rows: typed, aliased, defaults filled in."""
+    staged = rows.loc[keep, list(TELEMETRY_FIELDS)].copy()
+    staged["event_type"] = outcomes.event_type[keep]
+    staged["occurred_at"] = outcomes.occurred_at[keep].astype("datetime64[us, UTC]")
+    staged["duration_ms"] = outcomes.duration_ms[keep]
+    for name, default in TELEMETRY_DEFAULTS.items():
+        staged[name] = staged[name].mask(is_blank(staged[name]), default)
+    return staged.astype(TELEMETRY_EVENTS.dtypes()).reset_index(drop=True)
+
+
+def validate_events(
+    rows: pd.DataFrame, day: dt.date, aliases: Sequence[EventAlias]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split parsed rows (string columns of every contract field, plus ``_file``/``_line``)
+    into (staged events, rejected rows with ``reason``), using the contract's first-applicable reason
+    (a mapped source's own reasons, ``_reason``, included).
+
+    ``duration_ms`` must be a finite decimal number ≥ 0, and a text field longer than
+    ``MAX_TEXT_LENGTH`` is a bad value (``bad_value:event_id`` for an over-long id); several bad
+    values report the first in the contract's field order."""
+    outcomes = row_outcomes(rows, day, aliases)
+    reason = outcomes.reason
     clean = reason.isna()
     duplicate = clean & rows["event_id"].where(clean).duplicated(keep="first")
     reason = reason.mask(duplicate, DUPLICATE_EVENT_ID)
     keep = reason.isna().to_numpy(dtype=bool)
-
-    staged = rows.loc[keep, list(TELEMETRY_FIELDS)].copy()
-    staged["event_type"] = event_type[keep]
-    staged["occurred_at"] = occurred_at[keep].astype("datetime64[us, UTC]")
-    staged["duration_ms"] = duration[keep]
-    for name, default in TELEMETRY_DEFAULTS.items():
-        staged[name] = staged[name].mask(is_blank(staged[name]), default)
-    staged = staged.astype(TELEMETRY_EVENTS.dtypes()).reset_index(drop=True)
-
     rejected = rows.loc[~keep, [FILE, LINE]].copy()
     rejected["reason"] = reason[~keep]
-    return staged, rejected
+    return staged_events(rows, outcomes, keep), rejected
 
 
 @dataclass
@@ -128,13 +154,19 @@ def partition_folder(data_root: Path, day: dt.date) -> Path:
 
 
 def stage_telemetry_partition(
-    data_root: Path, day: dt.date, aliases: Sequence[EventAlias], mapping: TelemetryMapping | None = None
+    data_root: Path,
+    day: dt.date,
+    aliases: Sequence[EventAlias],
+    mapping: TelemetryMapping | None = None,
+    fast: bool = True,
 ) -> StagedTelemetry:
     """Read every data file of one day's folder, validate, and return staged events + quarantine.
 
     With a ``mapping`` the folder's files are in the mapping's format (the
     layout ``kpi-pipeline import`` writes) and are mapped onto the contract.
-    Raises :class:`MissingPartitionError` when the folder is absent and
+    Native JSONL files first go through DuckDB's fast pass (``fast=False``
+    reads every line the exact way; the results are the same). Raises
+    :class:`MissingPartitionError` when the folder is absent and
     ``UnreadableFileError`` when a file cannot be read at all; nothing is
     returned for the partition in either case.
     """
@@ -144,15 +176,120 @@ def stage_telemetry_partition(
             f"no telemetry folder for partition {day.isoformat()}: expected {folder} "
             "(raw/telemetry/date=YYYY-MM-DD/ under the data root)"
         )
-    if mapping is None:
-        paths, ignored = list_files(folder, TELEMETRY_EXTENSIONS, recursive=False)
-        files = [read_raw_file(p, "event_id", STRING_FIELDS, ("duration_ms",)) for p in paths]
-    else:
+    if mapping is not None:
         paths, ignored = list_files(folder, mapping.extensions(), recursive=False)
         files = [read_mapped_file(p, mapping, relative(p, data_root)) for p in paths]
-    rows = combine(files, TELEMETRY_FIELDS, data_root)
-    staged, rejected = validate_events(rows, day, aliases)
-    quarantine = quarantine_frame("telemetry", day.isoformat(), files, data_root, rejected)
+        rows = combine(files, TELEMETRY_FIELDS, data_root)
+        staged, rejected = validate_events(rows, day, aliases)
+        quarantine = quarantine_frame("telemetry", day.isoformat(), files, data_root, rejected)
+        report = staging_report(files, paths, ignored, data_root, TELEMETRY_FIELDS, len(staged), quarantine)
+        return StagedTelemetry(staged, quarantine, report)
+    paths, ignored = list_files(folder, TELEMETRY_EXTENSIONS, recursive=False)
+    return _stage_native(data_root, day, aliases, paths, ignored, fast)
 
-    report = staging_report(files, paths, ignored, data_root, TELEMETRY_FIELDS, len(staged), quarantine)
-    return StagedTelemetry(staged, quarantine, report)
+
+def _stage_native(
+    data_root: Path,
+    day: dt.date,
+    aliases: Sequence[EventAlias],
+    paths: Sequence[Path],
+    ignored: Sequence[Path],
+    fast: bool,
+) -> StagedTelemetry:
+    """Stage the contract's own files: the lines DuckDB's fast pass surely stages are typed there;
+    every other line is read and validated the exact way; then the duplicate rule over both, in
+    file and line order."""
+    con = duckdb_connection() if fast and any(jsonl_fast.eligible(p) for p in paths) else None
+    try:
+        files: list[RawFile] = []
+        quick: list[tuple[int, jsonl_fast.FastFile]] = []
+        for order, path in enumerate(paths):
+            done = None
+            if con is not None and jsonl_fast.eligible(path):
+                try:
+                    done = jsonl_fast.read_fast(con, path, f"judged_{order}", day, aliases)
+                except duckdb.Error:
+                    done = None  # DuckDB splits this file's lines differently: read it the exact way
+            if done is not None:
+                quick.append((order, done))
+                files.append(done.slow)
+            else:
+                files.append(read_raw_file(path, "event_id", STRING_FIELDS, ("duration_ms",)))
+        rows = combine(files, TELEMETRY_FIELDS, data_root)
+        places = {relative(p, data_root): order for order, p in enumerate(paths)}
+        rows[ORDER_KEY] = rows[FILE].map(places).astype("int64")
+        outcomes = row_outcomes(rows, day, aliases)
+        clean = outcomes.reason.isna()
+        if con is None:
+            dropped = rows.loc[
+                clean & rows["event_id"].where(clean).duplicated(keep="first"), [ORDER_KEY, LINE]
+            ]
+        else:
+            dropped = jsonl_fast.duplicates(con, quick, rows.loc[clean])
+        duplicate = pd.MultiIndex.from_frame(rows[[ORDER_KEY, LINE]]).isin(pd.MultiIndex.from_frame(dropped))
+        reason = outcomes.reason.mask(duplicate & clean.to_numpy(dtype=bool), DUPLICATE_EVENT_ID)
+        keep = reason.isna().to_numpy(dtype=bool)
+        staged = staged_events(rows, outcomes, keep)
+        if con is not None:
+            staged[[ORDER_KEY, LINE]] = rows.loc[keep, [ORDER_KEY, LINE]].to_numpy()
+            staged = jsonl_fast.staged_rows(con, quick, staged, dropped).to_pandas()
+            staged = staged.astype(TELEMETRY_EVENTS.dtypes())
+        rejected = rows.loc[~keep, [FILE, LINE]].copy()
+        rejected["reason"] = reason[~keep]
+        quarantine = quarantine_frame("telemetry", day.isoformat(), files, data_root, rejected)
+        quarantine = _with_fast_duplicates(quarantine, con, quick, dropped, data_root, day)
+        report = staging_report(files, paths, ignored, data_root, TELEMETRY_FIELDS, len(staged), quarantine)
+        for _, done in quick:
+            report.raw_rows += done.fast_rows
+            for target, counts in (
+                (report.fields_seen, done.fields_seen),
+                (report.unknown_fields, done.unknown_fields),
+            ):
+                for name, count in counts.items():
+                    if count:
+                        target[name] = target.get(name, 0) + count
+        return StagedTelemetry(staged, quarantine, report)
+    finally:
+        if con is not None:
+            con.close()
+
+
+def _with_fast_duplicates(
+    quarantine: pd.DataFrame,
+    con: duckdb.DuckDBPyConnection | None,
+    quick: Sequence[tuple[int, jsonl_fast.FastFile]],
+    dropped: pd.DataFrame,
+    data_root: Path,
+    day: dt.date,
+) -> pd.DataFrame:
+    """``quarantine`` with the duplicates among the fast pass's rows (whose text DuckDB holds)."""
+    if con is None:
+        return quarantine
+    extra = []
+    for order, done in quick:
+        numbers = dropped.loc[dropped[ORDER_KEY] == order, LINE].to_numpy(dtype=np.int64)
+        numbers = (
+            numbers[~np.isin(numbers, done.slow.rows[LINE].to_numpy(dtype=np.int64))]
+            if len(numbers)
+            else numbers
+        )
+        if len(numbers):
+            extra.append(
+                pd.DataFrame(
+                    {
+                        "source": "telemetry",
+                        "partition": day.isoformat(),
+                        "file": relative(done.path, data_root),
+                        "line": numbers,
+                        "reason": DUPLICATE_EVENT_ID,
+                        "raw": jsonl_fast.line_texts(con, done.table, numbers),
+                    }
+                )
+            )
+    if not extra:
+        return quarantine
+    return (
+        pd.concat([quarantine, *extra], ignore_index=True)
+        .sort_values(["file", "line"], kind="stable", ignore_index=True)
+        .astype(quarantine.dtypes.to_dict())
+    )
