@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from kpi_pipeline import contract
+from kpi_pipeline.quality import violations
 from kpi_pipeline.quality.expectations import incidents_suite, run_suite, telemetry_suite, tickets_suite
 from kpi_pipeline.quality.outcome import CheckOutcome
 
@@ -399,3 +400,85 @@ def test_suites_use_the_contract_values() -> None:
         "status": list(contract.TICKET_STATUSES),
         "severity": list(contract.SEVERITIES),
     }
+
+
+# --- big frames: GX judges the breaking rows plus a sample, with the whole frame's outcome ---------
+
+
+def _big(frame: pd.DataFrame, copies: int, key: str) -> pd.DataFrame:
+    """``copies`` of ``frame`` one after the other, with ``key`` made unique."""
+    big = pd.concat([frame] * copies, ignore_index=True)
+    big[key] = pd.Series([f"{k}_{i}" for i, k in enumerate(big[key])], dtype="string")
+    return big
+
+
+def _whole_and_sampled(
+    monkeypatch: pytest.MonkeyPatch, run: Callable[[pd.DataFrame], CheckOutcome], frame: pd.DataFrame
+) -> tuple[CheckOutcome, CheckOutcome]:
+    sampled = run(frame)
+    with monkeypatch.context() as patch:
+        patch.setattr(violations, "SAMPLE_ROWS", len(frame) + 1)
+        whole = run(frame)
+    return whole, sampled
+
+
+def _same(whole: CheckOutcome, sampled: CheckOutcome) -> None:
+    assert sampled.passed == whole.passed
+    assert sampled.message == whole.message
+    assert whole.metadata["rows_given_to_gx"] == whole.metadata["rows"]
+    for a, b in zip(whole.metadata["expectations"], sampled.metadata["expectations"], strict=True):
+        assert b == {**a, "unexpected_percent": pytest.approx(a["unexpected_percent"], nan_ok=True)}
+
+
+def test_a_big_telemetry_day_is_judged_on_its_breaking_rows_and_a_sample(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    frame = _big(telemetry_frame(), 4_000, "event_id")  # 16,000 rows
+    # Defects of every kind, all past the sample's first 10,000 rows but one.
+    frame.loc[15_000, "user_id"] = pd.NA
+    frame.loc[[12_001, 14_002], "event_id"] = "dup"
+    frame.loc[5, "event_id"] = "dup"
+    frame.loc[13_000, "event_type"] = "task_done"
+    frame.loc[11_111, "occurred_at"] = pd.Timestamp("2025-01-04T00:00:00Z")
+    frame.loc[15_999, "duration_ms"] = -1.0
+    frame.loc[10_500, "occurred_at"] = pd.Timestamp("2025-01-03T07:00:00Z")
+    whole, sampled = _whole_and_sampled(
+        monkeypatch, lambda f: _telemetry(f, now=pd.Timestamp("2025-01-03T08:00:00Z")), frame
+    )
+    _same(whole, sampled)
+    assert sampled.passed is False
+    failed = {
+        e["description"]: e["unexpected_count"] for e in sampled.metadata["expectations"] if not e["success"]
+    }
+    # 3 copies of "dup"; 8,000 events after 08:00 (e3 and e4 of each copy; row 11,111 is an e4)
+    assert failed["occurred_at not after now (2025-01-03 08:00:00 UTC)"] == 8_000
+    assert failed["user_id not null"] == 1
+    assert failed["event_id unique"] == 3
+    assert failed["event_type in allowed values"] == 1
+    assert failed["occurred_at inside 2025-01-03 UTC"] == 1
+    assert failed["duration_ms >= 0"] == 1
+    # The sample, plus the breaking rows after it (the future events are every 3rd and 4th row).
+    assert 10_000 < sampled.metadata["rows_given_to_gx"] < 16_000
+    # Percentages are of the whole frame: 1 null user of 16,000 rows.
+    entry = next(e for e in sampled.metadata["expectations"] if e["description"] == "user_id not null")
+    assert entry["unexpected_percent"] == pytest.approx(100 / 16_000)
+
+
+def test_a_big_clean_day_gives_gx_only_the_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    frame = _big(telemetry_frame(), 5_000, "event_id")
+    whole, sampled = _whole_and_sampled(monkeypatch, _telemetry, frame)
+    _same(whole, sampled)
+    assert sampled.passed is True
+    assert sampled.metadata["rows_given_to_gx"] == violations.SAMPLE_ROWS
+
+
+def test_big_ticket_and_incident_exports_are_judged_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    tickets = _big(tickets_frame(), 4_000, "ticket_id")
+    tickets.loc[11_000, "solved_at"] = pd.Timestamp("2025-01-01T00:00:00Z")  # solved before created
+    tickets.loc[11_500, "reopens"] = -2
+    tickets.loc[11_700, "status"] = "Solved"
+    _same(*_whole_and_sampled(monkeypatch, _tickets, tickets))
+    incidents = _big(incidents_frame(), 4_000, "incident_id")
+    incidents.loc[11_000, "resolved_at"] = pd.Timestamp("2025-01-01T00:00:00Z")
+    incidents.loc[11_001, "severity"] = pd.NA
+    _same(*_whole_and_sampled(monkeypatch, _incidents, incidents))
