@@ -229,15 +229,17 @@ def _stage_native(
         duplicate = pd.MultiIndex.from_frame(rows[[ORDER_KEY, LINE]]).isin(pd.MultiIndex.from_frame(dropped))
         reason = outcomes.reason.mask(duplicate & clean.to_numpy(dtype=bool), DUPLICATE_EVENT_ID)
         keep = reason.isna().to_numpy(dtype=bool)
-        staged = staged_events(rows, outcomes, keep)
-        if con is not None:
-            staged[[ORDER_KEY, LINE]] = rows.loc[keep, [ORDER_KEY, LINE]].to_numpy()
-            staged = jsonl_fast.staged_rows(con, quick, staged, dropped).to_pandas()
-            staged = staged.astype(TELEMETRY_EVENTS.dtypes())
         rejected = rows.loc[~keep, [FILE, LINE]].copy()
         rejected["reason"] = reason[~keep]
         quarantine = quarantine_frame("telemetry", day.isoformat(), files, data_root, rejected)
+        # The fast rows' duplicates take their text from DuckDB's copy of the lines, which is then let go.
         quarantine = _with_fast_duplicates(quarantine, con, quick, dropped, data_root, day)
+        staged = staged_events(rows, outcomes, keep)
+        if con is not None:
+            jsonl_fast.drop_lines(con, quick)
+            staged[[ORDER_KEY, LINE]] = rows.loc[keep, [ORDER_KEY, LINE]].to_numpy()
+            staged = jsonl_fast.staged_rows(con, quick, staged, dropped).to_pandas()
+            staged = staged.astype(TELEMETRY_EVENTS.dtypes())
         report = staging_report(files, paths, ignored, data_root, TELEMETRY_FIELDS, len(staged), quarantine)
         for _, done in quick:
             report.raw_rows += done.fast_rows
