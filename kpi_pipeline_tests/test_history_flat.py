@@ -8,12 +8,22 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
+from kpi_pipeline.config import load_config
 from kpi_pipeline.definitions import build_definitions
 from kpi_pipeline.defs.checks import merge_checks
+from kpi_pipeline.defs.resources import ParquetIOManager, StagedDays
+from kpi_pipeline.ingest.telemetry import stage_telemetry_partition
+from kpi_pipeline.kpis.activity import EVENT_COLUMNS as ACTIVITY_EVENT_COLUMNS
 from kpi_pipeline.kpis.activity import daily_activity, user_days
+from kpi_pipeline.kpis.attempts import EVENT_COLUMNS as ATTEMPT_EVENT_COLUMNS
+from kpi_pipeline.kpis.attempts import build_attempts, task_starts
+from kpi_pipeline.kpis.deflection import EVENT_COLUMNS as DEFLECTION_EVENT_COLUMNS
+from kpi_pipeline.kpis.deflection import ticket_deflection_daily
 from kpi_pipeline.kpis.engagement import engagement_daily, first_seen_on
 from kpi_pipeline.kpis.reliability import attempt_days
 from kpi_pipeline.kpis.retention import first_seen, retention_weekly
+from kpi_pipeline.sample_data import generate_dataset
+from kpi_pipeline.tables import TELEMETRY_EVENTS
 from kpi_pipeline.windows import TRAILING_DAYS
 from kpi_pipeline_tests.support import settings_for
 
@@ -146,3 +156,59 @@ def test_incidents_read_only_the_attempt_days_of_their_baselines_and_windows() -
     expected = [dt.date(2025, 3, d) for d in range(3, 12)] + [dt.date(2025, 3, d) for d in range(13, 22)]
     assert days == expected
     assert attempt_days(incidents.iloc[:0], until) == []
+
+
+def test_kpi_inputs_read_only_the_telemetry_columns_they_use(tmp_path) -> None:
+    """The staged day is read with only the columns each consumer uses (``AssetIn`` metadata,
+    honoured by the IO manager), and each consumer's result is the same from those columns."""
+    generate_dataset(tmp_path, days=3, seed=5, start=D, users=40)
+    config = load_config(tmp_path / "config" / "kpi.yaml")
+    full = pd.concat(
+        [
+            stage_telemetry_partition(tmp_path, D + dt.timedelta(days=i), config.event_aliases).events
+            for i in range(3)
+        ],
+        ignore_index=True,
+    )
+    tickets = pd.DataFrame(
+        {
+            "requester_id": pd.Series(["u0001"], dtype="string"),
+            "topic": "billing",
+            "created_at": full["occurred_at"][:1],
+        }
+    )
+    consumers = {
+        "task_starts": (ATTEMPT_EVENT_COLUMNS, lambda e: task_starts(e, D + dt.timedelta(days=1))),
+        "task_attempts": (
+            ATTEMPT_EVENT_COLUMNS,
+            lambda e: build_attempts(e, tickets, config, D + dt.timedelta(days=1)),
+        ),
+        "daily_activity": (ACTIVITY_EVENT_COLUMNS, daily_activity),
+        "kpi_ticket_deflection_daily": (
+            DEFLECTION_EVENT_COLUMNS,
+            lambda e: ticket_deflection_daily(e, tickets, config, D + dt.timedelta(days=1)),
+        ),
+    }
+    defs = build_definitions(settings_for(tmp_path))
+    for name, (columns, compute) in consumers.items():
+        node = defs.resolve_assets_def(name).node_def
+        metadata = next(i.metadata for i in node.input_defs if i.name == "telemetry_events")
+        assert metadata["columns"] == list(columns), name
+        assert set(columns) < set(TELEMETRY_EVENTS.column_names), name
+        result = compute(full[list(columns)])
+        assert len(result) > 0, name
+        pd.testing.assert_frame_equal(result, compute(full), obj=name)
+
+    # The IO manager hands the input's columns to StagedDays, which reads only those.
+    manager = ParquetIOManager(base_dir=str(tmp_path / "store"))
+    manager.store.write(["telemetry_events"], D.isoformat(), full, None)
+    context = dg.build_input_context(
+        asset_key="telemetry_events",
+        partition_key=D.isoformat(),
+        asset_partitions_def=dg.DailyPartitionsDefinition(start_date=D.isoformat()),
+        definition_metadata={"columns": list(ACTIVITY_EVENT_COLUMNS)},
+        dagster_type=dg.PythonObjectDagsterType(StagedDays),
+    )
+    days = manager.load_input(context)
+    assert isinstance(days, StagedDays)
+    assert list(days.day(D).columns) == list(ACTIVITY_EVENT_COLUMNS)

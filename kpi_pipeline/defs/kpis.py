@@ -28,11 +28,14 @@ from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.metadata import markdown_preview, owner, table_metadata
 from kpi_pipeline.defs.partitions import daily_partitions, range_policy, run_days
 from kpi_pipeline.defs.resources import KpiData, PendingDays, StagedDays, WarehouseResource
+from kpi_pipeline.kpis.activity import EVENT_COLUMNS as ACTIVITY_EVENT_COLUMNS
 from kpi_pipeline.kpis.activity import daily_activity as build_daily_activity
 from kpi_pipeline.kpis.activity import user_days
 from kpi_pipeline.kpis.adoption import feature_adoption_daily
+from kpi_pipeline.kpis.attempts import EVENT_COLUMNS as ATTEMPT_EVENT_COLUMNS
 from kpi_pipeline.kpis.attempts import build_attempts, started_on, task_starts
 from kpi_pipeline.kpis.completion import funnel_daily, task_completion_daily
+from kpi_pipeline.kpis.deflection import EVENT_COLUMNS as DEFLECTION_EVENT_COLUMNS
 from kpi_pipeline.kpis.deflection import ticket_deflection_daily
 from kpi_pipeline.kpis.engagement import active_on, engagement_daily, first_seen_on
 from kpi_pipeline.kpis.reliability import attempt_days, incident_impact, reliability_weekly
@@ -176,7 +179,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         "task_starts",
         workflow_owners,
         True,
-        {"telemetry_events": dg.AssetIn()},
+        {"telemetry_events": dg.AssetIn(metadata={"columns": list(ATTEMPT_EVENT_COLUMNS)})},
         group_name=INTERMEDIATE_GROUP,
         deps=[dg.AssetDep("task_starts", partition_mapping=day_window(-1, -1))],
     )
@@ -189,7 +192,12 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
     @parquet_asset(
         ATTEMPTS,
         workflow_owners,
-        {"telemetry_events": dg.AssetIn(partition_mapping=attempt_window), "support_tickets": dg.AssetIn()},
+        {
+            "telemetry_events": dg.AssetIn(
+                partition_mapping=attempt_window, metadata={"columns": list(ATTEMPT_EVENT_COLUMNS)}
+            ),
+            "support_tickets": dg.AssetIn(),
+        },
         deps=[dg.AssetDep("task_starts", partition_mapping=day_window(-1, 0))],
     )
     def task_attempts(
@@ -235,7 +243,11 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         out = per_day(context, lambda day: user_days(daily_activity.day(day)))
         return _output(out, {"user_days": len(out)})
 
-    @parquet_asset(DAILY_ACTIVITY, engagement_owners, {"telemetry_events": dg.AssetIn()})
+    @parquet_asset(
+        DAILY_ACTIVITY,
+        engagement_owners,
+        {"telemetry_events": dg.AssetIn(metadata={"columns": list(ACTIVITY_EVENT_COLUMNS)})},
+    )
     def daily_activity(
         context: dg.AssetExecutionContext, kpi_data: KpiData, telemetry_events: StagedDays
     ) -> dg.Output[PendingDays]:
@@ -272,7 +284,10 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         "kpi_ticket_deflection_daily",
         support_owners,
         True,
-        {"telemetry_events": dg.AssetIn(), "support_tickets": dg.AssetIn()},
+        {
+            "telemetry_events": dg.AssetIn(metadata={"columns": list(DEFLECTION_EVENT_COLUMNS)}),
+            "support_tickets": dg.AssetIn(),
+        },
     )
     def kpi_ticket_deflection_daily(
         context: dg.AssetExecutionContext,

@@ -116,6 +116,8 @@ class StagedDays:
     spec: TableSpec
     asset_path: tuple[str, ...]
     keys: tuple[str, ...]
+    # The columns :meth:`frame` reads (all when None): the input's ``AssetIn(metadata={"columns": …})``.
+    columns: tuple[str, ...] | None = None
     # Partitions of the current window, kept while the next days' windows still contain them: a run
     # walks its days in order, so a 28-day window reads one new partition a day, not 28.
     _window: dict[str, pd.DataFrame | None] = field(default_factory=dict, repr=False, compare=False)
@@ -129,7 +131,8 @@ class StagedDays:
         for key in keys:
             if key not in self._window:
                 path = self.store.ready(self.asset_path, key)
-                self._window[key] = pd.read_parquet(path) if path.exists() else None
+                columns = None if self.columns is None else list(self.columns)
+                self._window[key] = pd.read_parquet(path, columns=columns) if path.exists() else None
         frames = [frame for key in keys if (frame := self._window[key]) is not None]
         if not frames:
             name = "/".join(self.asset_path)
@@ -230,7 +233,14 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         keys = context.asset_partition_keys if context.has_asset_partitions else [None]
         if context.dagster_type.typing_type is StagedDays:
             name = key.to_user_string()
-            return StagedDays(self.store, PARQUET_TABLES[name], tuple(key.path), tuple(map(str, keys)))
+            columns = (context.definition_metadata or {}).get("columns")
+            return StagedDays(
+                self.store,
+                PARQUET_TABLES[name],
+                tuple(key.path),
+                tuple(map(str, keys)),
+                None if columns is None else tuple(columns),
+            )
         paths = [self.store.ready(key.path, k) for k in keys]
         existing = [p for p in paths if p.exists()]
         name = key.to_user_string()

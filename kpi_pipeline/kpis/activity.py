@@ -62,6 +62,17 @@ def _format_rows(grouped: pd.DataFrame) -> pd.DataFrame:
     return grouped
 
 
+# The staged telemetry columns the rollup is built from (a run reads only these).
+EVENT_COLUMNS: tuple[str, ...] = (
+    "occurred_at",
+    "user_id",
+    "account_id",
+    "event_type",
+    "feature",
+    "environment",
+)
+
+
 def daily_activity(events: pd.DataFrame) -> pd.DataFrame:
     """Distinct (date, user_id, account_id, feature) rows of production events.
 

@@ -19,6 +19,20 @@ ATTEMPT_COLUMNS: tuple[str, ...] = ATTEMPTS.column_names
 
 _WINDOW_EVENT_TYPES: tuple[str, ...] = ("task_step", "task_completed", "task_error", "task_fallback")
 TASK_START_COLUMNS: tuple[str, ...] = ("date", "task_id", "started_at")
+# The staged telemetry columns attempts are built from (a run reads only these).
+EVENT_COLUMNS: tuple[str, ...] = (
+    "event_id",
+    "occurred_at",
+    "user_id",
+    "account_id",
+    "event_type",
+    "workflow",
+    "task_id",
+    "step",
+    "persona",
+    "channel",
+    "environment",
+)
 
 
 def step_token(names: pd.Series) -> pd.Series:

@@ -33,6 +33,10 @@ def _ticketed_views(first_view: pd.DataFrame, tickets: pd.DataFrame, window: pd.
     return joined.loc[in_window, ["topic", "user_id"]].drop_duplicates()
 
 
+# The staged telemetry columns deflection is computed from (a run reads only these).
+EVENT_COLUMNS: tuple[str, ...] = ("occurred_at", "user_id", "event_type", "topic", "environment")
+
+
 def ticket_deflection_daily(
     events: pd.DataFrame, tickets: pd.DataFrame, config: KpiConfig, day: dt.date
 ) -> pd.DataFrame:
