@@ -304,7 +304,7 @@ class Warehouse:
         """Rows of ``name`` with the spec's pandas dtypes (an empty typed frame when absent)."""
         spec = table(name)
         target = sql_table(spec)
-        query = sa.select(*[target.c[c] for c in spec.column_names])
+        query = sa.select(*[self._readable(target.c[c], kind) for c, kind, _ in spec.columns])
         for column, value in (where or {}).items():
             query = query.where(target.c[column] == value)
         if date_range is not None and spec.partition_column is not None:
@@ -313,8 +313,15 @@ class Warehouse:
         with _naming(name), self.engine.connect() as conn:
             if not sa.inspect(conn).has_table(name):
                 return empty_frame(spec)
-            frame = pd.DataFrame(conn.execute(query).mappings().all(), columns=list(spec.column_names))
-        return conform(frame, spec)
+            rows = conn.execute(query).fetchall()
+        return conform(pd.DataFrame.from_records(rows, columns=list(spec.column_names)), spec)
+
+    def _readable(self, column: sa.Column[Any], kind: str) -> sa.ColumnElement[Any]:
+        """``column`` as read: SQLite's timestamps as their stored text (naive UTC), which
+        :func:`conform` parses a column at a time instead of SQLAlchemy a value at a time."""
+        if self._is_sqlite and kind == "timestamp":
+            return sa.type_coerce(column, sa.String).label(column.name)
+        return column
 
     def count(self, name: str, where: Mapping[str, Any] | None = None) -> int:
         """Number of rows of ``name`` matching ``where`` (0 when the table is absent)."""
