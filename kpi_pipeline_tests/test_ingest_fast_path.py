@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from kpi_pipeline.config import EventAlias
 from kpi_pipeline.ingest import jsonl_fast
 from kpi_pipeline.ingest.engine import duckdb_connection
+from kpi_pipeline.ingest.raw_files import UnreadableFileError
 from kpi_pipeline.ingest.telemetry import StagedTelemetry, stage_telemetry_partition
 
 DAY = dt.date(2026, 2, 4)
@@ -204,12 +205,19 @@ PLAIN_IDS = [f"p{i}" for i in range(20)]
         ("\ufeff" + "\n".join(PLAIN[:3]) + "\n").encode(),  # a byte-order mark
         ("\n".join(PLAIN[:3])).encode(),  # no final line break
         b"",
+        ("# a comment line\n" + PLAIN[0] + "\n#x\n" + PLAIN[1] + "\n").encode(),  # not a comment to DuckDB
     ],
-    ids=["crlf", "mixed-breaks", "lone-cr", "unit-separator", "bom", "no-final-break", "empty"],
+    ids=["crlf", "mixed-breaks", "lone-cr", "unit-separator", "bom", "no-final-break", "empty", "hash-lines"],
 )
 def test_files_duckdb_splits_differently_stage_the_same(tmp_path: Path, data: bytes) -> None:
     write(tmp_path, "events.jsonl", data)
     assert_same(tmp_path)
+
+
+def test_a_file_that_is_not_utf8_fails_naming_the_file_as_before(tmp_path: Path) -> None:
+    write(tmp_path, "events.jsonl", (PLAIN[0] + "\n").encode() + b"\xff\xfe broken\n")
+    with pytest.raises(UnreadableFileError, match=r"events\.jsonl: not UTF-8 text \(invalid byte at offset"):
+        stage_telemetry_partition(tmp_path, DAY, ALIASES)
 
 
 # --- random mixes -------------------------------------------------------------------------------
