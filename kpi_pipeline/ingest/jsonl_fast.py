@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ TEXT_FIELDS: tuple[str, ...] = tuple(f for f in TELEMETRY_FIELDS if f not in NUM
 FAST = "_fast"
 ORDER_KEY = "_file_order"  # a row's file, by its place in the partition's sorted file list
 _BOM = b"\xef\xbb\xbf"
+_GZIP_BLOCK = 1 << 24
 # RE2 patterns. A line of white space only is no row (as ``Lines.nonblank``); control characters
 # and escapes of control or surrogate characters are for the exact reader to judge.
 _BLANK = r"^\s*$"
@@ -57,9 +59,10 @@ _ODD_ESCAPE = r"\\u(?:00[01]|[dD][89abAB])"
 _TRAILING_COMMA = r",\s*[\]}]"
 _NON_FINITE = r"[:\[,]\s*[+-]?[iInN][nNaA]"
 _KEY = r"^[A-Za-z0-9_]+$"
-# A JSON null as a value: in a line with unknown keys, for the exact reader (which counts only the
-# unknown fields that hold a value).
-_NULL_VALUE = r":\s*null\s*[,}]"
+# In a line with unknown keys: a null anywhere, or a list or object as a value. Both readers count
+# an unknown field that holds a scalar; the exact reader's text of a list holding a null (or of
+# objects without a ``name``) is null, so such lines are for it to count.
+_NULL_OR_NESTED = r"null|:\s*[\[{]"
 _TIMESTAMP = (
     r"^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
     r"(?:\.[0-9]{1,6})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?$"
@@ -84,7 +87,9 @@ def _tuple(values: Sequence[str]) -> str:
 
 def eligible(path: Path) -> bool:
     """A native JSONL file (optionally gzipped) that does not open with a byte-order mark (the
-    exact reader strips it)."""
+    exact reader strips it). A gzipped file must also be whole: DuckDB does not check the gzip
+    trailer (CRC and length), which the exact reader refuses when wrong, so it is read through once
+    here, a block at a time."""
     name = path.name.lower()
     if not name.endswith(SUFFIXES):
         return False
@@ -92,10 +97,12 @@ def eligible(path: Path) -> bool:
         if name.endswith(".gz"):
             with gzip.open(path, "rb") as handle:
                 head = handle.read(3)
+                while handle.read(_GZIP_BLOCK):
+                    pass
         else:
             with open(path, "rb") as handle:
                 head = handle.read(3)
-    except (OSError, EOFError):
+    except (OSError, EOFError, zlib.error):
         return False  # the exact reader reports what is wrong with the file
     return head != _BOM
 
@@ -142,7 +149,7 @@ def _query(table: str, day: dt.date, aliases: Sequence[EventAlias]) -> str:
         # distinct and plain, and no value null (only unknown fields holding a value are counted).
         f"CASE WHEN len(keys) = list_count(t) THEN true ELSE len(keys) = len(list_distinct(keys)) AND "
         f"list_bool_and(list_transform(keys, lambda k: regexp_matches(k, {_sql(_KEY)}))) AND NOT "
-        f"regexp_matches(line, {_sql(_NULL_VALUE + '|' + _NON_FINITE)}) END",
+        f"regexp_matches(line, {_sql(_NULL_OR_NESTED + '|' + _NON_FINITE)}) END",
         f"len(list_filter({text_kinds}, lambda k: k <> 'VARCHAR' AND k <> 'NULL')) = 0",
         *(visible(n) for n in TELEMETRY_REQUIRED),
         *(f"(et NOT IN {_tuple(types)} OR {visible(n)})" for n, types in TELEMETRY_REQUIRED_FOR.items()),

@@ -199,13 +199,14 @@ def _stage_native(
     """Stage the contract's own files: the lines DuckDB's fast pass surely stages are typed there;
     every other line is read and validated the exact way; then the duplicate rule over both, in
     file and line order."""
-    con = duckdb_connection() if fast and any(jsonl_fast.eligible(p) for p in paths) else None
+    quick_paths = {p for p in paths if jsonl_fast.eligible(p)} if fast else set()
+    con = duckdb_connection() if quick_paths else None
     try:
         files: list[RawFile] = []
         quick: list[tuple[int, jsonl_fast.FastFile]] = []
         for order, path in enumerate(paths):
             done = None
-            if con is not None and jsonl_fast.eligible(path):
+            if con is not None and path in quick_paths:
                 try:
                     done = jsonl_fast.read_fast(con, path, f"judged_{order}", day, aliases)
                 except duckdb.Error:
