@@ -285,11 +285,14 @@ def _is_json_object(line: bytes) -> bool:
 
 
 def _list_items(col: pa.Array) -> pa.Array:
-    """A list column as lists of text: objects stand for their ``name`` (status-page components)."""
+    """A list column as lists of text: objects stand for their ``name`` (status-page components),
+    a null item is empty text (as the record-by-record path writes it, so ``[1, null]`` is ``1;``
+    whichever path a line takes, not a null that drops the whole value)."""
     items = col.values
     if pa.types.is_struct(items.type) and items.type.get_field_index("name") >= 0:
         items = pc.struct_field(items, "name")
-    return pa.ListArray.from_arrays(col.offsets, pc.cast(items, pa.string()), mask=col.is_null())
+    text = pc.fill_null(pc.cast(items, pa.string()), "")
+    return pa.ListArray.from_arrays(col.offsets, text, mask=col.is_null())
 
 
 def _arrow_to_strings(
