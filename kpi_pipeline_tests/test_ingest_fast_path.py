@@ -213,8 +213,19 @@ PLAIN_IDS = [f"p{i}" for i in range(20)]
         ("\n".join(PLAIN[:3])).encode(),  # no final line break
         b"",
         ("# a comment line\n" + PLAIN[0] + "\n#x\n" + PLAIN[1] + "\n").encode(),  # not a comment to DuckDB
+        (PLAIN[0] + "\n" + PLAIN[0] + "\n\x1f\n").encode(),  # a line of only the unit separator
     ],
-    ids=["crlf", "mixed-breaks", "lone-cr", "unit-separator", "bom", "no-final-break", "empty", "hash-lines"],
+    ids=[
+        "crlf",
+        "mixed-breaks",
+        "lone-cr",
+        "unit-separator",
+        "bom",
+        "no-final-break",
+        "empty",
+        "hash-lines",
+        "separator-line",
+    ],
 )
 def test_files_duckdb_splits_differently_stage_the_same(tmp_path: Path, data: bytes) -> None:
     write(tmp_path, "events.jsonl", data)

@@ -46,7 +46,8 @@ TEXT_FIELDS: tuple[str, ...] = tuple(f for f in TELEMETRY_FIELDS if f not in NUM
 FAST = "_fast"
 ORDER_KEY = "_file_order"  # a row's file, by its place in the partition's sorted file list
 _BOM = b"\xef\xbb\xbf"
-_GZIP_BLOCK = 1 << 24
+_BLOCK = 1 << 24
+_SEPARATOR = b"\x1f"  # the delimiter of _lines_source
 # RE2 patterns. A line of white space only is no row (as ``Lines.nonblank``); control characters
 # and escapes of control or surrogate characters are for the exact reader to judge.
 _BLANK = r"^\s*$"
@@ -86,25 +87,29 @@ def _tuple(values: Sequence[str]) -> str:
 
 
 def eligible(path: Path) -> bool:
-    """A native JSONL file (optionally gzipped) that does not open with a byte-order mark (the
-    exact reader strips it). A gzipped file must also be whole: DuckDB does not check the gzip
-    trailer (CRC and length), which the exact reader refuses when wrong, so it is read through once
-    here, a block at a time."""
+    """A native JSONL file (optionally gzipped) that DuckDB splits into lines exactly as the exact
+    reader does: it does not open with a byte-order mark (the exact reader strips it) and holds no
+    unit separator, the byte DuckDB splits each line on (a line of only that byte would read as
+    blank). A gzipped file must also be whole: DuckDB does not check the gzip trailer (CRC and
+    length), which the exact reader refuses when wrong. The file is scanned once, a block at a
+    time."""
     name = path.name.lower()
     if not name.endswith(SUFFIXES):
         return False
+    opener = gzip.open if name.endswith(".gz") else open
     try:
-        if name.endswith(".gz"):
-            with gzip.open(path, "rb") as handle:
-                head = handle.read(3)
-                while handle.read(_GZIP_BLOCK):
-                    pass
-        else:
-            with open(path, "rb") as handle:
-                head = handle.read(3)
+        with opener(path, "rb") as handle:
+            head = handle.read(_BLOCK)
+            if head.startswith(_BOM):
+                return False
+            block = head
+            while block:
+                if _SEPARATOR in block:
+                    return False
+                block = handle.read(_BLOCK)
     except (OSError, EOFError, zlib.error):
         return False  # the exact reader reports what is wrong with the file
-    return head != _BOM
+    return True
 
 
 def _event_type_sql(aliases: Sequence[EventAlias], day: dt.date) -> str:
@@ -120,9 +125,11 @@ def _event_type_sql(aliases: Sequence[EventAlias], day: dt.date) -> str:
 
 
 def _lines_source(path: Path) -> str:
-    """Every line of a file as one text column (split on a byte JSONL text does not hold), in order."""
+    """Every line of a file as one text column, in order (split on the unit separator, which
+    :func:`eligible` made sure the file does not hold)."""
     return (
-        f"read_csv({_sql(str(path))}, columns = {{'line': 'VARCHAR'}}, delim = '\x1f', quote = '', "
+        f"read_csv({_sql(str(path))}, columns = {{'line': 'VARCHAR'}}, delim = {_sql(_SEPARATOR.decode())}, "
+        "quote = '', "
         "escape = '', header = false, auto_detect = false)"
     )
 
