@@ -13,7 +13,7 @@ import pytest
 
 from kpi_pipeline.config import parse_config
 from kpi_pipeline.ingest.incidents import stage_incidents
-from kpi_pipeline.ingest.raw_files import UnreadableFileError, read_raw_file
+from kpi_pipeline.ingest.raw_files import MAX_NESTING, UnreadableFileError, read_raw_file
 from kpi_pipeline.ingest.rows import StagedExports
 from kpi_pipeline.ingest.telemetry import STRING_FIELDS, StagedTelemetry, stage_telemetry_partition
 from kpi_pipeline.ingest.tickets import stage_tickets
@@ -92,6 +92,27 @@ def test_every_telemetry_line_that_is_not_a_json_object_is_malformed(tmp_path: P
         for number, text in enumerate(broken, start=2)
     ]
     assert staged.report.raw_rows == 12 and staged.report.reconciled
+
+
+def test_a_line_nested_deeper_than_the_limit_is_malformed_not_a_crash(tmp_path: Path) -> None:
+    deep_list = event_json("d2", '"feature":"f","x":' + "[" * 329 + "1" + "]" * 329)
+    deep_object = event_json("d3", '"feature":"f","x":' + '{"a":' * 255 + "1" + "}" * 255)
+    # The record's own braces count: a value may open MAX_NESTING - 1 lists, not one more.
+    at_limit = event_json(
+        "d4", '"feature":"f","x":' + "[" * (MAX_NESTING - 1) + "1" + "]" * (MAX_NESTING - 1)
+    )
+    over = event_json("d5", '"feature":"f","x":' + "[" * MAX_NESTING + "1" + "]" * MAX_NESTING)
+    lines = [event_json("d1"), deep_list, deep_object, at_limit, over]
+    write(tmp_path, EVENTS_JSONL, "".join(f"{text}\n" for text in lines))
+    for fast in (True, False):
+        staged = stage_telemetry_partition(tmp_path, DAY, (), fast=fast)
+        assert staged.events["event_id"].tolist() == ["d1", "d4"]
+        assert quarantine(staged) == [
+            (EVENTS_JSONL, 2, "malformed_record", deep_list),
+            (EVENTS_JSONL, 3, "malformed_record", deep_object),
+            (EVENTS_JSONL, 5, "malformed_record", over),
+        ]
+        assert staged.report.unknown_fields == {"x": 1}
 
 
 def test_an_incident_line_with_a_list_and_a_trailing_comma_is_malformed(tmp_path: Path) -> None:

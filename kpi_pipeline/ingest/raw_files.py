@@ -383,6 +383,11 @@ def _arrow_rows(
     return _arrow_to_strings(table, **to_strings), ""
 
 
+# More than MAX_NESTING lists or objects opened in a row (the record's own braces count): no flat
+# record comes from such a line, and its text could not be rebuilt (orjson stops at 255 levels,
+# Python's recursion sooner), so it is malformed rather than a crash.
+MAX_NESTING = 64
+_TOO_DEEP = rf"(?:[\[{{][^\]}}]*){{{MAX_NESTING + 1}}}"
 # pyarrow (26) drops the nulls that open a list followed by other items (``[null, 1]`` reads as
 # ``[1, <garbage>]``): such lines go record by record.
 _NULL_FIRST = r"\[\s*null"
@@ -423,7 +428,8 @@ def _read_jsonl(
     """Columnar parse of the lines that are JSON objects (only the ``keep`` fields when given);
     the others are malformed.
 
-    Lines that start with ``{`` and end with ``}`` are parsed by pyarrow, except
+    Lines that start with ``{`` and end with ``}`` (and open at most :data:`MAX_NESTING` lists
+    or objects in a row) are parsed by pyarrow, except
     the few whose values it cannot take as the contract needs (see
     :func:`_odd_value_pattern`), which are built record by record. When pyarrow
     still rejects the body, a field it reports with mixed types is read as text
@@ -432,7 +438,7 @@ def _read_jsonl(
     only those that are not JSON objects end malformed); failing all that, every
     record is built one by one. Numbers reach validation as written in the file.
     """
-    ok = lines.matching(r"(?s)^\s*\{.*\}\s*$")[numbers - 1]
+    ok = lines.matching(r"(?s)^\s*\{.*\}\s*$")[numbers - 1] & ~lines.matching(_TOO_DEEP)[numbers - 1]
     exact = tuple(keep) if keep is not None else numeric_fields
     pattern = f"{_odd_value_pattern(string_fields, numeric_fields, exact, list_fields)}|{_NULL_FIRST}"
     odd = lines.matching(pattern)[numbers - 1]
