@@ -35,6 +35,11 @@ TELEMETRY_FIELDS: tuple[str, ...] = (
     "duration_ms",
     "error_code",
 )
+# Telemetry fields that hold JSON numbers (they reach validation as written); every other is text.
+TELEMETRY_NUMBER_FIELDS: tuple[str, ...] = ("duration_ms",)
+TELEMETRY_TEXT_FIELDS: tuple[str, ...] = tuple(
+    f for f in TELEMETRY_FIELDS if f not in TELEMETRY_NUMBER_FIELDS
+)
 TELEMETRY_REQUIRED: tuple[str, ...] = ("event_id", "occurred_at", "user_id", "account_id", "event_type")
 # Fields required only for some event types: field -> event types that need it.
 TELEMETRY_REQUIRED_FOR: dict[str, tuple[str, ...]] = {

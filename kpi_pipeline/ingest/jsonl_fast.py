@@ -2,11 +2,11 @@
 vectorised query; every other line goes on to the exact reader (:mod:`raw_files`).
 
 A line takes the fast path only when every rule of the contract is decided beyond doubt in SQL:
-a JSON object with unique keys, no control characters and no ``\\u`` escapes of control or
-surrogate characters; every text field a JSON string (or null or absent) of at most
-``MAX_TEXT_LENGTH`` bytes; required fields opening with a visible ASCII character (other text
-fields too, or empty, where a default applies); ``occurred_at`` in
-the plain ISO-8601 shape (``2025-01-15T10:00:00[.ffffff][Z|±hh:mm]``) on the partition's UTC date;
+a JSON object that DuckDB and Python's json both read the same way (unique keys, no trailing
+commas, no ``\\u`` escapes of control or surrogate characters); every text field a JSON string
+(or null or absent) of at most ``MAX_TEXT_LENGTH`` bytes; required fields opening with a visible
+ASCII character (other text fields too, or empty, where a default applies); ``occurred_at`` in the
+plain ISO-8601 shape (``2025-01-15T10:00:00[.ffffff][Z|±hh:mm]``) on the partition's UTC date;
 the aliased event type one of the contract's; ``duration_ms`` a finite number ≥ 0 whose shortest
 spelling has at most 15 digits (so every parser reads the same double). Anything else — a blank
 line aside — is read, validated and quarantined by the exact path, which is what keeps the
@@ -35,14 +35,14 @@ from kpi_pipeline.contract import (
     MAX_TEXT_LENGTH,
     TELEMETRY_DEFAULTS,
     TELEMETRY_FIELDS,
+    TELEMETRY_NUMBER_FIELDS,
     TELEMETRY_REQUIRED,
     TELEMETRY_REQUIRED_FOR,
+    TELEMETRY_TEXT_FIELDS,
 )
 from kpi_pipeline.ingest.raw_files import LINE, Lines, RawFile, read_jsonl_lines
 
 SUFFIXES: tuple[str, ...] = (".jsonl", ".jsonl.gz")
-NUMBER_FIELDS: tuple[str, ...] = ("duration_ms",)
-TEXT_FIELDS: tuple[str, ...] = tuple(f for f in TELEMETRY_FIELDS if f not in NUMBER_FIELDS)
 FAST = "_fast"
 ORDER_KEY = "_file_order"  # a row's file, by its place in the partition's sorted file list
 _BOM = b"\xef\xbb\xbf"
@@ -139,7 +139,7 @@ def _query(table: str, day: dt.date, aliases: Sequence[EventAlias]) -> str:
     values of a fast line, the text of any other, and a fast line's unknown keys that hold a value."""
     paths = ", ".join(_sql(f'$."{name}"') for name in TELEMETRY_FIELDS)
     at = {name: i + 1 for i, name in enumerate(TELEMETRY_FIELDS)}
-    text = ", ".join(f"s[{at[n]}] AS s_{n}" for n in TEXT_FIELDS)
+    text = ", ".join(f"s[{at[n]}] AS s_{n}" for n in TELEMETRY_TEXT_FIELDS)
 
     def visible(name: str) -> str:
         # The first character is visible ASCII (a string comparison DuckDB does on its prefix);
@@ -147,7 +147,7 @@ def _query(table: str, day: dt.date, aliases: Sequence[EventAlias]) -> str:
         return f"(s_{name} >= '!' AND s_{name} < chr(127))"
 
     event_type = _event_type_sql(aliases, day)
-    text_kinds = f"[{', '.join(f't[{at[n]}]' for n in TEXT_FIELDS)}]"
+    text_kinds = f"[{', '.join(f't[{at[n]}]' for n in TELEMETRY_TEXT_FIELDS)}]"
     rules = [
         f"strlen(line) <= {MAX_TEXT_LENGTH}",
         f"NOT regexp_matches(line, {_sql(_TRAILING_COMMA)})",
@@ -243,7 +243,7 @@ class SubsetLines(Lines):
 def _slow_file(path: Path, numbers: np.ndarray, texts: pa.Array) -> RawFile:
     """The exact reader over the given lines (their text without line breaks), at their numbers."""
     data = b"".join(t + b"\n" for t in pc.cast(texts, pa.binary()).to_pylist()) if len(texts) else b""
-    raw = read_jsonl_lines(path, Lines(data), TEXT_FIELDS, NUMBER_FIELDS)
+    raw = read_jsonl_lines(path, Lines(data), TELEMETRY_TEXT_FIELDS, TELEMETRY_NUMBER_FIELDS)
     rows = raw.rows
     if len(rows):
         rows[LINE] = numbers[rows[LINE].to_numpy(dtype=np.int64) - 1]
@@ -257,7 +257,8 @@ def read_fast(
     """Run the fast pass over one file into the DuckDB tables ``table`` (judged lines) and
     ``<table>_lines`` (every line, for :func:`line_texts`). Raises ``duckdb.Error`` when DuckDB
     cannot split the file into lines as the exact reader does (a lone carriage return, mixed line
-    breaks, a unit separator in the text), for the caller to read the file the exact way instead."""
+    breaks, invalid UTF-8, a line over its size limit), for the caller to read the file the exact
+    way instead."""
     lines = f"{table}_lines"
     # The table's row ids are the 0-based line numbers (a window's row_number() would hold the
     # whole pass to one thread).

@@ -24,8 +24,10 @@ from kpi_pipeline.contract import (
     TELEMETRY_DEFAULTS,
     TELEMETRY_EXTENSIONS,
     TELEMETRY_FIELDS,
+    TELEMETRY_NUMBER_FIELDS,
     TELEMETRY_REQUIRED,
     TELEMETRY_REQUIRED_FOR,
+    TELEMETRY_TEXT_FIELDS,
     UNKNOWN_EVENT_TYPE,
 )
 from kpi_pipeline.ingest import jsonl_fast
@@ -52,7 +54,7 @@ from kpi_pipeline.sources.files import read_mapped_file
 from kpi_pipeline.sources.model import TelemetryMapping
 from kpi_pipeline.tables import TELEMETRY_EVENTS
 
-STRING_FIELDS: tuple[str, ...] = tuple(f for f in TELEMETRY_FIELDS if f != "duration_ms")
+STRING_FIELDS: tuple[str, ...] = TELEMETRY_TEXT_FIELDS
 
 
 class MissingPartitionError(FileNotFoundError):
@@ -179,13 +181,34 @@ def stage_telemetry_partition(
     if mapping is not None:
         paths, ignored = list_files(folder, mapping.extensions(), recursive=False)
         files = [read_mapped_file(p, mapping, relative(p, data_root)) for p in paths]
-        rows = combine(files, TELEMETRY_FIELDS, data_root)
-        staged, rejected = validate_events(rows, day, aliases)
-        quarantine = quarantine_frame("telemetry", day.isoformat(), files, data_root, rejected)
-        report = staging_report(files, paths, ignored, data_root, TELEMETRY_FIELDS, len(staged), quarantine)
-        return StagedTelemetry(staged, quarantine, report)
+        return _stage_exact(data_root, day, aliases, files, paths, ignored)
     paths, ignored = list_files(folder, TELEMETRY_EXTENSIONS, recursive=False)
-    return _stage_native(data_root, day, aliases, paths, ignored, fast)
+    quick_paths = {p for p in paths if jsonl_fast.eligible(p)} if fast else set()
+    if not quick_paths:
+        files = [_read_exact(p) for p in paths]
+        return _stage_exact(data_root, day, aliases, files, paths, ignored)
+    return _stage_native(data_root, day, aliases, paths, ignored, quick_paths)
+
+
+def _read_exact(path: Path) -> RawFile:
+    """A native telemetry file read the exact way (every line by the pyarrow reader)."""
+    return read_raw_file(path, "event_id", STRING_FIELDS, TELEMETRY_NUMBER_FIELDS)
+
+
+def _stage_exact(
+    data_root: Path,
+    day: dt.date,
+    aliases: Sequence[EventAlias],
+    files: Sequence[RawFile],
+    paths: Sequence[Path],
+    ignored: Sequence[Path],
+) -> StagedTelemetry:
+    """Stage files read the exact way: validate every row, quarantine, report."""
+    rows = combine(files, TELEMETRY_FIELDS, data_root)
+    staged, rejected = validate_events(rows, day, aliases)
+    quarantine = quarantine_frame("telemetry", day.isoformat(), files, data_root, rejected)
+    report = staging_report(files, paths, ignored, data_root, TELEMETRY_FIELDS, len(staged), quarantine)
+    return StagedTelemetry(staged, quarantine, report)
 
 
 def _stage_native(
@@ -194,19 +217,18 @@ def _stage_native(
     aliases: Sequence[EventAlias],
     paths: Sequence[Path],
     ignored: Sequence[Path],
-    fast: bool,
+    quick_paths: set[Path],
 ) -> StagedTelemetry:
-    """Stage the contract's own files: the lines DuckDB's fast pass surely stages are typed there;
-    every other line is read and validated the exact way; then the duplicate rule over both, in
-    file and line order."""
-    quick_paths = {p for p in paths if jsonl_fast.eligible(p)} if fast else set()
-    con = duckdb_connection() if quick_paths else None
+    """Stage the contract's own files when some can take DuckDB's fast pass (``quick_paths``): the
+    lines it surely stages are typed there; every other line is read and validated the exact way;
+    then the duplicate rule over both, in file and line order."""
+    con = duckdb_connection()
     try:
         files: list[RawFile] = []
         quick: list[tuple[int, jsonl_fast.FastFile]] = []
         for order, path in enumerate(paths):
             done = None
-            if con is not None and path in quick_paths:
+            if path in quick_paths:
                 try:
                     done = jsonl_fast.read_fast(con, path, f"judged_{order}", day, aliases)
                 except duckdb.Error:
@@ -215,18 +237,13 @@ def _stage_native(
                 quick.append((order, done))
                 files.append(done.slow)
             else:
-                files.append(read_raw_file(path, "event_id", STRING_FIELDS, ("duration_ms",)))
+                files.append(_read_exact(path))
         rows = combine(files, TELEMETRY_FIELDS, data_root)
         places = {relative(p, data_root): order for order, p in enumerate(paths)}
         rows[ORDER_KEY] = rows[FILE].map(places).astype("int64")
         outcomes = row_outcomes(rows, day, aliases)
         clean = outcomes.reason.isna()
-        if con is None:
-            dropped = rows.loc[
-                clean & rows["event_id"].where(clean).duplicated(keep="first"), [ORDER_KEY, LINE]
-            ]
-        else:
-            dropped = jsonl_fast.duplicates(con, quick, rows.loc[clean])
+        dropped = jsonl_fast.duplicates(con, quick, rows.loc[clean])
         duplicate = pd.MultiIndex.from_frame(rows[[ORDER_KEY, LINE]]).isin(pd.MultiIndex.from_frame(dropped))
         reason = outcomes.reason.mask(duplicate & clean.to_numpy(dtype=bool), DUPLICATE_EVENT_ID)
         keep = reason.isna().to_numpy(dtype=bool)
@@ -235,12 +252,11 @@ def _stage_native(
         quarantine = quarantine_frame("telemetry", day.isoformat(), files, data_root, rejected)
         # The fast rows' duplicates take their text from DuckDB's copy of the lines, which is then let go.
         quarantine = _with_fast_duplicates(quarantine, con, quick, dropped, data_root, day)
+        jsonl_fast.drop_lines(con, quick)
         staged = staged_events(rows, outcomes, keep)
-        if con is not None:
-            jsonl_fast.drop_lines(con, quick)
-            staged[[ORDER_KEY, LINE]] = rows.loc[keep, [ORDER_KEY, LINE]].to_numpy()
-            staged = jsonl_fast.staged_rows(con, quick, staged, dropped).to_pandas()
-            staged = staged.astype(TELEMETRY_EVENTS.dtypes())
+        staged[[ORDER_KEY, LINE]] = rows.loc[keep, [ORDER_KEY, LINE]].to_numpy()
+        staged = jsonl_fast.staged_rows(con, quick, staged, dropped).to_pandas()
+        staged = staged.astype(TELEMETRY_EVENTS.dtypes())
         report = staging_report(files, paths, ignored, data_root, TELEMETRY_FIELDS, len(staged), quarantine)
         for _, done in quick:
             report.raw_rows += done.fast_rows
@@ -253,29 +269,23 @@ def _stage_native(
                         target[name] = target.get(name, 0) + count
         return StagedTelemetry(staged, quarantine, report)
     finally:
-        if con is not None:
-            con.close()
+        con.close()
 
 
 def _with_fast_duplicates(
     quarantine: pd.DataFrame,
-    con: duckdb.DuckDBPyConnection | None,
+    con: duckdb.DuckDBPyConnection,
     quick: Sequence[tuple[int, jsonl_fast.FastFile]],
     dropped: pd.DataFrame,
     data_root: Path,
     day: dt.date,
 ) -> pd.DataFrame:
-    """``quarantine`` with the duplicates among the fast pass's rows (whose text DuckDB holds)."""
-    if con is None:
-        return quarantine
+    """``quarantine`` with the duplicates among the fast pass's rows (whose text DuckDB holds; the
+    exact path's duplicates are in ``quarantine`` already)."""
     extra = []
     for order, done in quick:
         numbers = dropped.loc[dropped[ORDER_KEY] == order, LINE].to_numpy(dtype=np.int64)
-        numbers = (
-            numbers[~np.isin(numbers, done.slow.rows[LINE].to_numpy(dtype=np.int64))]
-            if len(numbers)
-            else numbers
-        )
+        numbers = numbers[~np.isin(numbers, done.slow.rows[LINE].to_numpy(dtype=np.int64))]
         if len(numbers):
             extra.append(
                 pd.DataFrame(

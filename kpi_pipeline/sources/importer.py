@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kpi_pipeline.contract import TELEMETRY_NUMBER_FIELDS
 from kpi_pipeline.ingest.raw_files import LINE, RawFile, file_format, read_raw_file
 from kpi_pipeline.ingest.rows import parse_timestamps, with_columns
 from kpi_pipeline.ingest.telemetry import STRING_FIELDS
@@ -67,7 +68,7 @@ def _read(path: Path, mapping: TelemetryMapping | None) -> tuple[RawFile, pd.Ser
                 f"{path}: not a .jsonl or .csv file of the contract; describe its format in kpi.yaml "
                 "under sources.telemetry (see the purchases preset)"
             )
-        raw = read_raw_file(path, "event_id", STRING_FIELDS, ("duration_ms",))
+        raw = read_raw_file(path, "event_id", STRING_FIELDS, TELEMETRY_NUMBER_FIELDS)
         occurred = parse_timestamps(with_columns(raw.rows, ["occurred_at"])["occurred_at"])
         return raw, occurred, OUTPUT_SUFFIX[fmt]
     raw = read_source_file(path, mapping)
