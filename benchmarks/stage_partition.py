@@ -5,7 +5,8 @@ DuckDB floor's staging on the same file.
 
 Writes the partition with the sample-data generator (in chunks, so 10M rows fit), then, each in a
 fresh process so the peak memory printed is that step's own: the project's staging
-(``stage_telemetry_partition``: DuckDB's fast pass and the exact reader for the rest), with
+(``stage_telemetry_partition`` to a Parquet file: DuckDB's fast pass and the exact reader for the
+rest), with
 ``--exact`` also the exact reader alone (the staging before the fast pass), and the floor's read,
 classify and stage-to-Parquet phases (DuckDB, ``_common.py``). Prints raw rows/s for each and one
 ``RESULT {json}`` line.
@@ -27,7 +28,7 @@ import _common as c
 from day_vs_floor import DAY, write_day
 
 from kpi_pipeline.config import EventAlias
-from kpi_pipeline.ingest.telemetry import stage_telemetry_partition
+from kpi_pipeline.ingest.telemetry import EventsFile, stage_telemetry_partition
 
 
 def write_partition(root: Path, events: int, fmt: str) -> Path:
@@ -43,10 +44,12 @@ def write_partition(root: Path, events: int, fmt: str) -> Path:
 
 
 def stage_only(root: Path, exact: bool) -> None:
-    """Child process: stage the partition and print the figures as JSON."""
+    """Child process: stage the partition to a Parquet file (as the asset does) and print the figures
+    as JSON."""
     aliases = [EventAlias.model_validate({"from": "task_done", "to": "task_completed"})]
+    out = EventsFile(root / "staged.parquet")
     started = time.perf_counter()
-    report = stage_telemetry_partition(root, DAY, aliases, fast=not exact).report
+    report = stage_telemetry_partition(root, DAY, aliases, fast=not exact, out=out).report
     seconds = time.perf_counter() - started
     figures = {"seconds": seconds, "peak_mb": c.peak_rss_mb(), "cpu_s": c.cpu_seconds()}
     counts = {"raw": report.raw_rows, "staged": report.staged_rows, "quarantined": report.quarantined_rows}

@@ -169,17 +169,35 @@ class PartitionStore:
     ) -> PendingPartition:
         """Write ``frame`` aside, where no reader looks, until :meth:`commit` (a ranged run stages each
         day as it goes, so its memory holds one day, and commits them all once every day passed)."""
+        staged, token = self.reserve()
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        metadata = {**(table.schema.metadata or {}), TOKEN_KEY: token.encode()}
+        pq.write_table(table.replace_schema_metadata(metadata), staged)
+        return self.written(asset_path, partition, staged, token, len(frame), batch)
+
+    def reserve(self) -> tuple[Path, str]:
+        """A path under ``_pending/`` and the commit token, for a writer that writes the file itself
+        (DuckDB staging a big day); the file's footer must carry the token under ``TOKEN_KEY``."""
         folder = self.base_dir / PENDING_DIR
         folder.mkdir(parents=True, exist_ok=True)
         self._clean_pending(folder)
         token = uuid.uuid4().hex
-        staged = folder / f"{os.getpid()}.{token}.parquet"
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        metadata = {**(table.schema.metadata or {}), TOKEN_KEY: token.encode()}
-        pq.write_table(table.replace_schema_metadata(metadata), staged)
+        return folder / f"{os.getpid()}.{token}.parquet", token
+
+    @staticmethod
+    def written(
+        asset_path: Sequence[str],
+        partition: str | None,
+        path: Path,
+        token: str,
+        rows: int,
+        batch: StagedBatch | None,
+    ) -> PendingPartition:
+        """The pending partition of a file written at a path from :meth:`reserve` (``rows`` rows), with
+        the quarantine rows of ``batch`` to commit with it."""
         quarantine = batch.quarantine if batch is not None else None
         where = dict(batch.quarantine_where) if batch is not None else {}
-        return PendingPartition(tuple(asset_path), partition, staged, token, len(frame), quarantine, where)
+        return PendingPartition(tuple(asset_path), partition, path, token, rows, quarantine, where)
 
     @staticmethod
     def _clean_pending(folder: Path) -> None:

@@ -6,15 +6,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from kpi_pipeline import contract
+from kpi_pipeline.ingest.telemetry import EventsFile, write_events
 from kpi_pipeline.quality import violations
 from kpi_pipeline.quality.expectations import incidents_suite, run_suite, telemetry_suite, tickets_suite
 from kpi_pipeline.quality.outcome import CheckOutcome
+from kpi_pipeline.tables import TELEMETRY_EVENTS
 
 DAY = dt.date(2025, 1, 3)
 NOW = pd.Timestamp("2025-01-04 06:00", tz="UTC")
@@ -482,3 +485,32 @@ def test_big_ticket_and_incident_exports_are_judged_the_same_way(monkeypatch: py
     incidents.loc[11_000, "resolved_at"] = pd.Timestamp("2025-01-01T00:00:00Z")
     incidents.loc[11_001, "severity"] = pd.NA
     _same(*_whole_and_sampled(monkeypatch, _incidents, incidents))
+
+
+def test_a_staged_day_on_disk_is_judged_a_batch_at_a_time_with_the_whole_frames_outcome(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    frame = _big(telemetry_frame(), 4_000, "event_id")  # 16,000 rows
+    frame.loc[15_000, "user_id"] = pd.NA
+    # Copies of one id in three different batches of 3,000 rows, one of them inside the sample.
+    frame.loc[[5, 12_001, 14_002], "event_id"] = "dup"
+    frame.loc[13_000, "event_type"] = "task_done"
+    frame.loc[15_999, "duration_ms"] = -1.0
+    frame = frame.reindex(columns=list(TELEMETRY_EVENTS.column_names)).astype(TELEMETRY_EVENTS.dtypes())
+    path = tmp_path / "events.parquet"
+    write_events(frame, EventsFile(path, {"kpi_pipeline.token": "t"}))
+    monkeypatch.setattr(violations, "BATCH_ROWS", 3_000)
+    whole, _ = _whole_and_sampled(monkeypatch, _telemetry, frame)
+    on_disk = _telemetry(path)
+    _same(whole, on_disk)
+    failed = {
+        e["description"]: e["unexpected_count"] for e in on_disk.metadata["expectations"] if not e["success"]
+    }
+    assert failed == {
+        "user_id not null": 1,
+        "event_id unique": 3,
+        "event_type in allowed values": 1,
+        "duration_ms >= 0": 1,
+    }
+    # The first 10,000 rows and the 5 breaking rows after them, never the whole file.
+    assert on_disk.metadata["rows_given_to_gx"] == 10_005

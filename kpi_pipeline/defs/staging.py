@@ -17,12 +17,14 @@ from kpi_pipeline.ingest.incidents import stage_incidents
 from kpi_pipeline.ingest.raw_files import UnreadableFileError
 from kpi_pipeline.ingest.rows import StagingReport, merge_reports, quarantine_frame
 from kpi_pipeline.ingest.telemetry import (
+    EventsFile,
     MissingPartitionError,
     StagedTelemetry,
     stage_telemetry_partition,
+    write_events,
 )
 from kpi_pipeline.ingest.tickets import stage_tickets
-from kpi_pipeline.partition_store import PendingPartition, StagedBatch
+from kpi_pipeline.partition_store import TOKEN_KEY, PendingPartition, StagedBatch
 from kpi_pipeline.quality.rules import quarantine_rate, reconciliation, schema_drift, volume_anomaly
 from kpi_pipeline.tables import TELEMETRY_EVENTS, empty_frame, table
 
@@ -123,9 +125,10 @@ EXPECTATIONS = {
 }
 
 
-def expectations(asset: str, frame: pd.DataFrame, day: dt.date | None) -> dg.AssetCheckResult:
+def expectations(asset: str, frame: pd.DataFrame | Path, day: dt.date | None) -> dg.AssetCheckResult:
     """The asset's Great Expectations suite on the rows about to be stored (decided before the write,
-    like every blocking staging check). GX is imported here, at run time, not when definitions load."""
+    like every blocking staging check; ``frame`` may be the Parquet file a staged day was written to).
+    GX is imported here, at run time, not when definitions load."""
     from kpi_pipeline.quality import expectations as gx_suites
 
     now = pd.Timestamp.now(tz="UTC")
@@ -221,8 +224,14 @@ def stage_day(
     before it (not committed yet): the volume and drift checks count them as stored history."""
     key = day.isoformat()
     missing_folder = ""
+    # The events go straight to a pending file (DuckDB writes a big day itself), committed or
+    # discarded with the rest of the run.
+    path, token = kpi_data.store.reserve()
+    out = EventsFile(path, {TOKEN_KEY.decode(): token})
     try:
-        staged = stage_telemetry_partition(kpi_data.root, day, cfg.event_aliases, cfg.sources.telemetry)
+        staged = stage_telemetry_partition(
+            kpi_data.root, day, cfg.event_aliases, cfg.sources.telemetry, out=out
+        )
     except MissingPartitionError as exc:
         stored = kpi_data.staged_rows(context.asset_key, [key])
         if sum(stored):
@@ -234,7 +243,13 @@ def stage_day(
             staged = no_folder(day)
         context.log.warning(missing_folder)
     except UnreadableFileError as exc:
+        path.unlink(missing_ok=True)
         raise _fail(exc) from None
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    if staged.events is not None:
+        write_events(staged.events, out)
     report = staged.report
     context.log.info(
         f"telemetry {day}: {report.raw_rows} raw rows = {report.staged_rows} staged "
@@ -260,13 +275,14 @@ def stage_day(
             "volume_anomaly",
         )
     )
-    checks.insert(0, expectations("telemetry_events", staged.events, day))
-    batch = StagedBatch(staged.events, staged.quarantine, {"source": "telemetry", "partition": key})
-    pending = kpi_data.store.stage(context.asset_key.path, key, staged.events, batch)
-    # The events are on disk now; the day keeps only what a rejection writes (its quarantine rows),
-    # so a ranged run holds one day's events at a time.
-    kept = StagedBatch(staged.events.iloc[:0], staged.quarantine, batch.quarantine_where)
-    return StagedDay(key, pending, kept, report, checks, missing_folder)
+    checks.insert(0, expectations("telemetry_events", path, day))
+    # The events are on disk; the day keeps only what a rejection writes (its quarantine rows), so a
+    # ranged run holds no day's events in memory.
+    batch = StagedBatch(
+        empty_frame(TELEMETRY_EVENTS), staged.quarantine, {"source": "telemetry", "partition": key}
+    )
+    pending = kpi_data.store.written(context.asset_key.path, key, path, token, report.staged_rows, batch)
+    return StagedDay(key, pending, batch, report, checks, missing_folder)
 
 
 def _check_specs(asset: str, partition: bool) -> list[dg.AssetCheckSpec]:
@@ -322,7 +338,7 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         io_manager_key="parquet_io_manager",
         group_name=STAGING_GROUP,
         owners=owners,
-        kinds={"pandas", "parquet"},
+        kinds={"duckdb", "parquet"},
         deps=["raw_telemetry_files"],
         description=(
             "Telemetry of one UTC day from raw/telemetry/date=<day>/ (jsonl, jsonl.gz, csv, csv.gz): "

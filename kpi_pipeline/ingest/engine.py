@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 
 import duckdb
 
@@ -22,3 +23,14 @@ def duckdb_connection(memory_limit: str = MEMORY_LIMIT) -> duckdb.DuckDBPyConnec
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
     return con
+
+
+_THREAD = threading.local()
+
+
+def shared_connection() -> duckdb.DuckDBPyConnection:
+    """This thread's long-lived connection, for the many small queries of KPI runs (opening a
+    connection costs ~25 ms, more with many databases open)."""
+    if not hasattr(_THREAD, "con"):
+        _THREAD.con = duckdb_connection()
+    return _THREAD.con

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -305,30 +305,34 @@ def duplicates(
     return found.astype("int64")
 
 
-def staged_rows(
+def write_staged(
     con: duckdb.DuckDBPyConnection,
     files: Sequence[tuple[int, FastFile]],
     slow_staged: pd.DataFrame,
     dropped: pd.DataFrame,
-) -> pa.Table:
-    """The partition's staged rows in file and line order: the fast rows of ``files`` except the
-    ``dropped`` ones (duplicates), and ``slow_staged`` (with ``ORDER_KEY`` and ``_line``). The
-    files' DuckDB tables are dropped once read."""
+    out: Path,
+    metadata: Mapping[str, str],
+) -> int:
+    """Write the partition's staged rows to the Parquet file ``out`` (with key-value ``metadata``) in
+    file and line order, and return how many: the fast rows of ``files`` except the ``dropped``
+    ones (duplicates), and ``slow_staged`` (with ``ORDER_KEY`` and ``_line``). DuckDB writes the
+    file itself, sorting out of core, so a day's staged rows never become one frame in Python. The
+    files' DuckDB tables are dropped once written."""
     con.register("slow_staged", slow_staged)
     con.register("dropped", dropped)
     columns = ", ".join(TELEMETRY_FIELDS)
-    # Put in (file, line) order here: the rows come nearly in that order, which numpy's stable
-    # sort handles in about linear time, where DuckDB's ORDER BY would sort every column.
-    table = con.sql(
-        f"SELECT {ORDER_KEY}, {LINE}, {columns} FROM ({_union('slow_staged', files, columns)}) "
-        f"ANTI JOIN dropped USING ({ORDER_KEY}, {LINE})"
-    ).to_arrow_table()
+    pairs = ", ".join(f"{_sql(k)}: {_sql(v)}" for k, v in metadata.items())
+    options = f", KV_METADATA {{{pairs}}}" if pairs else ""
+    (written,) = con.execute(
+        f"COPY (SELECT {columns} FROM ({_union('slow_staged', files, columns)}) "
+        f"ANTI JOIN dropped USING ({ORDER_KEY}, {LINE}) ORDER BY {ORDER_KEY}, {LINE}) "
+        f"TO {_sql(str(out))} (FORMAT parquet{options})"
+    ).fetchall()[0]
     con.unregister("slow_staged")
     con.unregister("dropped")
     for _, done in files:
         con.execute(f"DROP TABLE {done.table}")
-    key = table.column(ORDER_KEY).to_numpy() * (1 << 40) + table.column(LINE).to_numpy()
-    return table.drop_columns([ORDER_KEY, LINE]).take(np.argsort(key, kind="stable"))
+    return int(written)
 
 
 def drop_lines(con: duckdb.DuckDBPyConnection, files: Sequence[tuple[int, FastFile]]) -> None:

@@ -7,13 +7,16 @@ reads the partition folder and calls it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from kpi_pipeline.config import EventAlias
 from kpi_pipeline.contract import (
@@ -32,7 +35,7 @@ from kpi_pipeline.contract import (
 )
 from kpi_pipeline.ingest import jsonl_fast
 from kpi_pipeline.ingest.discovery import list_files
-from kpi_pipeline.ingest.engine import duckdb_connection
+from kpi_pipeline.ingest.engine import shared_connection
 from kpi_pipeline.ingest.jsonl_fast import ORDER_KEY
 from kpi_pipeline.ingest.raw_files import LINE, RawFile, read_raw_file
 from kpi_pipeline.ingest.rows import (
@@ -52,9 +55,10 @@ from kpi_pipeline.ingest.rows import (
 )
 from kpi_pipeline.sources.files import read_mapped_file
 from kpi_pipeline.sources.model import TelemetryMapping
-from kpi_pipeline.tables import TELEMETRY_EVENTS
+from kpi_pipeline.tables import TELEMETRY_EVENTS, empty_frame
 
 STRING_FIELDS: tuple[str, ...] = TELEMETRY_TEXT_FIELDS
+TEMP_FILE = "events.parquet"  # the temporary file of a fast-pass day staged in memory
 
 
 class MissingPartitionError(FileNotFoundError):
@@ -146,9 +150,35 @@ def validate_events(
 
 @dataclass
 class StagedTelemetry:
-    events: pd.DataFrame
+    """A staged day: its events (None when they were written to the caller's file), quarantine
+    rows and report."""
+
+    events: pd.DataFrame | None
     quarantine: pd.DataFrame
     report: StagingReport
+
+
+@dataclass(frozen=True)
+class EventsFile:
+    """Where staging writes a day's events instead of returning them: a Parquet file, with
+    key-value ``metadata`` for its footer (a commit token, say)."""
+
+    path: Path
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+def _file_metadata(extra: Mapping[str, str]) -> dict[str, str]:
+    """Footer metadata of a staged events file: pandas' description of the table's dtypes (so every
+    reader gets ``telemetry_events``' dtypes, whoever wrote the file) and ``extra``."""
+    schema = pa.Schema.from_pandas(empty_frame(TELEMETRY_EVENTS), preserve_index=False)
+    return {"pandas": schema.metadata[b"pandas"].decode(), **extra}
+
+
+def write_events(frame: pd.DataFrame, out: EventsFile) -> None:
+    """Write staged events held in memory to ``out``."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    footer = {k.encode(): v.encode() for k, v in _file_metadata(out.metadata).items()}
+    pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **footer}), out.path)
 
 
 def partition_folder(data_root: Path, day: dt.date) -> Path:
@@ -161,13 +191,16 @@ def stage_telemetry_partition(
     aliases: Sequence[EventAlias],
     mapping: TelemetryMapping | None = None,
     fast: bool = True,
+    out: EventsFile | None = None,
 ) -> StagedTelemetry:
     """Read every data file of one day's folder, validate, and return staged events + quarantine.
 
     With a ``mapping`` the folder's files are in the mapping's format (the
     layout ``kpi-pipeline import`` writes) and are mapped onto the contract.
     Native JSONL files first go through DuckDB's fast pass (``fast=False``
-    reads every line the exact way; the results are the same). Raises
+    reads every line the exact way; the results are the same). With ``out`` the events are written
+    to that Parquet file (by DuckDB when the fast pass ran, so a big day is never one frame in
+    memory) and ``events`` is None. Raises
     :class:`MissingPartitionError` when the folder is absent and
     ``UnreadableFileError`` when a file cannot be read at all; nothing is
     returned for the partition in either case.
@@ -181,13 +214,20 @@ def stage_telemetry_partition(
     if mapping is not None:
         paths, ignored = list_files(folder, mapping.extensions(), recursive=False)
         files = [read_mapped_file(p, mapping, relative(p, data_root)) for p in paths]
-        return _stage_exact(data_root, day, aliases, files, paths, ignored)
+        return _stage_exact(data_root, day, aliases, files, paths, ignored, out)
     paths, ignored = list_files(folder, TELEMETRY_EXTENSIONS, recursive=False)
     quick_paths = {p for p in paths if jsonl_fast.eligible(p)} if fast else set()
     if not quick_paths:
         files = [_read_exact(p) for p in paths]
-        return _stage_exact(data_root, day, aliases, files, paths, ignored)
-    return _stage_native(data_root, day, aliases, paths, ignored, quick_paths)
+        return _stage_exact(data_root, day, aliases, files, paths, ignored, out)
+    if out is not None:
+        return _stage_native(data_root, day, aliases, paths, ignored, quick_paths, out)
+    with tempfile.TemporaryDirectory(prefix="kpi_pipeline_stage_") as folder:
+        staged = _stage_native(
+            data_root, day, aliases, paths, ignored, quick_paths, EventsFile(Path(folder) / TEMP_FILE)
+        )
+        staged.events = pd.read_parquet(Path(folder) / TEMP_FILE)
+    return staged
 
 
 def _read_exact(path: Path) -> RawFile:
@@ -202,13 +242,17 @@ def _stage_exact(
     files: Sequence[RawFile],
     paths: Sequence[Path],
     ignored: Sequence[Path],
+    out: EventsFile | None,
 ) -> StagedTelemetry:
     """Stage files read the exact way: validate every row, quarantine, report."""
     rows = combine(files, TELEMETRY_FIELDS, data_root)
     staged, rejected = validate_events(rows, day, aliases)
     quarantine = quarantine_frame("telemetry", day.isoformat(), files, data_root, rejected)
     report = staging_report(files, paths, ignored, data_root, TELEMETRY_FIELDS, len(staged), quarantine)
-    return StagedTelemetry(staged, quarantine, report)
+    if out is None:
+        return StagedTelemetry(staged, quarantine, report)
+    write_events(staged, out)
+    return StagedTelemetry(None, quarantine, report)
 
 
 def _stage_native(
@@ -218,11 +262,13 @@ def _stage_native(
     paths: Sequence[Path],
     ignored: Sequence[Path],
     quick_paths: set[Path],
+    out: EventsFile,
 ) -> StagedTelemetry:
     """Stage the contract's own files when some can take DuckDB's fast pass (``quick_paths``): the
     lines it surely stages are typed there; every other line is read and validated the exact way;
-    then the duplicate rule over both, in file and line order."""
-    con = duckdb_connection()
+    then the duplicate rule over both, in file and line order; DuckDB writes the staged rows to
+    ``out``."""
+    con = shared_connection()
     try:
         files: list[RawFile] = []
         quick: list[tuple[int, jsonl_fast.FastFile]] = []
@@ -255,9 +301,9 @@ def _stage_native(
         jsonl_fast.drop_lines(con, quick)
         staged = staged_events(rows, outcomes, keep)
         staged[[ORDER_KEY, LINE]] = rows.loc[keep, [ORDER_KEY, LINE]].to_numpy()
-        staged = jsonl_fast.staged_rows(con, quick, staged, dropped).to_pandas()
-        staged = staged.astype(TELEMETRY_EVENTS.dtypes())
-        report = staging_report(files, paths, ignored, data_root, TELEMETRY_FIELDS, len(staged), quarantine)
+        del rows, outcomes
+        written = jsonl_fast.write_staged(con, quick, staged, dropped, out.path, _file_metadata(out.metadata))
+        report = staging_report(files, paths, ignored, data_root, TELEMETRY_FIELDS, written, quarantine)
         for _, done in quick:
             report.raw_rows += done.fast_rows
             for target, counts in (
@@ -267,9 +313,11 @@ def _stage_native(
                 for name, count in counts.items():
                     if count:
                         target[name] = target.get(name, 0) + count
-        return StagedTelemetry(staged, quarantine, report)
+        return StagedTelemetry(None, quarantine, report)
     finally:
-        con.close()
+        for order in range(len(paths)):  # nothing of the day stays in the thread's connection
+            con.execute(f"DROP TABLE IF EXISTS judged_{order}")
+            con.execute(f"DROP TABLE IF EXISTS judged_{order}_lines")
 
 
 def _with_fast_duplicates(
