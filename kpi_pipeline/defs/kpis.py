@@ -13,7 +13,10 @@ daily attempts and KPI tables.
 Every daily asset computes day by day over its run's days: one day for a
 scheduled run, a range for a backfill (``range_policy``). Inputs are read a
 window at a time (:class:`StagedDays`) and Parquet outputs are staged aside day
-by day (:class:`PendingDays`), so a ranged run's memory is one day's.
+by day (:class:`PendingDays`), so a ranged run's memory is one day's. The
+assets that read telemetry (task starts, attempts, the activity rollup,
+deflection) get it as a DuckDB relation over the window's Parquet files, read by
+column and out of core; their KPI functions run SQL on it and return small frames.
 """
 
 import datetime as dt
@@ -139,8 +142,10 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         ins: Mapping[str, dg.AssetIn],
         source: str = "telemetry",
         group_name: str = KPI_GROUP,
+        engine: str = "pandas",
         **extra: object,
     ) -> Callable:
+        """A warehouse table; ``engine`` is its compute kind (``duckdb`` where it reads telemetry)."""
         spec = table(name)
         return dg.asset(
             name=name,
@@ -149,7 +154,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
             io_manager_key="warehouse_io_manager",
             group_name=group_name,
             owners=owners,
-            kinds={"pandas", "sql"},
+            kinds={engine, "sql"},
             description=f"{spec.description} Grain: {', '.join(spec.grain)}. See README, '{name}'.",
             metadata=table_metadata(spec, source),
             ins=dict(ins),
@@ -159,6 +164,8 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
     def parquet_asset(
         spec: TableSpec, owners: list[str], ins: Mapping[str, dg.AssetIn], **extra: object
     ) -> Callable:
+        """An intermediate Parquet table (attempts, the activity rollup): computed in DuckDB from
+        raw-sized telemetry."""
         return dg.asset(
             name=spec.name,
             partitions_def=daily_partitions,
@@ -166,7 +173,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
             io_manager_key="parquet_io_manager",
             group_name=INTERMEDIATE_GROUP,
             owners=owners,
-            kinds={"pandas", "parquet"},
+            kinds={"duckdb", "parquet"},
             description=spec.description,
             metadata=table_metadata(spec, "telemetry", warehouse_table=False),
             ins=dict(ins),
@@ -181,12 +188,13 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         True,
         {"telemetry_events": dg.AssetIn(metadata={"columns": list(ATTEMPT_EVENT_COLUMNS)})},
         group_name=INTERMEDIATE_GROUP,
+        engine="duckdb",
         deps=[dg.AssetDep("task_starts", partition_mapping=day_window(-1, -1))],
     )
     def task_starts_asset(
         context: dg.AssetExecutionContext, telemetry_events: StagedDays
     ) -> dg.Output[pd.DataFrame]:
-        out = per_day(context, lambda day: task_starts(telemetry_events.day(day), day))
+        out = per_day(context, lambda day: task_starts(telemetry_events.relation(day, day), day))
         return _output(out, {"task_ids": len(out)})
 
     @parquet_asset(
@@ -213,7 +221,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         restarted: Counter[str] = Counter()
 
         def attempts_of(day: dt.date) -> pd.DataFrame:
-            events = telemetry_events.frame(day + dt.timedelta(days=first), day + dt.timedelta(days=last))
+            events = telemetry_events.relation(day + dt.timedelta(days=first), day + dt.timedelta(days=last))
             earlier = warehouse.started_before(started_on(events, day), day)
             if earlier:
                 context.log.info(
@@ -255,7 +263,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
             return {"active_users": int(activity["user_id"].nunique())}
 
         days, headline = staged_per_day(
-            context, kpi_data, lambda day: build_daily_activity(telemetry_events.day(day)), count
+            context, kpi_data, lambda day: build_daily_activity(telemetry_events.relation(day, day)), count
         )
         return dg.Output(days, metadata=_headline(headline))
 
@@ -288,6 +296,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
             "telemetry_events": dg.AssetIn(metadata={"columns": list(DEFLECTION_EVENT_COLUMNS)}),
             "support_tickets": dg.AssetIn(),
         },
+        engine="duckdb",
     )
     def kpi_ticket_deflection_daily(
         context: dg.AssetExecutionContext,
@@ -298,7 +307,9 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         config = kpi_data.config()
         out = per_day(
             context,
-            lambda day: ticket_deflection_daily(telemetry_events.day(day), support_tickets, config, day),
+            lambda day: ticket_deflection_daily(
+                telemetry_events.relation(day, day), support_tickets, config, day
+            ),
         )
         return _output(
             out,

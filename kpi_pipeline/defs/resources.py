@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kpi_pipeline.config import KpiConfig, load_config
 from kpi_pipeline.defs.partitions import window_dates
+from kpi_pipeline.ingest.engine import shared_connection
 from kpi_pipeline.partition_store import PartitionStore, PendingPartition, StagedBatch, partition_path
 from kpi_pipeline.tables import PARQUET_TABLES, TableSpec, empty_frame, table
 from kpi_pipeline.warehouse import Replace, Warehouse
@@ -122,6 +124,24 @@ class StagedDays:
     # walks its days in order, so a 28-day window reads one new partition a day, not 28.
     _window: dict[str, pd.DataFrame | None] = field(default_factory=dict, repr=False, compare=False)
 
+    def relation(self, first: dt.date, last: dt.date) -> duckdb.DuckDBPyRelation:
+        """The stored partitions from ``first`` to ``last`` as one DuckDB relation over their Parquet
+        files (only :attr:`columns`): what a KPI that runs SQL reads, so a big day is scanned by
+        column and out of core instead of becoming a frame."""
+        keys = [k for k in self.keys if first.isoformat() <= k <= last.isoformat()]
+        paths = self._stored(keys)
+        if not paths:
+            self._missing(keys, first, last)
+        files = shared_connection().read_parquet([str(p) for p in paths], union_by_name=True)
+        return files if self.columns is None else files.project(", ".join(f'"{c}"' for c in self.columns))
+
+    def _missing(self, keys: Sequence[str], first: dt.date, last: dt.date) -> None:
+        name = "/".join(self.asset_path)
+        raise dg.Failure(
+            f"{name} has no stored data for partition(s) {', '.join(keys) or f'{first} … {last}'}; "
+            "materialize it first"
+        )
+
     def frame(self, first: dt.date, last: dt.date) -> pd.DataFrame:
         """The stored partitions from ``first`` to ``last`` (both included), concatenated in date order;
         a run's own days must be stored (a window's edges may not be)."""
@@ -135,11 +155,7 @@ class StagedDays:
                 self._window[key] = pd.read_parquet(path, columns=columns) if path.exists() else None
         frames = [frame for key in keys if (frame := self._window[key]) is not None]
         if not frames:
-            name = "/".join(self.asset_path)
-            raise dg.Failure(
-                f"{name} has no stored data for partition(s) {', '.join(keys) or f'{first} … {last}'}; "
-                "materialize it first"
-            )
+            self._missing(keys, first, last)
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].copy()
 
     def days(

@@ -14,12 +14,10 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from kpi_pipeline.kpis.common import production
+from kpi_pipeline.kpis.common import PRODUCTION, Events, query, utc_date_sql
 from kpi_pipeline.tables import DAILY_ACTIVITY
 
 ACTIVITY_COLUMNS: tuple[str, ...] = DAILY_ACTIVITY.column_names
-
-_KEYS: list[str] = ["day", "user_id", "account_id"]
 
 
 def utc_naive(values: pd.Series) -> pd.Series:
@@ -54,14 +52,6 @@ def in_window(activity: pd.DataFrame, day: dt.date, days: int) -> pd.DataFrame:
     return activity[((dates >= first) & (dates <= last)).to_numpy(dtype=bool)]
 
 
-def _format_rows(grouped: pd.DataFrame) -> pd.DataFrame:
-    """Turn the grouped ``day`` timestamps into ISO ``date`` strings."""
-    day_labels = pd.Series(grouped["day"].unique())
-    labels = pd.Series(day_labels.dt.strftime("%Y-%m-%d").to_numpy(), index=day_labels.to_numpy())
-    grouped["date"] = grouped["day"].map(labels).astype(str)
-    return grouped
-
-
 # The staged telemetry columns the rollup is built from (a run reads only these).
 EVENT_COLUMNS: tuple[str, ...] = (
     "occurred_at",
@@ -73,7 +63,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
 )
 
 
-def daily_activity(events: pd.DataFrame) -> pd.DataFrame:
+def daily_activity(events: Events) -> pd.DataFrame:
     """Distinct (date, user_id, account_id, feature) rows of production events.
 
     A row with ``feature`` NA means the user was active that day in that
@@ -81,29 +71,20 @@ def daily_activity(events: pd.DataFrame) -> pd.DataFrame:
     ``feature_used`` event of that feature that day. ``first_at`` is the
     earliest ``occurred_at`` behind the row. ``date`` is the UTC event date.
     """
-    prod = production(events)
-    frame = pd.DataFrame(
-        {
-            "day": utc_naive(prod["occurred_at"]).dt.normalize(),
-            "user_id": prod["user_id"],
-            "account_id": prod["account_id"],
-            "feature": prod["feature"],
-            "event_type": prod["event_type"],
-            "first_at": prod["occurred_at"],
-        }
-    )
-    active = frame.groupby(_KEYS, sort=False, dropna=True)["first_at"].min().reset_index()
-    active["feature"] = pd.Series(pd.NA, index=active.index, dtype=frame["feature"].dtype)
-    used = frame[(frame["event_type"] == "feature_used").to_numpy(dtype=bool) & frame["feature"].notna()]
-    features = used.groupby([*_KEYS, "feature"], sort=False, dropna=True)["first_at"].min().reset_index()
-    rows = pd.concat([active, features], ignore_index=True)
-    rows = _format_rows(rows)
-    rows["first_at"] = pd.to_datetime(rows["first_at"], utc=True)
-    has_feature = rows["feature"].notna().to_numpy(dtype=np.int8)
-    rows = rows.assign(_has_feature=has_feature).sort_values(
-        ["date", "user_id", "account_id", "_has_feature", "feature"], kind="stable"
-    )
-    return rows[list(ACTIVITY_COLUMNS)].reset_index(drop=True)
+    keyed = f"""SELECT {utc_date_sql("occurred_at")} AS date, user_id, account_id, feature, event_type,
+            occurred_at FROM {PRODUCTION}
+        WHERE occurred_at IS NOT NULL AND user_id IS NOT NULL AND account_id IS NOT NULL"""
+    sql = f"""
+        WITH keyed AS ({keyed})
+        SELECT date, user_id, account_id, NULL::VARCHAR AS feature, min(occurred_at) AS first_at
+        FROM keyed GROUP BY date, user_id, account_id
+        UNION ALL
+        SELECT date, user_id, account_id, feature, min(occurred_at) AS first_at
+        FROM keyed WHERE event_type = 'feature_used' AND feature IS NOT NULL
+        GROUP BY date, user_id, account_id, feature
+        ORDER BY date, user_id, account_id, feature IS NOT NULL, feature
+    """
+    return query(events, sql, DAILY_ACTIVITY.dtypes())
 
 
 USER_DAY_COLUMNS: tuple[str, ...] = ("date", "user_id", "first_at")

@@ -12,13 +12,19 @@ from collections.abc import Collection
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
-from kpi_pipeline.kpis.common import production
+from kpi_pipeline.kpis.common import PRODUCTION, Events, query, utc_date_sql
 from kpi_pipeline.tables import ATTEMPTS
 
 ATTEMPT_COLUMNS: tuple[str, ...] = ATTEMPTS.column_names
 
 _WINDOW_EVENT_TYPES: tuple[str, ...] = ("task_step", "task_completed", "task_error", "task_fallback")
 TASK_START_COLUMNS: tuple[str, ...] = ("date", "task_id", "started_at")
+_TASK_START_TYPES = {"date": "string", "task_id": "string", "started_at": "datetime64[us, UTC]"}
+_FROM_SQL = ("task_id", "workflow", "user_id", "account_id", "persona", "channel", "date", "started_at")
+_ATTEMPT_SQL_TYPES = {
+    **{c: ATTEMPTS.dtypes()[c] for c in (*_FROM_SQL, "completed_at", "first_fallback_at", "steps_reached")},
+    "error_at": "datetime64[us, UTC]",
+}
 # The staged telemetry columns attempts are built from (a run reads only these).
 EVENT_COLUMNS: tuple[str, ...] = (
     "event_id",
@@ -35,55 +41,37 @@ EVENT_COLUMNS: tuple[str, ...] = (
 )
 
 
+# How a step name becomes an item of the ';'-joined ``steps_reached`` list: '%' and ';' percent-encoded,
+# in this order, so a step named ``a;b`` is one item that matches neither ``a`` nor ``b``.
+STEP_ESCAPES: tuple[tuple[str, str], ...] = (("%", "%25"), (";", "%3B"))
+
+
 def step_token(names: pd.Series) -> pd.Series:
-    """Step names as items of the ';'-joined ``steps_reached`` list: '%' and ';' percent-encoded,
-    so a step named ``a;b`` is one item that matches neither ``a`` nor ``b``."""
-    return names.astype(str).str.replace("%", "%25", regex=False).str.replace(";", "%3B", regex=False)
+    """Step names as items of the ``steps_reached`` list (:data:`STEP_ESCAPES`)."""
+    out = names.astype(str)
+    for plain, escaped in STEP_ESCAPES:
+        out = out.str.replace(plain, escaped, regex=False)
+    return out
 
 
-def _attempt_starts(prod: pd.DataFrame) -> pd.DataFrame:
-    """One row per task_id from its earliest ``task_started`` (ties broken by event_id)."""
-    started = prod[prod["event_type"].eq("task_started").fillna(False).astype(bool) & prod["task_id"].notna()]
-    started = started.sort_values(["task_id", "occurred_at", "event_id"], kind="stable")
-    first = started.drop_duplicates("task_id", keep="first")
-    out = first[["task_id", "workflow", "user_id", "account_id", "persona", "channel", "occurred_at"]].rename(
-        columns={"occurred_at": "started_at"}
-    )
-    out["persona"] = out["persona"].fillna("unknown")
-    out["channel"] = out["channel"].fillna("unknown")
-    out["date"] = out["started_at"].dt.strftime("%Y-%m-%d")
-    return out.reset_index(drop=True)
+def _starts_sql(source: str) -> str:
+    """One row per task_id of ``source`` (production events) from its earliest ``task_started``
+    (ties broken by event_id), with the UTC date of the start."""
+    return f"""
+        SELECT task_id, workflow, user_id, account_id, coalesce(persona, 'unknown') AS persona,
+            coalesce(channel, 'unknown') AS channel, occurred_at AS started_at,
+            {utc_date_sql("occurred_at")} AS date
+        FROM {source}
+        WHERE event_type = 'task_started' AND task_id IS NOT NULL
+        QUALIFY row_number() OVER (PARTITION BY task_id ORDER BY occurred_at, event_id) = 1
+    """
 
 
-def _window_events(prod: pd.DataFrame, starts: pd.DataFrame, window: pd.Timedelta) -> pd.DataFrame:
-    """Task events of each attempt within [start, start + window], both ends included."""
-    task_events = prod[prod["event_type"].isin(_WINDOW_EVENT_TYPES).fillna(False).astype(bool)]
-    joined = task_events[["task_id", "event_type", "step", "occurred_at"]].merge(
-        starts[["task_id", "started_at"]], on="task_id", how="inner"
-    )
-    in_window = (joined["occurred_at"] >= joined["started_at"]) & (
-        joined["occurred_at"] <= joined["started_at"] + window
-    )
-    return joined[in_window]
-
-
-def _first_at(window_events: pd.DataFrame, event_type: str) -> pd.Series:
-    """Earliest occurrence of ``event_type`` per task_id within the window."""
-    of_type = window_events[window_events["event_type"] == event_type]
-    return of_type.groupby("task_id")["occurred_at"].min()
-
-
-def _per_attempt(per_task: pd.Series, ids: pd.Series) -> pd.Series:
-    """Align a task_id-indexed series to the attempts' rows, keeping its dtype (NaT/NA if absent)."""
-    return pd.Series(per_task.reindex(ids.to_numpy()).to_numpy(), index=ids.index, dtype=per_task.dtype)
-
-
-def _steps_reached(window_events: pd.DataFrame) -> pd.Series:
-    """Distinct step names per task_id in the window, sorted and ';'-joined."""
-    steps = window_events[(window_events["event_type"] == "task_step") & window_events["step"].notna()]
-    steps = steps[["task_id", "step"]].drop_duplicates().sort_values(["task_id", "step"], kind="stable")
-    joined = (step_token(steps["step"]) + ";").groupby(steps["task_id"]).sum()
-    return joined.str[:-1]
+def _step_token_sql(name: str) -> str:
+    """:func:`step_token` in SQL."""
+    for plain, escaped in STEP_ESCAPES:
+        name = f"replace({name}, '{plain}', '{escaped}')"
+    return name
 
 
 def _fallback_tickets(attempts: pd.DataFrame, tickets: pd.DataFrame, config: KpiConfig) -> pd.Series:
@@ -105,23 +93,57 @@ def _fallback_tickets(attempts: pd.DataFrame, tickets: pd.DataFrame, config: Kpi
     return attempts["task_id"].isin(hit_ids)
 
 
-def task_starts(events: pd.DataFrame, day: dt.date) -> pd.DataFrame:
+def task_starts(events: Events, day: dt.date) -> pd.DataFrame:
     """The day's record of started task_ids: each task_id with a production ``task_started`` on
     ``day`` and its earliest such start that day (``task_starts`` table)."""
-    prod = production(events)
-    on_day = prod["occurred_at"].dt.floor("D") == pd.Timestamp(day, tz="UTC")
-    starts = _attempt_starts(prod[on_day.to_numpy(bool)])
-    return starts[list(TASK_START_COLUMNS)].reset_index(drop=True)
+    on_day = f"(SELECT * FROM {PRODUCTION} WHERE {utc_date_sql('occurred_at')} = '{day.isoformat()}')"
+    columns = ", ".join(TASK_START_COLUMNS)
+    return query(events, f"SELECT {columns} FROM ({_starts_sql(on_day)}) ORDER BY task_id", _TASK_START_TYPES)
 
 
-def started_on(events: pd.DataFrame, day: dt.date) -> pd.Series:
+def started_on(events: Events, day: dt.date) -> pd.Series:
     """task_ids whose earliest ``task_started`` in ``events`` is on ``day`` (the day's candidates)."""
-    starts = _attempt_starts(production(events))
-    return starts.loc[starts["date"] == day.isoformat(), "task_id"].reset_index(drop=True)
+    found = query(
+        events,
+        f"SELECT task_id FROM ({_starts_sql(PRODUCTION)}) WHERE date = '{day.isoformat()}' ORDER BY task_id",
+        {"task_id": "string"},
+    )
+    return found["task_id"]
+
+
+def _attempts_sql(day: dt.date | None, window: pd.Timedelta) -> str:
+    """Attempts (started on ``day``, or all) with the first completion, error and fallback in their
+    window and the steps reached, as the columns :func:`build_attempts` finishes."""
+    on_day = f"WHERE date = '{day.isoformat()}'" if day is not None else ""
+    micros = window // pd.Timedelta(microseconds=1)
+    kinds = ", ".join(f"'{t}'" for t in _WINDOW_EVENT_TYPES)
+    return f"""
+        WITH starts AS (SELECT * FROM ({_starts_sql(PRODUCTION)}) {on_day}),
+        windowed AS (
+            SELECT e.task_id, e.event_type, e.step, e.occurred_at
+            FROM {PRODUCTION} e JOIN starts s USING (task_id)
+            WHERE e.event_type IN ({kinds})
+                AND e.occurred_at BETWEEN s.started_at AND s.started_at + to_microseconds({micros})
+        ),
+        per_task AS (
+            SELECT task_id,
+                min(occurred_at) FILTER (WHERE event_type = 'task_completed') AS completed_at,
+                min(occurred_at) FILTER (WHERE event_type = 'task_error') AS error_at,
+                min(occurred_at) FILTER (WHERE event_type = 'task_fallback') AS first_fallback_at,
+                list_sort(list_distinct(list(step) FILTER (WHERE event_type = 'task_step'
+                    AND step IS NOT NULL))) AS steps
+            FROM windowed GROUP BY task_id
+        )
+        SELECT s.*, p.completed_at, p.error_at, p.first_fallback_at,
+            coalesce(array_to_string(list_transform(p.steps, lambda x: {_step_token_sql("x")}), ';'), '')
+                AS steps_reached
+        FROM starts s LEFT JOIN per_task p USING (task_id)
+        ORDER BY task_id
+    """
 
 
 def build_attempts(
-    events: pd.DataFrame,
+    events: Events,
     tickets: pd.DataFrame,
     config: KpiConfig,
     day: dt.date | None = None,
@@ -138,22 +160,12 @@ def build_attempts(
     same timestamp as the first completion is not "before" it, so such an
     attempt is still a first-pass completion.
     """
-    prod = production(events)
-    starts = _attempt_starts(prod)
-    if day is not None:
-        on_day = (starts["date"] == day.isoformat()) & ~starts["task_id"].isin(list(started_earlier))
-        starts = starts[on_day.to_numpy(bool)].reset_index(drop=True)
-
-    window_events = _window_events(prod, starts, pd.Timedelta(hours=config.windows.completion))
-    first_completed = _first_at(window_events, "task_completed")
-    first_error = _first_at(window_events, "task_error")
-    first_fallback = _first_at(window_events, "task_fallback")
-
-    attempts = starts.copy()
-    ids = attempts["task_id"]
-    attempts["completed_at"] = _per_attempt(first_completed, ids)
-    error_at = _per_attempt(first_error, ids)
-    attempts["first_fallback_at"] = _per_attempt(first_fallback, ids)
+    window = pd.Timedelta(hours=config.windows.completion)
+    attempts = query(events, _attempts_sql(day, window), _ATTEMPT_SQL_TYPES)
+    if day is not None and len(started_earlier):
+        attempts = attempts[~attempts["task_id"].isin(list(started_earlier)).to_numpy(bool)]
+    attempts = attempts.reset_index(drop=True)
+    error_at = attempts["error_at"]
     attempts["completed"] = attempts["completed_at"].notna()
     attempts["seconds_to_complete"] = (
         (attempts["completed_at"] - attempts["started_at"]).dt.total_seconds().astype(float)
@@ -164,5 +176,4 @@ def build_attempts(
     fallback_before = (attempts["first_fallback_at"] < attempts["completed_at"]).fillna(False).astype(bool)
     attempts["first_pass"] = attempts["completed"] & ~error_before & ~fallback_before
     attempts["fallback_ticket"] = _fallback_tickets(attempts, tickets, config)
-    attempts["steps_reached"] = _per_attempt(_steps_reached(window_events), ids).fillna("").astype(str)
     return attempts[list(ATTEMPT_COLUMNS)].reset_index(drop=True)

@@ -1,14 +1,43 @@
-"""Rules every KPI shares: only production events count, and a rate over 0 is NULL."""
+"""Rules every KPI shares: only production events count, and a rate over 0 is NULL; and how a KPI
+runs SQL over its events, held in memory or in Parquet files."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import duckdb
 import numpy as np
 import pandas as pd
 
+from kpi_pipeline.ingest.engine import shared_connection
+from kpi_pipeline.tables import TELEMETRY_EVENTS
 
-def production(events: pd.DataFrame) -> pd.DataFrame:
-    """Events whose environment is ``production``, the only ones the KPIs count."""
-    return events[events["environment"].eq("production").fillna(False).astype(bool)]
+# Events a KPI reads: a frame (tests, small inputs) or a DuckDB relation (a window of staged Parquet
+# days, read by column and out of core, so a 10M-event day never becomes a frame).
+Events = pd.DataFrame | duckdb.DuckDBPyRelation
+# The production events of ``events`` (the name :func:`query` gives them), as a SQL subquery.
+PRODUCTION = "(SELECT * FROM events WHERE environment = 'production')"
+
+
+def utc_date_sql(column: str) -> str:
+    """The ISO UTC date of a timestamp column, in SQL."""
+    return f"strftime(timezone('UTC', {column}), '%Y-%m-%d')"
+
+
+def relation(events: Events) -> duckdb.DuckDBPyRelation:
+    """The events as a DuckDB relation; a frame's contract columns get ``telemetry_events``' types
+    first (a column of only nulls has none of its own)."""
+    if isinstance(events, duckdb.DuckDBPyRelation):
+        return events
+    typed = events.astype({c: t for c, t in TELEMETRY_EVENTS.dtypes().items() if c in events.columns})
+    return shared_connection().from_df(typed)
+
+
+def query(events: Events, sql: str, dtypes: Mapping[str, str]) -> pd.DataFrame:
+    """Run ``sql``, which reads the events as ``events``, and return its (small) result with
+    ``dtypes``."""
+    result = relation(events).query("events", sql).to_arrow_table().to_pandas()
+    return result.astype(dict(dtypes))
 
 
 def ratio(numerator: pd.Series, denominator: pd.Series | float) -> pd.Series:

@@ -7,7 +7,7 @@ import datetime as dt
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
-from kpi_pipeline.kpis.common import production, ratio
+from kpi_pipeline.kpis.common import PRODUCTION, Events, query, ratio, utc_date_sql
 from kpi_pipeline.tables import table
 
 DEFLECTION_COLUMNS: tuple[str, ...] = table("kpi_ticket_deflection_daily").column_names
@@ -38,7 +38,7 @@ EVENT_COLUMNS: tuple[str, ...] = ("occurred_at", "user_id", "event_type", "topic
 
 
 def ticket_deflection_daily(
-    events: pd.DataFrame, tickets: pd.DataFrame, config: KpiConfig, day: dt.date
+    events: Events, tickets: pd.DataFrame, config: KpiConfig, day: dt.date
 ) -> pd.DataFrame:
     """Deflection per topic on ``day``.
 
@@ -47,13 +47,14 @@ def ticket_deflection_daily(
     counts within ``windows.deflection`` hours of the first view (both ends
     included). A ticket created before the first view does not undo a deflection.
     """
-    prod = production(events)
-    views = prod[
-        prod["event_type"].eq("help_viewed").fillna(False).astype(bool)
-        & prod["topic"].notna()
-        & _on_day(prod["occurred_at"], day).fillna(False).astype(bool)
-    ]
-    first_view = views.groupby(["topic", "user_id"], as_index=False)["occurred_at"].min()
+    first_view = query(
+        events,
+        f"""SELECT topic, user_id, min(occurred_at) AS occurred_at FROM {PRODUCTION}
+            WHERE event_type = 'help_viewed' AND topic IS NOT NULL AND user_id IS NOT NULL
+                AND {utc_date_sql("occurred_at")} = '{day.isoformat()}'
+            GROUP BY topic, user_id ORDER BY topic, user_id""",
+        {"topic": "string", "user_id": "string", "occurred_at": "datetime64[us, UTC]"},
+    )
 
     ticketed = _ticketed_views(first_view, tickets, pd.Timedelta(hours=config.windows.deflection))
     sessions = first_view.merge(ticketed.assign(ticketed=True), on=["topic", "user_id"], how="left")
