@@ -222,11 +222,10 @@ def stage_telemetry_partition(
         return _stage_exact(data_root, day, aliases, files, paths, ignored, out)
     if out is not None:
         return _stage_native(data_root, day, aliases, paths, ignored, quick_paths, out)
-    with tempfile.TemporaryDirectory(prefix="kpi_pipeline_stage_") as folder:
-        staged = _stage_native(
-            data_root, day, aliases, paths, ignored, quick_paths, EventsFile(Path(folder) / TEMP_FILE)
-        )
-        staged.events = pd.read_parquet(Path(folder) / TEMP_FILE)
+    with tempfile.TemporaryDirectory(prefix="kpi_pipeline_stage_") as scratch:
+        written = EventsFile(Path(scratch) / TEMP_FILE)
+        staged = _stage_native(data_root, day, aliases, paths, ignored, quick_paths, written)
+        staged.events = pd.read_parquet(written.path)
     return staged
 
 
