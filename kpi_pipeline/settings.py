@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kpi_pipeline.config import FIRST_DATE, LAST_DATE, ConfigError
+from kpi_pipeline.ingest.engine import GLOB_CHARACTERS
 
 DEFAULT_START_DATE = dt.date(2025, 1, 1)
 
@@ -34,6 +35,11 @@ class Settings:
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         data_dir = Path(env.get("KPI_DATA_DIR") or "data").resolve()
+        if GLOB_CHARACTERS & set(str(data_dir)):
+            raise ConfigError(
+                f"KPI_DATA_DIR must not contain *, ? or [ (DuckDB reads the staged files' paths as "
+                f"patterns), got {str(data_dir)!r}"
+            )
         url = env.get("KPI_WAREHOUSE_URL") or f"sqlite:///{data_dir / 'warehouse' / 'kpi.db'}"
         named = env.get("KPI_CONFIG") or ""
         config = Path(named) if named else data_dir / "config" / "kpi.yaml"

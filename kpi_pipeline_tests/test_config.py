@@ -431,3 +431,13 @@ def test_a_bad_start_date_is_a_config_error(tmp_path: Path, value: str) -> None:
     assert str(info.value) == (
         f"KPI_START_DATE must be a date from 1900-01-01 to 2200-12-31 like 2025-01-01, got {value!r}"
     )
+
+
+@pytest.mark.parametrize("folder", ["kpi[prod]", "kpi*", "kpi?"])
+def test_a_data_dir_duckdb_would_read_as_a_pattern_is_a_config_error(tmp_path: Path, folder: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"KPI_DATA_DIR": str(tmp_path / folder)})
+    assert str(info.value) == (
+        "KPI_DATA_DIR must not contain *, ? or [ (DuckDB reads the staged files' paths as patterns), "
+        f"got {str(tmp_path / folder)!r}"
+    )

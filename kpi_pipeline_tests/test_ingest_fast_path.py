@@ -323,3 +323,20 @@ def test_random_mixes_stage_the_same_with_and_without_the_fast_pass(lines: list[
         write(root, "a.jsonl", ("\n".join(lines[:split]) + "\n").encode())
         write(root, "b.jsonl", ("\n".join(lines[split:]) + "\n").encode())
         assert_same(root)
+
+
+def test_a_file_name_duckdb_would_read_as_a_pattern_is_read_the_exact_way(tmp_path: Path) -> None:
+    """``a[1].jsonl`` as a DuckDB path is a pattern matching ``a1.jsonl``: such a file is read the
+    exact way, and its neighbour is not read twice."""
+    write(tmp_path, "a[1].jsonl", (PLAIN[0] + "\n").encode())
+    write(tmp_path, "a1.jsonl", (PLAIN[1] + "\n").encode())
+    folder = tmp_path / "raw/telemetry/date=2026-02-04"
+    assert not jsonl_fast.eligible(folder / "a[1].jsonl")
+    assert jsonl_fast.eligible(folder / "a1.jsonl")
+    staged = assert_same(tmp_path)
+    assert staged.report.raw_rows == 2
+    # Files in path order: "a1.jsonl" sorts before "a[1].jsonl".
+    assert staged.events["event_id"].tolist() == [
+        json.loads(PLAIN[1])["event_id"],
+        json.loads(PLAIN[0])["event_id"],
+    ]

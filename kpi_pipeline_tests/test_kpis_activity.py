@@ -76,3 +76,17 @@ def test_in_window_includes_both_ends_only() -> None:
     activity = pd.DataFrame({"date": ["2025-03-21", "2025-03-22", "2025-03-28", "2025-03-29"]})
     # 7 days ending 2025-03-28 = 2025-03-22 .. 2025-03-28
     assert in_window(activity, dt.date(2025, 3, 28), 7)["date"].tolist() == ["2025-03-22", "2025-03-28"]
+
+
+def test_naive_timestamps_are_utc() -> None:
+    """The contract reads a timestamp without an offset as UTC; a frame of naive timestamps gives
+    the same rollup as the same instants in UTC."""
+    rows = [
+        ("2025-03-01T23:30:00Z", "u1", "a1", "feature_used", "export", "production"),
+        ("2025-03-02T00:30:00Z", "u1", "a1", "task_started", None, "production"),
+    ]
+    aware = _events(rows)
+    naive = aware.assign(occurred_at=aware["occurred_at"].dt.tz_localize(None))
+    out = daily_activity(naive)
+    pd.testing.assert_frame_equal(out, daily_activity(aware))
+    assert out["date"].tolist() == ["2025-03-01", "2025-03-01", "2025-03-02"]

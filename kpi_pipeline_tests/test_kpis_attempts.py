@@ -9,7 +9,7 @@ import pandas as pd
 
 from kpi_pipeline.config import KpiConfig, parse_config
 from kpi_pipeline.contract import TELEMETRY_FIELDS, TICKET_FIELDS
-from kpi_pipeline.kpis.attempts import ATTEMPT_COLUMNS, build_attempts, started_on, task_starts
+from kpi_pipeline.kpis.attempts import ATTEMPT_COLUMNS, build_attempts, drop_earlier_starts, task_starts
 from kpi_pipeline.kpis.completion import funnel_daily
 
 D = dt.date(2025, 1, 10)
@@ -339,7 +339,10 @@ def test_task_started_again_on_a_later_day_belongs_to_its_first_start() -> None:
         {"date": "2025-03-01", "task_id": "t", "started_at": pd.Timestamp("2025-03-01T08:00:00Z")}
     ]
     later = events[events["occurred_at"] >= pd.Timestamp("2025-03-02", tz="UTC")]
-    assert sorted(started_on(later, restart_day)) == ["fresh", "t"]
+    # The day's candidates, before the task_starts lookup, and after it (as the asset does).
+    candidates = build_attempts(later, NO_TICKETS, _config(), restart_day)
+    assert candidates["task_id"].tolist() == ["fresh", "t"]
+    assert drop_earlier_starts(candidates, {"t"})["task_id"].tolist() == ["fresh"]
     on_restart_day = build_attempts(later, NO_TICKETS, _config(), restart_day, started_earlier={"t"})
     assert on_restart_day["task_id"].tolist() == ["fresh"]
     # The completion comes 49 h after the first start: outside a 24 h and a 48 h window alike.

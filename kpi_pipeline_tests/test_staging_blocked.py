@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from kpi_pipeline.definitions import build_definitions
 from kpi_pipeline.runner import execute, plan
@@ -122,3 +123,29 @@ def test_a_ticket_export_failing_its_expectations_is_not_stored(tmp_path: Path) 
     assert Warehouse(settings.warehouse_url).read("stg_support_tickets")["ticket_id"].tolist() == ["T1"]
     evaluation = next(c for c in result.checks if c.name == "tickets_expectations")
     assert not evaluation.passed and evaluation.description.startswith("rejected version, not stored")
+
+
+def test_a_day_that_fails_after_staging_leaves_no_pending_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB writes the day's events to a reserved pending file before its checks run; a failure
+    after that (here in Great Expectations) deletes the file rather than leaving it to the process's
+    end, and the DuckDB connection keeps no frame of the day."""
+    from kpi_pipeline.defs import staging
+    from kpi_pipeline.ingest.engine import shared_connection
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("GX is broken")
+
+    settings = settings_for(tmp_path)
+    defs = build_definitions(settings)
+    write_day(tmp_path, good=20, broken=2)
+    monkeypatch.setattr(staging, "expectations", broken)
+    [result] = execute(defs, plan(defs, [DAY], ["telemetry_events"]), dg.DagsterInstance.ephemeral())
+    assert not result.success
+    assert "GX is broken" in (result.message or "")
+    assert sorted(p.name for p in (tmp_path / "staging" / "_pending").iterdir()) == []
+    assert not (tmp_path / "staging" / "telemetry_events" / f"date={DAY}").exists()
+    left = shared_connection().sql("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()
+    assert left == []
+    assert shared_connection().sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall() == []

@@ -36,7 +36,7 @@ from kpi_pipeline.kpis.activity import daily_activity as build_daily_activity
 from kpi_pipeline.kpis.activity import user_days
 from kpi_pipeline.kpis.adoption import feature_adoption_daily
 from kpi_pipeline.kpis.attempts import EVENT_COLUMNS as ATTEMPT_EVENT_COLUMNS
-from kpi_pipeline.kpis.attempts import build_attempts, started_on, task_starts
+from kpi_pipeline.kpis.attempts import build_attempts, drop_earlier_starts, task_starts
 from kpi_pipeline.kpis.completion import funnel_daily, task_completion_daily
 from kpi_pipeline.kpis.deflection import EVENT_COLUMNS as DEFLECTION_EVENT_COLUMNS
 from kpi_pipeline.kpis.deflection import ticket_deflection_daily
@@ -221,14 +221,16 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         restarted: Counter[str] = Counter()
 
         def attempts_of(day: dt.date) -> pd.DataFrame:
+            # One read of the window: the day's candidates, then the task_starts lookup on them.
             events = telemetry_events.relation(day + dt.timedelta(days=first), day + dt.timedelta(days=last))
-            earlier = warehouse.started_before(started_on(events, day), day)
+            candidates = build_attempts(events, support_tickets, config, day)
+            earlier = warehouse.started_before(candidates["task_id"], day)
             if earlier:
                 context.log.info(
                     f"{len(earlier)} task_id(s) started again on {day} belong to earlier attempts"
                 )
             restarted["restarted_earlier_tasks"] += len(earlier)
-            return build_attempts(events, support_tickets, config, day, earlier)
+            return drop_earlier_starts(candidates, earlier)
 
         def count(attempts: pd.DataFrame) -> dict[str, int]:
             return {"attempts": len(attempts), "completed": int(attempts["completed"].sum())}

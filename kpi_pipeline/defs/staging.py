@@ -221,12 +221,32 @@ def stage_day(
     earlier: list[StagedDay],
 ) -> StagedDay:
     """Stage one telemetry day aside and decide its checks. ``earlier`` are the days this run staged
-    before it (not committed yet): the volume and drift checks count them as stored history."""
+    before it (not committed yet): the volume and drift checks count them as stored history.
+
+    The events go straight to a pending file (DuckDB writes a big day itself), committed or
+    discarded with the rest of the run; if anything fails before the day is returned, the file is
+    deleted here."""
+    path, token = kpi_data.store.reserve()
+    try:
+        return _stage_day_to(context, kpi_data, warehouse, cfg, day, earlier, path, token)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _stage_day_to(
+    context: dg.AssetExecutionContext,
+    kpi_data: KpiData,
+    warehouse: WarehouseResource,
+    cfg: KpiConfig,
+    day: dt.date,
+    earlier: list[StagedDay],
+    path: Path,
+    token: str,
+) -> StagedDay:
+    """:func:`stage_day` with the day's events written to the reserved ``path``."""
     key = day.isoformat()
     missing_folder = ""
-    # The events go straight to a pending file (DuckDB writes a big day itself), committed or
-    # discarded with the rest of the run.
-    path, token = kpi_data.store.reserve()
     out = EventsFile(path, {TOKEN_KEY.decode(): token})
     try:
         staged = stage_telemetry_partition(
@@ -243,11 +263,7 @@ def stage_day(
             staged = no_folder(day)
         context.log.warning(missing_folder)
     except UnreadableFileError as exc:
-        path.unlink(missing_ok=True)
         raise _fail(exc) from None
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
     if staged.events is not None:
         write_events(staged.events, out)
     report = staged.report

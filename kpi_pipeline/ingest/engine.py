@@ -9,6 +9,8 @@ import threading
 
 import duckdb
 
+# Characters DuckDB's file readers expand as a glob pattern in a path (there is no escape for them).
+GLOB_CHARACTERS = frozenset("*?[")
 # DuckDB's working memory for one pass. A 1M-line day's judged lines take ~500 MB at full speed;
 # larger days spill to ``temp_directory`` instead of growing the process.
 MEMORY_LIMIT = "512MB"

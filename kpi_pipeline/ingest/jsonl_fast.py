@@ -19,7 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from kpi_pipeline.contract import (
     TELEMETRY_REQUIRED_FOR,
     TELEMETRY_TEXT_FIELDS,
 )
+from kpi_pipeline.ingest.engine import GLOB_CHARACTERS
 from kpi_pipeline.ingest.raw_files import LINE, Lines, RawFile, read_jsonl_lines
 
 SUFFIXES: tuple[str, ...] = (".jsonl", ".jsonl.gz")
@@ -90,12 +92,12 @@ def eligible(path: Path) -> bool:
     """A native JSONL file (optionally gzipped) that DuckDB splits into lines exactly as the exact
     reader does: it does not open with a byte-order mark (the exact reader strips it) and holds no
     unit separator, the byte DuckDB splits each line on (a line of only that byte would read as
-    blank). A gzipped file must also be whole: DuckDB does not check the gzip trailer (CRC and
-    length), which the exact reader refuses when wrong. The file is scanned once, a block at a
-    time."""
+    blank), and its path has no glob character. A gzipped file must also be whole: DuckDB does not
+    check the gzip trailer (CRC and length), which the exact reader refuses when wrong. The file is
+    scanned once, a block at a time."""
     name = path.name.lower()
-    if not name.endswith(SUFFIXES):
-        return False
+    if not name.endswith(SUFFIXES) or GLOB_CHARACTERS & set(str(path)):
+        return False  # DuckDB would read a path with *, ? or [ as a pattern (other files too)
     opener = gzip.open if name.endswith(".gz") else open
     try:
         with opener(path, "rb") as handle:
@@ -277,6 +279,19 @@ def read_fast(
     return FastFile(path, table, int(fast_rows), slow_raw, seen, {str(k): int(n) for k, n in unknown})
 
 
+@contextmanager
+def _registered(con: duckdb.DuckDBPyConnection, **frames: pd.DataFrame) -> Iterator[None]:
+    """The frames registered under their names for the block's queries, unregistered after it even
+    when it fails (the connection is the thread's, shared with later work)."""
+    for name, frame in frames.items():
+        con.register(name, frame)
+    try:
+        yield
+    finally:
+        for name in frames:
+            con.unregister(name)
+
+
 def _union(frame: str, files: Sequence[tuple[int, FastFile]], columns: str) -> str:
     """The registered ``frame``'s rows and the fast rows of ``files``: ``ORDER_KEY``, ``_line`` and
     ``columns``."""
@@ -295,13 +310,12 @@ def duplicates(
     exact path's ``slow_clean`` rows (``ORDER_KEY``, ``_line``, ``event_id``) — whose event id an
     earlier clean row of the partition (by file, then line) already has."""
     keys = slow_clean[[ORDER_KEY, LINE, "event_id"]].astype({"event_id": "object"})
-    con.register("slow_keys", keys)
     union = _union("slow_keys", files, "event_id")
-    found = con.sql(
-        f"SELECT {ORDER_KEY}, {LINE} FROM (SELECT *, row_number() OVER (PARTITION BY event_id "
-        f"ORDER BY {ORDER_KEY}, {LINE}) AS n FROM ({union})) WHERE n > 1 ORDER BY {ORDER_KEY}, {LINE}"
-    ).df()
-    con.unregister("slow_keys")
+    with _registered(con, slow_keys=keys):
+        found = con.sql(
+            f"SELECT {ORDER_KEY}, {LINE} FROM (SELECT *, row_number() OVER (PARTITION BY event_id "
+            f"ORDER BY {ORDER_KEY}, {LINE}) AS n FROM ({union})) WHERE n > 1 ORDER BY {ORDER_KEY}, {LINE}"
+        ).df()
     return found.astype("int64")
 
 
@@ -318,18 +332,15 @@ def write_staged(
     ones (duplicates), and ``slow_staged`` (with ``ORDER_KEY`` and ``_line``). DuckDB writes the
     file itself, sorting out of core, so a day's staged rows never become one frame in Python. The
     files' DuckDB tables are dropped once written."""
-    con.register("slow_staged", slow_staged)
-    con.register("dropped", dropped)
     columns = ", ".join(TELEMETRY_FIELDS)
     pairs = ", ".join(f"{_sql(k)}: {_sql(v)}" for k, v in metadata.items())
     options = f", KV_METADATA {{{pairs}}}" if pairs else ""
-    (written,) = con.execute(
-        f"COPY (SELECT {columns} FROM ({_union('slow_staged', files, columns)}) "
-        f"ANTI JOIN dropped USING ({ORDER_KEY}, {LINE}) ORDER BY {ORDER_KEY}, {LINE}) "
-        f"TO {_sql(str(out))} (FORMAT parquet{options})"
-    ).fetchall()[0]
-    con.unregister("slow_staged")
-    con.unregister("dropped")
+    with _registered(con, slow_staged=slow_staged, dropped=dropped):
+        (written,) = con.execute(
+            f"COPY (SELECT {columns} FROM ({_union('slow_staged', files, columns)}) "
+            f"ANTI JOIN dropped USING ({ORDER_KEY}, {LINE}) ORDER BY {ORDER_KEY}, {LINE}) "
+            f"TO {_sql(str(out))} (FORMAT parquet{options})"
+        ).fetchall()[0]
     for _, done in files:
         con.execute(f"DROP TABLE {done.table}")
     return int(written)
@@ -344,10 +355,10 @@ def drop_lines(con: duckdb.DuckDBPyConnection, files: Sequence[tuple[int, FastFi
 def line_texts(con: duckdb.DuckDBPyConnection, table: str, numbers: np.ndarray) -> list[str]:
     """The text of the given lines (without line breaks) of the file :func:`read_fast` read into
     ``table``."""
-    con.register("wanted", pd.DataFrame({"line_no": np.asarray(numbers, dtype=np.int64)}))
-    found = con.sql(
-        f"SELECT rowid + 1 AS line_no, line FROM {table}_lines SEMI JOIN wanted ON rowid + 1 = line_no"
-    ).df()
-    con.unregister("wanted")
+    wanted = pd.DataFrame({"line_no": np.asarray(numbers, dtype=np.int64)})
+    with _registered(con, wanted=wanted):
+        found = con.sql(
+            f"SELECT rowid + 1 AS line_no, line FROM {table}_lines SEMI JOIN wanted ON rowid + 1 = line_no"
+        ).df()
     texts = found.set_index("line_no")["line"].fillna("").str.rstrip("\r\n")
     return texts.reindex(numbers).tolist()

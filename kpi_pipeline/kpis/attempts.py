@@ -101,14 +101,13 @@ def task_starts(events: Events, day: dt.date) -> pd.DataFrame:
     return query(events, f"SELECT {columns} FROM ({_starts_sql(on_day)}) ORDER BY task_id", _TASK_START_TYPES)
 
 
-def started_on(events: Events, day: dt.date) -> pd.Series:
-    """task_ids whose earliest ``task_started`` in ``events`` is on ``day`` (the day's candidates)."""
-    found = query(
-        events,
-        f"SELECT task_id FROM ({_starts_sql(PRODUCTION)}) WHERE date = '{day.isoformat()}' ORDER BY task_id",
-        {"task_id": "string"},
-    )
-    return found["task_id"]
+def drop_earlier_starts(attempts: pd.DataFrame, started_earlier: Collection[str]) -> pd.DataFrame:
+    """The attempts of a day without the task_ids that had a ``task_started`` before it (from
+    ``task_starts``): their start is earlier, so they are no attempt of the day."""
+    if not len(started_earlier):
+        return attempts
+    keep = ~attempts["task_id"].isin(list(started_earlier)).to_numpy(bool)
+    return attempts[keep].reset_index(drop=True)
 
 
 def _attempts_sql(day: dt.date | None, window: pd.Timedelta) -> str:
@@ -162,9 +161,8 @@ def build_attempts(
     """
     window = pd.Timedelta(hours=config.windows.completion)
     attempts = query(events, _attempts_sql(day, window), _ATTEMPT_SQL_TYPES)
-    if day is not None and len(started_earlier):
-        attempts = attempts[~attempts["task_id"].isin(list(started_earlier)).to_numpy(bool)]
-    attempts = attempts.reset_index(drop=True)
+    if day is not None:
+        attempts = drop_earlier_starts(attempts, started_earlier)
     error_at = attempts["error_at"]
     attempts["completed"] = attempts["completed_at"].notna()
     attempts["seconds_to_complete"] = (

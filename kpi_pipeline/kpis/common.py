@@ -26,10 +26,18 @@ def utc_date_sql(column: str) -> str:
 
 def relation(events: Events) -> duckdb.DuckDBPyRelation:
     """The events as a DuckDB relation; a frame's contract columns get ``telemetry_events``' types
-    first (a column of only nulls has none of its own)."""
+    first (a column of only nulls has none of its own; naive timestamps are UTC, as the contract
+    says)."""
     if isinstance(events, duckdb.DuckDBPyRelation):
         return events
-    typed = events.astype({c: t for c, t in TELEMETRY_EVENTS.dtypes().items() if c in events.columns})
+    typed = events.copy()
+    for column, dtype in TELEMETRY_EVENTS.dtypes().items():
+        if column not in typed.columns:
+            continue
+        values = typed[column]
+        if dtype.startswith("datetime64") and not isinstance(values.dtype, pd.DatetimeTZDtype):
+            values = pd.to_datetime(values).dt.tz_localize("UTC")  # naive timestamps are UTC
+        typed[column] = values.astype(dtype)
     return shared_connection().from_df(typed)
 
 
