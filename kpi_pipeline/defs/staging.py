@@ -228,77 +228,63 @@ def stage_day(
     deleted here."""
     path, token = kpi_data.store.reserve()
     try:
-        return _stage_day_to(context, kpi_data, warehouse, cfg, day, earlier, path, token)
+        key = day.isoformat()
+        missing_folder = ""
+        out = EventsFile(path, {TOKEN_KEY.decode(): token})
+        try:
+            staged = stage_telemetry_partition(
+                kpi_data.root, day, cfg.event_aliases, cfg.sources.telemetry, out=out
+            )
+        except MissingPartitionError as exc:
+            stored = kpi_data.staged_rows(context.asset_key, [key])
+            if sum(stored):
+                # Raw retention or an unmounted share must not wipe a day that was staged.
+                missing_folder = f"{exc}; the staged version ({stored[0]} rows) is kept"
+                staged = kept_version(kpi_data, warehouse, key)
+            else:
+                missing_folder = f"{exc}; staged as a day with no data"
+                staged = no_folder(day)
+            context.log.warning(missing_folder)
+        except UnreadableFileError as exc:
+            raise _fail(exc) from None
+        if staged.events is not None:
+            write_events(staged.events, out)
+        report = staged.report
+        context.log.info(
+            f"telemetry {day}: {report.raw_rows} raw rows = {report.staged_rows} staged "
+            f"+ {report.quarantined_rows} quarantined"
+        )
+        label = f"telemetry_events {day}"
+        window = cfg.quality.volume_window
+        before = [(day - dt.timedelta(days=n)).isoformat() for n in range(window, 0, -1)]
+        in_run = {d.key: d for d in earlier if d.key in before}
+        lookup = [k for k in before if k not in in_run]
+        seen = _fields_seen_before(context, lookup) if lookup else set()
+        seen |= {name for d in in_run.values() for name, rows in d.report.fields_seen.items() if rows}
+        checks = staging_checks(label, report, cfg, seen, partition=True)
+        stored_rows = dict(zip(before, kpi_data.staged_row_counts(context.asset_key, before), strict=True))
+        trailing = [
+            in_run[k].report.staged_rows if k in in_run else stored_rows[k]
+            for k in before
+            if k in in_run or stored_rows[k] is not None
+        ]
+        checks.append(
+            check_result(
+                volume_anomaly(label, report.staged_rows, trailing, cfg.quality.volume_tolerance, window),
+                "volume_anomaly",
+            )
+        )
+        checks.insert(0, expectations("telemetry_events", path, day))
+        # The events are on disk; the day keeps only what a rejection writes (its quarantine rows), so a
+        # ranged run holds no day's events in memory.
+        batch = StagedBatch(
+            empty_frame(TELEMETRY_EVENTS), staged.quarantine, {"source": "telemetry", "partition": key}
+        )
+        pending = kpi_data.store.written(context.asset_key.path, key, path, token, report.staged_rows, batch)
+        return StagedDay(key, pending, batch, report, checks, missing_folder)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-
-
-def _stage_day_to(
-    context: dg.AssetExecutionContext,
-    kpi_data: KpiData,
-    warehouse: WarehouseResource,
-    cfg: KpiConfig,
-    day: dt.date,
-    earlier: list[StagedDay],
-    path: Path,
-    token: str,
-) -> StagedDay:
-    """:func:`stage_day` with the day's events written to the reserved ``path``."""
-    key = day.isoformat()
-    missing_folder = ""
-    out = EventsFile(path, {TOKEN_KEY.decode(): token})
-    try:
-        staged = stage_telemetry_partition(
-            kpi_data.root, day, cfg.event_aliases, cfg.sources.telemetry, out=out
-        )
-    except MissingPartitionError as exc:
-        stored = kpi_data.staged_rows(context.asset_key, [key])
-        if sum(stored):
-            # Raw retention or an unmounted share must not wipe a day that was staged.
-            missing_folder = f"{exc}; the staged version ({stored[0]} rows) is kept"
-            staged = kept_version(kpi_data, warehouse, key)
-        else:
-            missing_folder = f"{exc}; staged as a day with no data"
-            staged = no_folder(day)
-        context.log.warning(missing_folder)
-    except UnreadableFileError as exc:
-        raise _fail(exc) from None
-    if staged.events is not None:
-        write_events(staged.events, out)
-    report = staged.report
-    context.log.info(
-        f"telemetry {day}: {report.raw_rows} raw rows = {report.staged_rows} staged "
-        f"+ {report.quarantined_rows} quarantined"
-    )
-    label = f"telemetry_events {day}"
-    window = cfg.quality.volume_window
-    before = [(day - dt.timedelta(days=n)).isoformat() for n in range(window, 0, -1)]
-    in_run = {d.key: d for d in earlier if d.key in before}
-    lookup = [k for k in before if k not in in_run]
-    seen = _fields_seen_before(context, lookup) if lookup else set()
-    seen |= {name for d in in_run.values() for name, rows in d.report.fields_seen.items() if rows}
-    checks = staging_checks(label, report, cfg, seen, partition=True)
-    stored_rows = dict(zip(before, kpi_data.staged_row_counts(context.asset_key, before), strict=True))
-    trailing = [
-        in_run[k].report.staged_rows if k in in_run else stored_rows[k]
-        for k in before
-        if k in in_run or stored_rows[k] is not None
-    ]
-    checks.append(
-        check_result(
-            volume_anomaly(label, report.staged_rows, trailing, cfg.quality.volume_tolerance, window),
-            "volume_anomaly",
-        )
-    )
-    checks.insert(0, expectations("telemetry_events", path, day))
-    # The events are on disk; the day keeps only what a rejection writes (its quarantine rows), so a
-    # ranged run holds no day's events in memory.
-    batch = StagedBatch(
-        empty_frame(TELEMETRY_EVENTS), staged.quarantine, {"source": "telemetry", "partition": key}
-    )
-    pending = kpi_data.store.written(context.asset_key.path, key, path, token, report.staged_rows, batch)
-    return StagedDay(key, pending, batch, report, checks, missing_folder)
 
 
 def _check_specs(asset: str, partition: bool) -> list[dg.AssetCheckSpec]:
