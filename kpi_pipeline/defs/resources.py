@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import dagster as dg
 import duckdb
@@ -135,7 +136,7 @@ class StagedDays:
         files = shared_connection().read_parquet([str(p) for p in paths], union_by_name=True)
         return files if self.columns is None else files.project(", ".join(f'"{c}"' for c in self.columns))
 
-    def _missing(self, keys: Sequence[str], first: dt.date, last: dt.date) -> None:
+    def _missing(self, keys: Sequence[str], first: dt.date, last: dt.date) -> NoReturn:
         name = "/".join(self.asset_path)
         raise dg.Failure(
             f"{name} has no stored data for partition(s) {', '.join(keys) or f'{first} … {last}'}; "

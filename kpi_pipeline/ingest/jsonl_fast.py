@@ -330,8 +330,7 @@ def write_staged(
     """Write the partition's staged rows to the Parquet file ``out`` (with key-value ``metadata``) in
     file and line order, and return how many: the fast rows of ``files`` except the ``dropped``
     ones (duplicates), and ``slow_staged`` (with ``ORDER_KEY`` and ``_line``). DuckDB writes the
-    file itself, sorting out of core, so a day's staged rows never become one frame in Python. The
-    files' DuckDB tables are dropped once written."""
+    file itself, sorting out of core, so a day's staged rows never become one frame in Python."""
     columns = ", ".join(TELEMETRY_FIELDS)
     pairs = ", ".join(f"{_sql(k)}: {_sql(v)}" for k, v in metadata.items())
     options = f", KV_METADATA {{{pairs}}}" if pairs else ""
@@ -341,8 +340,6 @@ def write_staged(
             f"ANTI JOIN dropped USING ({ORDER_KEY}, {LINE}) ORDER BY {ORDER_KEY}, {LINE}) "
             f"TO {_sql(str(out))} (FORMAT parquet{options})"
         ).fetchall()[0]
-    for _, done in files:
-        con.execute(f"DROP TABLE {done.table}")
     return int(written)
 
 
@@ -350,6 +347,12 @@ def drop_lines(con: duckdb.DuckDBPyConnection, files: Sequence[tuple[int, FastFi
     """Let go of DuckDB's copy of the files' lines (once no quarantined text is needed from it)."""
     for _, done in files:
         con.execute(f"DROP TABLE IF EXISTS {done.table}_lines")
+
+
+def drop_tables(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Drop whatever :func:`read_fast` created for ``table`` (both tables, if they exist)."""
+    con.execute(f"DROP TABLE IF EXISTS {table}")
+    con.execute(f"DROP TABLE IF EXISTS {table}_lines")
 
 
 def line_texts(con: duckdb.DuckDBPyConnection, table: str, numbers: np.ndarray) -> list[str]:

@@ -7,6 +7,7 @@ reads the partition folder and calls it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -167,11 +168,17 @@ class EventsFile:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
+@functools.cache
+def _pandas_metadata() -> str:
+    """pandas' description of the ``telemetry_events`` dtypes, as Parquet footers carry it."""
+    schema = pa.Schema.from_pandas(empty_frame(TELEMETRY_EVENTS), preserve_index=False)
+    return schema.metadata[b"pandas"].decode()
+
+
 def _file_metadata(extra: Mapping[str, str]) -> dict[str, str]:
     """Footer metadata of a staged events file: pandas' description of the table's dtypes (so every
     reader gets ``telemetry_events``' dtypes, whoever wrote the file) and ``extra``."""
-    schema = pa.Schema.from_pandas(empty_frame(TELEMETRY_EVENTS), preserve_index=False)
-    return {"pandas": schema.metadata[b"pandas"].decode(), **extra}
+    return {"pandas": _pandas_metadata(), **extra}
 
 
 def write_events(frame: pd.DataFrame, out: EventsFile) -> None:
@@ -275,7 +282,7 @@ def _stage_native(
             done = None
             if path in quick_paths:
                 try:
-                    done = jsonl_fast.read_fast(con, path, f"judged_{order}", day, aliases)
+                    done = jsonl_fast.read_fast(con, path, _judged(order), day, aliases)
                 except duckdb.Error:
                     done = None  # DuckDB splits this file's lines differently: read it the exact way
             if done is not None:
@@ -315,8 +322,12 @@ def _stage_native(
         return StagedTelemetry(None, quarantine, report)
     finally:
         for order in range(len(paths)):  # nothing of the day stays in the thread's connection
-            con.execute(f"DROP TABLE IF EXISTS judged_{order}")
-            con.execute(f"DROP TABLE IF EXISTS judged_{order}_lines")
+            jsonl_fast.drop_tables(con, _judged(order))
+
+
+def _judged(order: int) -> str:
+    """The DuckDB table of the fast pass over the day's ``order``-th file."""
+    return f"judged_{order}"
 
 
 def _with_fast_duplicates(
