@@ -30,7 +30,8 @@ from kpi_pipeline.windows import attempt_readers, days_between, trailing_readers
 TELEMETRY = "telemetry_events"
 ACTIVITY = "daily_activity"
 ATTEMPTS = "task_attempts"  # and its daily descendants: they read telemetry D-1 … D+n
-TRAILING = ("kpi_engagement_daily", "kpi_feature_adoption_daily")  # 7/28-day windows of daily_activity
+# Assets whose 7/28-day windows read daily_activity (user_weeks through its week of user_days).
+TRAILING = ("user_weeks", "kpi_engagement_daily", "kpi_feature_adoption_daily")
 # Daily assets that also read every earlier day through a lookup no range bounds: name → (the asset
 # that makes the lookup exist, why a later day that is not recomputed may still show the old range).
 HISTORY_READERS = {

@@ -368,6 +368,19 @@ STATE_TABLES: tuple[TableSpec, ...] = (
         index=("user_id",),
     ),
     TableSpec(
+        "user_weeks",
+        ("date", "user_id"),
+        (
+            ("date", "date", "the user's first UTC date with production activity in its week (Monday first)"),
+            ("user_id", "string", "a user active in the week"),
+            ("first_at", "timestamp", "the user's earliest production event on the date"),
+        ),
+        "The user_days rows that open a user's week (one row per user and active week), so that the "
+        "cohort tables read O(users × weeks) rows, not one per user and active day.",
+        partition_column="date",
+        private=True,
+    ),
+    TableSpec(
         "staging_commits",
         ("asset", "partition"),
         (

@@ -14,14 +14,14 @@ from kpi_pipeline.defs.checks import merge_checks
 from kpi_pipeline.defs.resources import ParquetIOManager, StagedDays
 from kpi_pipeline.ingest.telemetry import stage_telemetry_partition
 from kpi_pipeline.kpis.activity import EVENT_COLUMNS as ACTIVITY_EVENT_COLUMNS
-from kpi_pipeline.kpis.activity import daily_activity, user_days
+from kpi_pipeline.kpis.activity import daily_activity, user_days, user_weeks
 from kpi_pipeline.kpis.attempts import EVENT_COLUMNS as ATTEMPT_EVENT_COLUMNS
 from kpi_pipeline.kpis.attempts import build_attempts, task_starts
 from kpi_pipeline.kpis.deflection import EVENT_COLUMNS as DEFLECTION_EVENT_COLUMNS
 from kpi_pipeline.kpis.deflection import ticket_deflection_daily
 from kpi_pipeline.kpis.engagement import engagement_daily, first_seen_on
 from kpi_pipeline.kpis.reliability import attempt_days
-from kpi_pipeline.kpis.retention import first_seen, retention_weekly
+from kpi_pipeline.kpis.retention import first_seen, retention_weekly, time_to_value_weekly
 from kpi_pipeline.sample_data import generate_dataset
 from kpi_pipeline.tables import TELEMETRY_EVENTS
 from kpi_pipeline.windows import TRAILING_DAYS
@@ -212,3 +212,67 @@ def test_kpi_inputs_read_only_the_telemetry_columns_they_use(tmp_path) -> None:
     days = manager.load_input(context)
     assert isinstance(days, StagedDays)
     assert list(days.day(D).columns) == list(ACTIVITY_EVENT_COLUMNS)
+
+
+def _user_days(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
+    """user_days rows from (date, user_id, first_at) tuples."""
+    frame = pd.DataFrame(rows, columns=["date", "user_id", "first_at"])
+    frame["first_at"] = pd.to_datetime(frame["first_at"], utc=True)
+    return frame
+
+
+def test_user_weeks_keeps_the_first_active_day_of_each_users_week() -> None:
+    days = _user_days(
+        [
+            ("2025-03-09", "u3", "2025-03-09T22:00:00Z"),  # Sunday: the week before
+            ("2025-03-10", "u1", "2025-03-10T08:00:00Z"),  # Monday 2025-03-10 opens the week
+            ("2025-03-12", "u1", "2025-03-12T09:00:00Z"),  # u1 already active on Monday
+            ("2025-03-12", "u3", "2025-03-12T07:00:00Z"),  # u3 last seen in the week before
+            ("2025-03-12", "u2", "2025-03-12T10:00:00Z"),
+            ("2025-03-13", "u2", "2025-03-13T10:00:00Z"),
+            ("2025-03-17", "u2", "2025-03-17T00:00:00Z"),  # Monday of the next week
+        ]
+    )
+    wednesday = user_weeks(days, dt.date(2025, 3, 12))
+    assert wednesday["date"].tolist() == ["2025-03-12", "2025-03-12"]
+    assert wednesday["user_id"].tolist() == ["u2", "u3"]
+    assert wednesday["first_at"].tolist() == [
+        pd.Timestamp("2025-03-12T10:00:00Z"),
+        pd.Timestamp("2025-03-12T07:00:00Z"),
+    ]
+    assert user_weeks(days, dt.date(2025, 3, 10))["user_id"].tolist() == ["u1"]
+    assert user_weeks(days, dt.date(2025, 3, 13)).empty  # u2 opened the week on Wednesday
+    assert user_weeks(days, dt.date(2025, 3, 17))["user_id"].tolist() == ["u2"]  # a new week
+    assert user_weeks(days, dt.date(2025, 3, 9))["user_id"].tolist() == ["u3"]
+
+
+def test_cohort_tables_from_user_weeks_equal_them_from_user_days() -> None:
+    """Retention and time to value read user_weeks (a row per user and week); they must equal the
+    tables computed from every active day, over several weeks, accounts and a partial last week."""
+    rows = []
+    for day in range(40):
+        date = dt.date(2025, 2, 24) + dt.timedelta(days=day)
+        for user in range(12):
+            if (user * 7 + day * 3) % (user % 4 + 2) == 0:
+                hour = (user + day) % 24
+                rows.append((f"{date}T{hour:02d}:15:00Z", f"u{user}", f"a{user % 3}", "task_started"))
+                rows.append((f"{date}T{hour:02d}:40:00Z", f"u{user}", f"a{user % 2}", "feature_used"))
+    record = user_days(daily_activity(events(rows)))
+    dates = sorted(set(record["date"].astype(str)))
+    weeks = pd.concat([user_weeks(record, dt.date.fromisoformat(d)) for d in dates], ignore_index=True)
+    assert len(weeks) < len(record)
+    assert not weeks.duplicated(["user_id", "date"]).any()
+    last = dt.date(2025, 4, 1)
+    pd.testing.assert_frame_equal(retention_weekly(weeks, last), retention_weekly(record, last))
+    attempts = pd.DataFrame(
+        {
+            "user_id": record["user_id"],
+            "started_at": record["first_at"] + pd.Timedelta(minutes=5),
+            "completed": (record.index % 3 == 0),
+            "completed_at": record["first_at"] + pd.Timedelta(hours=2),
+        }
+    )
+    config = load_config(None)
+    pd.testing.assert_frame_equal(
+        time_to_value_weekly(weeks, attempts, config), time_to_value_weekly(record, attempts, config)
+    )

@@ -20,7 +20,7 @@ from kpi_pipeline.warehouse import Warehouse
 from kpi_pipeline_tests.support import START, settings_for
 
 CHAIN = ("task_attempts", "kpi_funnel_daily", "kpi_task_completion_daily", "kpi_roi_daily")
-WINDOWS = ("kpi_engagement_daily", "kpi_feature_adoption_daily")
+WINDOWS = ("user_weeks", "kpi_engagement_daily", "kpi_feature_adoption_daily")
 
 
 def day(n: int) -> dt.date:
@@ -139,7 +139,7 @@ def test_ranges_in_any_order_equal_one_run_over_all_days(
     also = "also recomputing the KPIs of 1 staged day(s) outside the range that read its days: 2025-01-02"
     assert out.splitlines().count(also) == 2
     assert (
-        "2025-01-02 6 assets (extra day: its attempts read re-staged 2025-01-01; "
+        "2025-01-02 7 assets (extra day: its attempts read re-staged 2025-01-01; "
         "its 7/28-day windows include re-staged 2025-01-01): ok"
     ) in out
     assert "2025-01-02 4 assets (extra day: its attempts read re-staged 2025-01-03): ok" in out

@@ -55,6 +55,7 @@ DAILY_KPI_ASSETS = (
     "task_attempts",
     "daily_activity",
     "user_days",
+    "user_weeks",
     "kpi_task_completion_daily",
     "kpi_funnel_daily",
     "kpi_ticket_deflection_daily",

@@ -7,8 +7,9 @@ of the day's task_ids started before (``kpi_pipeline.windows`` holds the window
 arithmetic); 7- and 28-day windows read the small ``daily_activity`` rollup,
 never raw events, and new users are looked up in ``user_days``, so a day's run
 costs the same at day 7 as at day 700. Cohort tables read the narrow
-``user_days`` record; the other unpartitioned tables are recomputed from the
-daily attempts and KPI tables.
+``user_weeks`` record (a user's first active day of each week, O(users × weeks));
+the other unpartitioned tables are recomputed from the daily attempts and KPI
+tables.
 
 Every daily asset computes day by day over its run's days: one day for a
 scheduled run, a range for a backfill (``range_policy``). Inputs are read a
@@ -33,7 +34,7 @@ from kpi_pipeline.defs.partitions import daily_partitions, range_policy, run_day
 from kpi_pipeline.defs.resources import KpiData, PendingDays, StagedDays, WarehouseResource
 from kpi_pipeline.kpis.activity import EVENT_COLUMNS as ACTIVITY_EVENT_COLUMNS
 from kpi_pipeline.kpis.activity import daily_activity as build_daily_activity
-from kpi_pipeline.kpis.activity import user_days
+from kpi_pipeline.kpis.activity import user_days, user_weeks
 from kpi_pipeline.kpis.adoption import feature_adoption_daily
 from kpi_pipeline.kpis.attempts import EVENT_COLUMNS as ATTEMPT_EVENT_COLUMNS
 from kpi_pipeline.kpis.attempts import build_attempts, drop_earlier_starts, task_starts
@@ -253,6 +254,20 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         out = per_day(context, lambda day: user_days(daily_activity.day(day)))
         return _output(out, {"user_days": len(out)})
 
+    # user_weeks of D reads user_days of D's week up to D (day_window(-6, 0) covers any weekday).
+    @warehouse_asset(
+        "user_weeks",
+        engagement_owners,
+        True,
+        {"user_days": dg.AssetIn(partition_mapping=day_window(-6, 0))},
+        group_name=INTERMEDIATE_GROUP,
+    )
+    def user_weeks_asset(
+        context: dg.AssetExecutionContext, user_days: pd.DataFrame
+    ) -> dg.Output[pd.DataFrame]:
+        out = per_day(context, lambda day: user_weeks(user_days, day))
+        return _output(out, {"user_weeks": len(out)})
+
     @parquet_asset(
         DAILY_ACTIVITY,
         engagement_owners,
@@ -390,12 +405,12 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         )
         return _output(out, {"net_value": float(out["net_value"].sum())})
 
-    @warehouse_asset("kpi_retention_weekly", engagement_owners, False, {"user_days": dg.AssetIn()})
-    def kpi_retention_weekly(kpi_data: KpiData, user_days: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    @warehouse_asset("kpi_retention_weekly", engagement_owners, False, {"user_weeks": dg.AssetIn()})
+    def kpi_retention_weekly(kpi_data: KpiData, user_weeks: pd.DataFrame) -> dg.Output[pd.DataFrame]:
         # Weeks run to the last staged date: any environment counts, as for open incidents' as-of.
         latest = kpi_data.staged_max(dg.AssetKey(TELEMETRY_EVENTS.name), "occurred_at")
         last = latest.tz_convert("UTC").date() if latest is not None else dt.date.min
-        out = retention_weekly(user_days, last)
+        out = retention_weekly(user_weeks, last)
         week1 = out[out["week_number"] == 1]
         return _output(out, {"week_1_retention": _rate(week1["retained_users"], week1["cohort_users"])})
 
@@ -403,13 +418,13 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         "kpi_time_to_value_weekly",
         engagement_owners,
         False,
-        {"user_days": dg.AssetIn(), "task_attempts": dg.AssetIn()},
+        {"user_weeks": dg.AssetIn(), "task_attempts": dg.AssetIn()},
     )
     def kpi_time_to_value_weekly(
-        kpi_data: KpiData, user_days: pd.DataFrame, task_attempts: StagedDays
+        kpi_data: KpiData, user_weeks: pd.DataFrame, task_attempts: StagedDays
     ) -> dg.Output[pd.DataFrame]:
         attempts = task_attempts.days(columns=TIME_TO_VALUE_ATTEMPT_COLUMNS)
-        out = time_to_value_weekly(user_days, attempts, kpi_data.config())
+        out = time_to_value_weekly(user_weeks, attempts, kpi_data.config())
         return _output(out, {"activation_rate": _rate(out["activated_users"], out["cohort_users"])})
 
     @warehouse_asset(
@@ -475,6 +490,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         task_attempts,
         daily_activity,
         user_days_asset,
+        user_weeks_asset,
         kpi_task_completion_daily,
         kpi_funnel_daily,
         kpi_ticket_deflection_daily,

@@ -97,3 +97,22 @@ def user_days(activity: pd.DataFrame) -> pd.DataFrame:
     out = active.groupby(["date", "user_id"], sort=True)["first_at"].min().reset_index()
     out["first_at"] = pd.to_datetime(out["first_at"], utc=True)
     return out[list(USER_DAY_COLUMNS)]
+
+
+def user_weeks(user_days: pd.DataFrame, day: dt.date) -> pd.DataFrame:
+    """The ``user_days`` rows of ``day`` whose user has no row earlier in ``day``'s UTC week (Monday
+    first): each user's first active day of each week, the ``user_weeks`` record the cohort tables
+    read. ``user_days`` must hold at least that week's days up to ``day``; other rows are ignored.
+
+    Cohorts and returns only ask for a user's first day (the first row of their first week) and the
+    weeks they came back, so these rows answer them exactly, with one row per user and week.
+    """
+    monday = day - dt.timedelta(days=day.weekday())
+    dates = user_days["date"].astype(str)
+    earlier = user_days["user_id"][((dates >= monday.isoformat()) & (dates < day.isoformat())).to_numpy(bool)]
+    today = (dates == day.isoformat()).to_numpy(bool)
+    keep = today & ~user_days["user_id"].isin(earlier.unique()).to_numpy(bool)
+    out = user_days.loc[keep, list(USER_DAY_COLUMNS)].sort_values("user_id", kind="stable")
+    out = out.assign(date=day.isoformat())
+    out["first_at"] = pd.to_datetime(out["first_at"], utc=True)
+    return out.reset_index(drop=True)
