@@ -8,10 +8,13 @@ CDNOW_DAYS days, each into a fresh warehouse and Dagster home: wall, Dagster run
 and the ratio of the two.
 (b) A generated set (``kpi-pipeline generate --days DAYS --users USERS``, from 2025-01-01)
 materialized in full, and a DuckDB floor (parse every day's files, stage to Parquet, per-day
-attempt aggregates) on the same files. Then, in a copy of the raw files, the history grown as
-the daily schedule grows it: days 1-6, the daily run of day 7 (timed), days 8 to the one before
-last, the daily run of the last day (timed) — each the newest day when it runs, so the two
-differ only in the history behind them.
+attempt aggregates) on the same files. Then, on the same raw files, the history grown as the
+daily schedule grows it: days 1-6, the daily run of day 7 (timed), days 7 to the one before
+last, the daily run of the last day (timed) — each the newest day when it runs. The generated
+days grow (the last holds ~20 % more events than day 7), so the last day's daily run is also
+timed after a history of only the 6 days before it (partitions starting there): the same day
+and the same 6 days, only the length of the history differs. Each timed daily run runs REPEATS
+times on copies of one state; the median is reported.
 Every measured step runs in a fresh process; one ``RESULT {json}`` line closes the output.
 """
 
@@ -31,6 +34,8 @@ CDNOW = c.REPO.parent / "shared" / "realdata" / "cdnow" / "CDNOW_master.txt.gz"
 CDNOW_START = dt.date(1997, 1, 1)
 GENERATED_START = dt.date(2025, 1, 1)
 DAILY_DAY = 7  # 1-based: the daily run early in the history, beside the last day's
+SHORT_HISTORY = 6  # days before the last day in the short history (as many as before day 7)
+REPEATS = 3  # each timed daily run, from copies of one state: the median is reported
 
 
 def describe(label: str, measured: c.Measured, runs: int | None) -> str:
@@ -56,6 +61,89 @@ def figures_of(measured: c.Measured, runs: int | None) -> dict[str, Any]:
         "cli_runs": measured.runs(),
         "status": measured.status,
     }
+
+
+def copy_state(source: Path, target: Path) -> None:
+    """A copy of a data root (warehouse, staging, Dagster home); raw files are hard links (never written)."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("raw"))
+    if (source / "raw").exists():
+        shutil.copytree(source / "raw", target / "raw", copy_function=os.link)
+
+
+def link_raw(source: Path, target: Path, first: dt.date | None = None) -> None:
+    """``source``'s config and raw files (hard links) under ``target``; telemetry days from ``first`` only."""
+    shutil.copytree(source / "config", target / "config")
+
+    def skipped(folder: str, names: list[str]) -> set[str]:
+        if first is None or Path(folder).name != "telemetry":
+            return set()
+        return {n for n in names if n.startswith("date=") and n.removeprefix("date=") < first.isoformat()}
+
+    shutil.copytree(source / "raw", target / "raw", copy_function=os.link, ignore=skipped)
+
+
+def materialize(
+    root: Path, start: dt.date, first: dt.date, last: dt.date, label: str, work: Path
+) -> c.Measured:
+    """``kpi-pipeline materialize --start FIRST --end LAST`` on ``root`` (partitions from ``start``)."""
+    env = c.bench_env(root, start.isoformat(), root / "dagster_home")
+    print(f"generated: kpi-pipeline materialize --start {first} --end {last} ({label})")
+    measured = c.run_cli(
+        ["materialize", "--start", str(first), "--end", str(last)],
+        env,
+        work / "logs" / f"{label}.log",
+        echo=False,
+    )
+    report_errors(measured)
+    return measured
+
+
+def timed_daily(
+    state: Path, before: int | None, start: dt.date, day: dt.date, label: str, work: Path
+) -> dict[str, Any]:
+    """The daily run of ``day`` on REPEATS copies of ``state`` (whose instance holds ``before`` runs):
+    the figures of the median run."""
+    runs: list[tuple[c.Measured, int | None]] = []
+    for attempt in range(1, REPEATS + 1):
+        root = work / f"{label}_{attempt}"
+        copy_state(state, root)
+        measured = materialize(root, start, day, day, f"{label}_{attempt}", work)
+        total = measured.figures.get("runs_in_instance")
+        runs.append((measured, None if total is None or before is None else total - before))
+        print(describe(f"  {label} #{attempt}", measured, runs[-1][1]))
+        shutil.rmtree(root)
+    median, count = sorted(runs, key=lambda run: run[0].wall)[len(runs) // 2]
+    return figures_of(median, count) | {"walls_s": [run.wall for run, _ in runs]}
+
+
+def daily_runs(work: Path, generated: Path, daily: dt.date, last: dt.date) -> dict[str, Any]:
+    """The daily run of day 7 and of the last day, each the newest day, grown as the schedule grows
+    the history; and the last day's daily run after a history of SHORT_HISTORY days only, which
+    separates the cost of history from the cost of the day's own size."""
+    one_day = dt.timedelta(days=1)
+    grown = work / "grown"
+    link_raw(generated, grown)
+    out: dict[str, Any] = {}
+    steps = (
+        ("grow_before_7", GENERATED_START, daily - one_day),
+        ("grow_before_last", daily, last - one_day),
+    )
+    for (label, first, end), timed in zip(steps, (("daily_7", daily), ("daily_last", last)), strict=True):
+        measured = materialize(grown, GENERATED_START, first, end, label, work)
+        print(describe(f"{label} {first} … {end}", measured, None))
+        out[label] = figures_of(measured, None)
+        before = measured.figures.get("runs_in_instance")
+        out[timed[0]] = timed_daily(grown, before, GENERATED_START, timed[1], timed[0], work)
+    short_start = last - dt.timedelta(days=SHORT_HISTORY)
+    short = work / "short"
+    link_raw(generated, short, short_start)
+    measured = materialize(short, short_start, short_start, last - one_day, "grow_short", work)
+    print(describe(f"grow_short {short_start} … {last - one_day}", measured, None))
+    out["grow_short"] = figures_of(measured, None)
+    before = measured.figures.get("runs_in_instance")
+    out["daily_last_short"] = timed_daily(short, before, short_start, last, "daily_last_short", work)
+    out["ratio_history"] = c.ratio(out["daily_last"]["wall_s"], out["daily_last_short"]["wall_s"])
+    return out
 
 
 def cdnow(work: Path, days: int) -> tuple[dict[str, Any], list[dict[str, str]]]:
@@ -135,33 +223,19 @@ def generated(work: Path, days: int, users: int) -> tuple[dict[str, Any], list[d
     last = GENERATED_START + dt.timedelta(days=days - 1)
     daily = GENERATED_START + dt.timedelta(days=DAILY_DAY - 1)
     results: dict[str, Any] = {"days": days, "users": users, "generate_s": made.wall}
-    grown = work / "grown"
-    grown.mkdir()
-    for part in ("raw", "config"):
-        if (root / part).exists():
-            shutil.copytree(root / part, grown / part)
-    grown_env = c.bench_env(grown, GENERATED_START.isoformat(), grown / "dagster_home")
-    one_day = dt.timedelta(days=1)
-    seen = {id(env): 0, id(grown_env): 0}
-    for label, first, end, where in (
-        ("backfill", GENERATED_START, last, env),
-        ("grow_before_7", GENERATED_START, daily - one_day, grown_env),
-        ("daily_7", daily, daily, grown_env),
-        ("grow_before_last", daily + one_day, last - one_day, grown_env),
-        ("daily_last", last, last, grown_env),
-    ):
-        print(f"generated: kpi-pipeline materialize --start {first} --end {end}")
-        measured = c.run_cli(
-            ["materialize", "--start", str(first), "--end", str(end)], where, work / "logs" / f"{label}.log"
-        )
-        total = measured.figures.get("runs_in_instance")
-        runs = None if total is None else total - seen[id(where)]
-        seen[id(where)] = total or seen[id(where)]
-        print(describe(f"{label} {first} … {end}", measured, runs))
-        report_errors(measured)
-        results[label] = figures_of(measured, runs) | dict(
-            zip(("raw", "staged"), measured.raw_rows(), strict=True)
-        )
+    print(f"generated: kpi-pipeline materialize --start {GENERATED_START} --end {last}")
+    measured = c.run_cli(
+        ["materialize", "--start", str(GENERATED_START), "--end", str(last)],
+        env,
+        work / "logs" / "backfill.log",
+    )
+    runs = measured.figures.get("runs_in_instance")
+    print(describe(f"backfill {GENERATED_START} … {last}", measured, runs))
+    report_errors(measured)
+    results["backfill"] = figures_of(measured, runs) | dict(
+        zip(("raw", "staged"), measured.raw_rows(), strict=True)
+    )
+    results |= daily_runs(work, root, daily, last)
     aliases, window = c.floor_settings(root)
     files = c.telemetry_files(root)
     print(f"floor: DuckDB on the {len(files)} telemetry files of {days} days")
@@ -182,7 +256,11 @@ def generated(work: Path, days: int, users: int) -> tuple[dict[str, Any], list[d
     rss_ratio = c.ratio(backfill["peak_mb"], floor.peak_mb)
     cpu_ratio = c.ratio(backfill["cpu_s"], floor.cpu)
     print(f"ratio backfill/floor: wall {wall_ratio:.1f}×, CPU {cpu_ratio:.1f}×, peak RSS {rss_ratio:.1f}×")
-    print(f"ratio daily run day {days} / day {DAILY_DAY}: wall {daily_ratio:.2f}×")
+    print(f"ratio daily run day {days} / day {DAILY_DAY}: wall {daily_ratio:.2f}× (medians)")
+    print(
+        f"ratio daily run day {days} after {days - 1} days / after {SHORT_HISTORY} days: "
+        f"wall {results['ratio_history']:.2f}× (medians)"
+    )
     results |= {
         "floor": c.floor_figures(floor),
         "ratio_wall": wall_ratio,
@@ -200,14 +278,21 @@ def generated(work: Path, days: int, users: int) -> tuple[dict[str, Any], list[d
             "peak_rss": f"{c.megabytes(backfill['peak_mb'])} / {c.megabytes(floor.peak_mb)}",
         }
     ]
-    for label, number in (("daily_7", DAILY_DAY), ("daily_last", days)):
+    for label, what in (
+        ("daily_7", f"daily run of day {DAILY_DAY}, the newest day, {DAILY_DAY - 1} days before it"),
+        ("daily_last", f"daily run of day {days}, the newest day, {days - 1} days before it"),
+        ("daily_last_short", f"daily run of day {days}, the newest day, {SHORT_HISTORY} days before it"),
+    ):
         run = results[label]
+        ratio = ""
+        if label == "daily_last":
+            ratio = f"{daily_ratio:.2f}× day {DAILY_DAY}; {results['ratio_history']:.2f}× its short history"
         rows.append(
             {
-                "work": f"{name}: daily run of day {number}, the newest day, {run['runs']} runs",
+                "work": f"{name}: {what}, {run['runs']} runs, median of {len(run['walls_s'])}",
                 "project": c.timing(run["wall_s"], run["cpu_s"]),
                 "floor": "—",
-                "ratio": f"{daily_ratio:.2f}× day {DAILY_DAY}" if label == "daily_last" else "",
+                "ratio": ratio,
                 "peak_rss": c.megabytes(run["peak_mb"]),
             }
         )
