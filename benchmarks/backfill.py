@@ -128,19 +128,22 @@ def daily_runs(work: Path, generated: Path, daily: dt.date, last: dt.date) -> di
         ("grow_before_7", GENERATED_START, daily - one_day),
         ("grow_before_last", daily, last - one_day),
     )
+    before: int | None = 0
     for (label, first, end), timed in zip(steps, (("daily_7", daily), ("daily_last", last)), strict=True):
         measured = materialize(grown, GENERATED_START, first, end, label, work)
-        print(describe(f"{label} {first} … {end}", measured, None))
-        out[label] = figures_of(measured, None)
-        before = measured.figures.get("runs_in_instance")
+        total = measured.figures.get("runs_in_instance")
+        runs = None if total is None or before is None else total - before
+        print(describe(f"{label} {first} … {end}", measured, runs))
+        out[label] = figures_of(measured, runs)
+        before = total
         out[timed[0]] = timed_daily(grown, before, GENERATED_START, timed[1], timed[0], work)
     short_start = last - dt.timedelta(days=SHORT_HISTORY)
     short = work / "short"
     link_raw(generated, short, short_start)
     measured = materialize(short, short_start, short_start, last - one_day, "grow_short", work)
-    print(describe(f"grow_short {short_start} … {last - one_day}", measured, None))
-    out["grow_short"] = figures_of(measured, None)
     before = measured.figures.get("runs_in_instance")
+    print(describe(f"grow_short {short_start} … {last - one_day}", measured, before))
+    out["grow_short"] = figures_of(measured, before)
     out["daily_last_short"] = timed_daily(short, before, short_start, last, "daily_last_short", work)
     out["ratio_history"] = c.ratio(out["daily_last"]["wall_s"], out["daily_last_short"]["wall_s"])
     return out
