@@ -317,13 +317,15 @@ def measure(work: Path, days: int, users: int, cdnow_days: int) -> dict[str, Any
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=42, help="days of the generated set (at least 7)")
+    parser.add_argument("--days", type=int, default=42, help="days of the generated set (at least 8)")
     parser.add_argument("--users", type=int, default=6000, help="users of the generated set")
     parser.add_argument("--cdnow-days", type=int, default=90, help="days of the long CDNOW backfill")
     parser.add_argument("--keep", type=Path, help="work here and keep the data (must be empty or new)")
     args = parser.parse_args()
-    if args.days < DAILY_DAY:
-        parser.error(f"--days must be at least {DAILY_DAY}")
+    if args.days <= DAILY_DAY:
+        parser.error(
+            f"--days must be at least {DAILY_DAY + 1}: the last day's run is timed beside day {DAILY_DAY}'s"
+        )
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
         if any(args.keep.iterdir()):
