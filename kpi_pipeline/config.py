@@ -11,6 +11,7 @@ date and money arithmetic; dates are ``YYYY-MM-DD`` calendar dates.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 from pathlib import Path
@@ -292,9 +293,19 @@ def load_config(path: str | Path | None, required: bool = False) -> KpiConfig:
             raise ConfigError(f"{path}: configuration file not found (named by KPI_CONFIG)")
         return KpiConfig()
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=ConfigLoader)
+        content = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    return _parsed(str(path), content)
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(path: str, content: bytes) -> KpiConfig:
+    """kpi.yaml's ``content`` parsed and validated, once per distinct content: every asset and
+    check of a run asks for the config, and parsing it each time cost ~1 s of a 21-day run.
+    KpiConfig is frozen, so one instance is safely shared."""
+    try:
+        raw = yaml.load(content.decode("utf-8"), Loader=ConfigLoader)
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (invalid byte at offset {exc.start})") from None
     except yaml.YAMLError as exc:

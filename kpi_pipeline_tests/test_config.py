@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -441,3 +442,15 @@ def test_a_data_dir_duckdb_would_read_as_a_pattern_is_a_config_error(tmp_path: P
         "KPI_DATA_DIR must not contain *, ? or [ (DuckDB reads the staged files' paths as patterns), "
         f"got {str(tmp_path / folder)!r}"
     )
+
+
+def test_an_edited_config_is_read_again_even_with_the_same_size_and_time(tmp_path: Path) -> None:
+    """Parsed configs are cached by content: an edit is seen at once, whatever the file's clock says."""
+    path = tmp_path / "kpi.yaml"
+    path.write_text("cost_per_ticket: 25\n", encoding="utf-8")
+    stamp = path.stat().st_mtime_ns
+    assert load_config(path).cost_per_ticket == 25.0
+    path.write_text("cost_per_ticket: 31\n", encoding="utf-8")  # same size
+    os.utime(path, ns=(stamp, stamp))  # and the same modification time
+    assert load_config(path).cost_per_ticket == 31.0
+    assert load_config(path) is load_config(path)  # unchanged content: parsed once
