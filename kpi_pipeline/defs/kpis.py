@@ -91,18 +91,17 @@ def staged_per_day(
     figures summed over the days, and a preview of the last day's rows."""
     pending: list[PendingPartition] = []
     totals: Counter[str] = Counter()
-    preview = markdown_preview(pd.DataFrame())
+    frame = pd.DataFrame()
     try:
         for day in run_days(context):
             frame = compute(day)
             totals.update(count(frame))
-            preview = markdown_preview(frame)
             pending.append(kpi_data.store.stage(context.asset_key.path, day.isoformat(), frame, None))
     except BaseException:
         for staged in pending:
             kpi_data.store.discard(staged)
         raise
-    return PendingDays(tuple(pending)), {"preview": preview, **dict(totals)}
+    return PendingDays(tuple(pending)), {"preview": markdown_preview(frame), **dict(totals)}
 
 
 def _output(frame: pd.DataFrame, headline: Mapping[str, object] | None = None) -> dg.Output[pd.DataFrame]:
