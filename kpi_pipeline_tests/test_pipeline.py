@@ -182,13 +182,14 @@ def _weekly_completion(warehouse: Warehouse, workflow: str, first: dt.date, last
     return rows["completions"].sum() / rows["attempts"].sum()
 
 
-def test_alias_fix_and_backfill_restore_the_bug_week(tmp_path: Path) -> None:
-    summary = generate_dataset(tmp_path, days=21, seed=5, start=START, users=60)
+def test_alias_fix_and_backfill_restore_the_bug_week(pipeline_run: PipelineRun, tmp_path: Path) -> None:
+    # A copy of the session's materialized sample (raw files, staging, warehouse): the fix edits it.
+    shutil.copytree(pipeline_run.settings.data_dir, tmp_path, dirs_exist_ok=True)
+    summary = pipeline_run.summary
     first, last = summary.bug_week
     settings = settings_for(tmp_path)
-    days = [START + dt.timedelta(days=i) for i in range(21)]
-    defs, results = materialize_all(settings, days)
-    assert all(r.success for r in results)
+    days = pipeline_run.days
+    assert all(r.success for r in pipeline_run.results)
     warehouse = Warehouse(settings.warehouse_url)
     week_before = (first - dt.timedelta(days=7), first - dt.timedelta(days=1))
     normal = _weekly_completion(warehouse, summary.bug_workflow, *week_before)
