@@ -149,3 +149,44 @@ def test_ranges_in_any_order_equal_one_run_over_all_days(
     for name, frame in expected.items():
         pd.testing.assert_frame_equal(got[name], frame, check_exact=True, obj=name)
     assert len(expected["kpi_task_completion_daily"]) > 0 and len(expected["task_attempts 2025-01-02"]) > 0
+
+
+def test_restaging_a_day_that_loses_a_user_moves_their_week_to_their_next_day(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """user_weeks of the later days of a week read the re-staged day: when a fix removes a user from
+    the day that opened their week, the CLI recomputes those days, and the cohort tables equal a
+    fresh run over the fixed files."""
+    for name in ("KPI_WAREHOUSE_URL", "KPI_CONFIG", "DAGSTER_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    fixed, fresh = tmp_path / "fixed", tmp_path / "fresh"
+    generate_dataset(fixed, days=3, users=40, seed=5, start=START)  # Wed 01-01 … Fri 01-03: one week
+    materialize(fixed, day(1), day(3), monkeypatch)
+    weeks = Warehouse(settings_for(fixed).warehouse_url).read("user_weeks")
+    opened = weeks[weeks["date"].astype(str) == "2025-01-01"]["user_id"]
+    later = Warehouse(settings_for(fixed).warehouse_url).read("user_days")
+    later = later[later["date"].astype(str) > "2025-01-01"]
+    user = sorted(set(opened) & set(later["user_id"]))[0]  # opened the week on 01-01, back later in it
+    next_day = later[later["user_id"] == user]["date"].astype(str).min()
+
+    raw = fixed / "raw" / "telemetry" / "date=2025-01-01" / "events.jsonl"
+    lines = raw.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if f'"{user}"' not in line]
+    assert len(kept) < len(lines)
+    raw.write_text("".join(kept), encoding="utf-8")
+    shutil.copytree(fixed / "raw", fresh / "raw")
+    shutil.copytree(fixed / "config", fresh / "config")
+    materialize(fixed, day(1), day(1), monkeypatch)
+    materialize(fresh, day(1), day(3), monkeypatch)
+
+    got = Warehouse(settings_for(fixed).warehouse_url).read("user_weeks")
+    assert got[got["user_id"] == user]["date"].astype(str).tolist() == [next_day]
+    expected = Warehouse(settings_for(fresh).warehouse_url).read("user_weeks")
+    pd.testing.assert_frame_equal(
+        got.sort_values(["date", "user_id"], ignore_index=True),
+        expected.sort_values(["date", "user_id"], ignore_index=True),
+    )
+    for name in ("kpi_retention_weekly", "kpi_time_to_value_weekly"):
+        pd.testing.assert_frame_equal(
+            kpi_tables(fixed, 3)[name], kpi_tables(fresh, 3)[name], check_exact=True, obj=name
+        )
