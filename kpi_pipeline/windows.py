@@ -11,6 +11,7 @@ import datetime as dt
 from kpi_pipeline.config import KpiConfig
 
 TRAILING_DAYS = 28  # the longest trailing window (mau, 28-day adoption)
+WEEK_DAYS = 7  # a UTC week, Monday first: user_weeks of a day reads its week up to it
 
 
 def attempt_offsets(config: KpiConfig) -> tuple[int, int]:

@@ -48,7 +48,7 @@ from kpi_pipeline.kpis.roi import roi_daily
 from kpi_pipeline.kpis.scorecard import scorecard
 from kpi_pipeline.partition_store import PendingPartition
 from kpi_pipeline.tables import ATTEMPTS, DAILY_ACTIVITY, TELEMETRY_EVENTS, TableSpec, empty_frame, table
-from kpi_pipeline.windows import TRAILING_DAYS, attempt_offsets
+from kpi_pipeline.windows import TRAILING_DAYS, WEEK_DAYS, attempt_offsets
 
 KPI_GROUP = "kpis"
 INTERMEDIATE_GROUP = "intermediate"
@@ -253,12 +253,12 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         out = per_day(context, lambda day: user_days(daily_activity.day(day)))
         return _output(out, {"user_days": len(out)})
 
-    # user_weeks of D reads user_days of D's week up to D (day_window(-6, 0) covers any weekday).
+    # user_weeks of D reads user_days of D's week up to D (the 6 days before D cover any weekday).
     @warehouse_asset(
         "user_weeks",
         engagement_owners,
         True,
-        {"user_days": dg.AssetIn(partition_mapping=day_window(-6, 0))},
+        {"user_days": dg.AssetIn(partition_mapping=day_window(-(WEEK_DAYS - 1), 0))},
         group_name=INTERMEDIATE_GROUP,
     )
     def user_weeks_asset(

@@ -107,9 +107,9 @@ def user_weeks(user_days: pd.DataFrame, day: dt.date) -> pd.DataFrame:
     Cohorts and returns only ask for a user's first day (the first row of their first week) and the
     weeks they came back, so these rows answer them exactly, with one row per user and week.
     """
-    monday = day - dt.timedelta(days=day.weekday())
     dates = user_days["date"].astype(str)
-    earlier = user_days["user_id"][((dates >= monday.isoformat()) & (dates < day.isoformat())).to_numpy(bool)]
+    this_week = (week_start(dates) == week_start(pd.Series([day.isoformat()])).iloc[0]).to_numpy(bool)
+    earlier = user_days["user_id"][this_week & (dates < day.isoformat()).to_numpy(bool)]
     today = (dates == day.isoformat()).to_numpy(bool)
     keep = today & ~user_days["user_id"].isin(earlier.unique()).to_numpy(bool)
     out = user_days.loc[keep, list(USER_DAY_COLUMNS)].sort_values("user_id", kind="stable")
