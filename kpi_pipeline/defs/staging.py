@@ -254,26 +254,7 @@ def stage_day(
             f"telemetry {day}: {report.raw_rows} raw rows = {report.staged_rows} staged "
             f"+ {report.quarantined_rows} quarantined"
         )
-        label = f"telemetry_events {day}"
-        window = cfg.quality.volume_window
-        before = [(day - dt.timedelta(days=n)).isoformat() for n in range(window, 0, -1)]
-        in_run = {d.key: d for d in earlier if d.key in before}
-        lookup = [k for k in before if k not in in_run]
-        seen = _fields_seen_before(context, lookup) if lookup else set()
-        seen |= {name for d in in_run.values() for name, rows in d.report.fields_seen.items() if rows}
-        checks = staging_checks(label, report, cfg, seen, partition=True)
-        stored_rows = dict(zip(before, kpi_data.staged_row_counts(context.asset_key, before), strict=True))
-        trailing = [
-            in_run[k].report.staged_rows if k in in_run else stored_rows[k]
-            for k in before
-            if k in in_run or stored_rows[k] is not None
-        ]
-        checks.append(
-            check_result(
-                volume_anomaly(label, report.staged_rows, trailing, cfg.quality.volume_tolerance, window),
-                "volume_anomaly",
-            )
-        )
+        checks = _history_checks(context, kpi_data, cfg, day, report, earlier)
         checks.insert(0, expectations("telemetry_events", path, day))
         # The events are on disk; the day keeps only what a rejection writes (its quarantine rows), so a
         # ranged run holds no day's events in memory.
@@ -285,6 +266,39 @@ def stage_day(
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+
+
+def _history_checks(
+    context: dg.AssetExecutionContext,
+    kpi_data: KpiData,
+    cfg: KpiConfig,
+    day: dt.date,
+    report: StagingReport,
+    earlier: list[StagedDay],
+) -> list[dg.AssetCheckResult]:
+    """A staged day's checks against the days before it (schema drift, volume), counting the days
+    this run staged before it (``earlier``, not committed yet) as stored history."""
+    label = f"telemetry_events {day}"
+    window = cfg.quality.volume_window
+    before = [(day - dt.timedelta(days=n)).isoformat() for n in range(window, 0, -1)]
+    in_run = {d.key: d for d in earlier if d.key in before}
+    lookup = [k for k in before if k not in in_run]
+    seen = _fields_seen_before(context, lookup) if lookup else set()
+    seen |= {name for d in in_run.values() for name, rows in d.report.fields_seen.items() if rows}
+    checks = staging_checks(label, report, cfg, seen, partition=True)
+    stored_rows = dict(zip(before, kpi_data.staged_row_counts(context.asset_key, before), strict=True))
+    trailing = [
+        in_run[k].report.staged_rows if k in in_run else stored_rows[k]
+        for k in before
+        if k in in_run or stored_rows[k] is not None
+    ]
+    checks.append(
+        check_result(
+            volume_anomaly(label, report.staged_rows, trailing, cfg.quality.volume_tolerance, window),
+            "volume_anomaly",
+        )
+    )
+    return checks
 
 
 def _check_specs(asset: str, partition: bool) -> list[dg.AssetCheckSpec]:
