@@ -11,7 +11,7 @@ import pandas as pd
 from kpi_pipeline.config import load_config
 from kpi_pipeline.definitions import build_definitions
 from kpi_pipeline.defs.checks import merge_checks
-from kpi_pipeline.defs.resources import ParquetIOManager, StagedDays
+from kpi_pipeline.defs.resources import KpiData, ParquetIOManager, StagedDays
 from kpi_pipeline.ingest.telemetry import stage_telemetry_partition
 from kpi_pipeline.kpis.activity import EVENT_COLUMNS as ACTIVITY_EVENT_COLUMNS
 from kpi_pipeline.kpis.activity import daily_activity, user_days, user_weeks
@@ -28,6 +28,7 @@ from kpi_pipeline.windows import TRAILING_DAYS
 from kpi_pipeline_tests.support import settings_for
 
 D = dt.date(2025, 3, 12)
+TELEMETRY = dg.AssetKey("telemetry_events")
 
 
 def events(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:
@@ -275,4 +276,27 @@ def test_cohort_tables_from_user_weeks_equal_them_from_user_days() -> None:
     config = load_config(None)
     pd.testing.assert_frame_equal(
         time_to_value_weekly(weeks, attempts, config), time_to_value_weekly(record, attempts, config)
+    )
+
+
+def test_requesters_are_looked_up_among_staged_users_not_read_whole(tmp_path) -> None:
+    """The requesters check asks which ticket requesters telemetry knows, across every staged day
+    (u2 only on the second), and gets back only those: never every staged user id."""
+    folder = tmp_path / "staging" / "telemetry_events"
+    for day, users in (("2025-03-11", ["u1", "u1", None]), ("2025-03-12", ["u2", "u9"])):
+        (folder / f"date={day}").mkdir(parents=True)
+        pd.DataFrame({"user_id": pd.Series(users, dtype="string")}).to_parquet(
+            folder / f"date={day}" / "data.parquet"
+        )
+    data = KpiData(
+        data_dir=str(tmp_path), config_path=str(tmp_path / "kpi.yaml"), staging_dir=str(tmp_path / "staging")
+    )
+    requesters = pd.Series(["u1", "u2", "u3", None, "u1"], dtype="string")
+    assert data.staged_among(TELEMETRY, "user_id", requesters) == {"u1", "u2"}
+    assert data.staged_among(TELEMETRY, "user_id", pd.Series([None], dtype="string")) == set()
+    assert (
+        KpiData(data_dir=str(tmp_path), config_path="", staging_dir=str(tmp_path / "empty")).staged_among(
+            TELEMETRY, "user_id", requesters
+        )
+        == set()
     )

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from pathlib import Path
 
+import duckdb
 import pandas as pd
+import pytest
 
 from kpi_pipeline.config import KpiConfig
+from kpi_pipeline.ingest.engine import shared_connection
 from kpi_pipeline.kpis.retention import (
     RETENTION_COLUMNS,
     TIME_TO_VALUE_COLUMNS,
@@ -91,7 +95,17 @@ def test_retention_weekly_cohort_in_last_week_has_only_week_zero() -> None:
     ]
 
 
-def test_time_to_value_activation_edge_and_median() -> None:
+def _as_parquet(attempts: pd.DataFrame, folder: Path) -> duckdb.DuckDBPyRelation:
+    """The attempts as the asset hands them over: a relation over Parquet files, one per day."""
+    paths = []
+    for number, (_, day) in enumerate(attempts.groupby(attempts["started_at"].dt.date)):
+        paths.append(str(folder / f"{number}.parquet"))
+        day.to_parquet(paths[-1])
+    return shared_connection().read_parquet(paths)
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["frame", "parquet"])
+def test_time_to_value_activation_edge_and_median(stored: bool, tmp_path: Path) -> None:
     config = KpiConfig(activation_days=14)
     activity = _activity(
         [
@@ -115,7 +129,7 @@ def test_time_to_value_activation_edge_and_median() -> None:
             ("u9", "2025-03-05T00:30:00Z", True, "2025-03-05T01:30:00Z"),  # unknown user
         ]
     )
-    out = time_to_value_weekly(activity, attempts, config)
+    out = time_to_value_weekly(activity, _as_parquet(attempts, tmp_path) if stored else attempts, config)
     assert tuple(out.columns) == TIME_TO_VALUE_COLUMNS
     assert out["cohort_week"].tolist() == ["2025-03-03", "2025-03-10"]
     assert out["cohort_users"].tolist() == [3, 1]

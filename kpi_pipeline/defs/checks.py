@@ -135,7 +135,7 @@ def referential_checks() -> list[dg.AssetChecksDefinition]:
     )
     def requesters_known(kpi_data: KpiData, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         tickets = warehouse.get().read("stg_support_tickets")
-        users = kpi_data.staged_distinct(dg.AssetKey("telemetry_events"), "user_id")
+        users = kpi_data.staged_among(dg.AssetKey("telemetry_events"), "user_id", tickets["requester_id"])
         share = kpi_data.config().quality.unknown_requester_share
         return check_result(unknown_requesters(tickets, users, share))
 

@@ -422,7 +422,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
     def kpi_time_to_value_weekly(
         kpi_data: KpiData, user_weeks: pd.DataFrame, task_attempts: StagedDays
     ) -> dg.Output[pd.DataFrame]:
-        attempts = task_attempts.days(columns=TIME_TO_VALUE_ATTEMPT_COLUMNS)
+        attempts = task_attempts.every_day(TIME_TO_VALUE_ATTEMPT_COLUMNS)
         out = time_to_value_weekly(user_weeks, attempts, kpi_data.config())
         return _output(out, {"activation_rate": _rate(out["activated_users"], out["cohort_users"])})
 

@@ -11,7 +11,6 @@ from typing import NoReturn
 import dagster as dg
 import duckdb
 import pandas as pd
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kpi_pipeline.config import KpiConfig, load_config
@@ -57,15 +56,20 @@ class KpiData(dg.ConfigurableResource):
         paths = [self.store.ready(asset_key.path, key) for key in partition_keys]
         return [pq.read_metadata(path).num_rows if path.exists() else None for path in paths]
 
-    def staged_distinct(self, asset_key: dg.AssetKey, column: str) -> set[str]:
-        """Distinct values of one column over every stored partition (reads only that column)."""
+    def staged_among(self, asset_key: dg.AssetKey, column: str, values: pd.Series) -> set[str]:
+        """Which of ``values`` occur in ``column`` of any stored partition. DuckDB scans that one
+        column out of core and keeps only the matches, so the answer stays the size of ``values``
+        however long the history."""
         self.store.recover_all(asset_key.path)
         folder = Path(self.staging_dir).joinpath(*asset_key.path)
         paths = sorted(folder.glob("date=*/data.parquet"))
-        if not paths:
+        wanted = pd.DataFrame({"value": values.dropna().astype(str).unique()})
+        if not paths or wanted.empty:
             return set()
-        values = pq.read_table(paths[0].parent.parent, columns=[column]).column(column)
-        return set(pc.unique(values).drop_null().to_pylist())
+        con = shared_connection()
+        stored = con.read_parquet([str(p) for p in paths], union_by_name=True).project(f'"{column}" AS value')
+        found = stored.join(con.from_df(wanted), "value", how="semi").distinct()
+        return set(found.to_arrow_table().column("value").to_pylist())
 
     def config(self) -> KpiConfig:
         return load_config(self.config_path, required=self.config_required)
@@ -173,6 +177,15 @@ class StagedDays:
             pd.read_parquet(path, columns=None if columns is None else list(columns)) for path in existing
         ]
         return pd.concat(read, ignore_index=True)
+
+    def every_day(self, columns: Sequence[str]) -> duckdb.DuckDBPyRelation | pd.DataFrame:
+        """``columns`` of every stored partition as one DuckDB relation over their Parquet files (a
+        KPI over all history scans them out of core); an empty frame when none is stored."""
+        paths = self._stored(list(self.keys))
+        if not paths:
+            return empty_frame(self.spec)[list(columns)]
+        files = shared_connection().read_parquet([str(p) for p in paths], union_by_name=True)
+        return files.project(", ".join(f'"{c}"' for c in columns))
 
     def _stored(self, keys: Sequence[str]) -> list[Path]:
         paths = [self.store.ready(self.asset_path, k) for k in keys]

@@ -14,7 +14,7 @@ import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.kpis.activity import week_start
-from kpi_pipeline.kpis.common import ratio
+from kpi_pipeline.kpis.common import Events, query, ratio, relation
 from kpi_pipeline.tables import table
 
 FIRST_SEEN_COLUMNS: tuple[str, ...] = ("user_id", "first_date", "first_at")
@@ -80,7 +80,7 @@ def retention_weekly(activity: pd.DataFrame, last_date: dt.date) -> pd.DataFrame
     return out[list(RETENTION_COLUMNS)].reset_index(drop=True)
 
 
-def time_to_value_weekly(activity: pd.DataFrame, attempts: pd.DataFrame, config: KpiConfig) -> pd.DataFrame:
+def time_to_value_weekly(activity: pd.DataFrame, attempts: Events, config: KpiConfig) -> pd.DataFrame:
     """kpi_time_to_value_weekly: activation of each weekly cohort.
 
     A cohort user is activated by a completed attempt whose ``started_at`` is
@@ -88,20 +88,25 @@ def time_to_value_weekly(activity: pd.DataFrame, attempts: pd.DataFrame, config:
     hours to first completion run from ``first_at`` to the earliest
     ``completed_at`` among those qualifying attempts; the cohort value is the
     median over activated users (linear interpolation), NaN when none.
+
+    ``attempts`` may be every stored day's attempts as a DuckDB relation: the
+    join and the earliest completion per user run in DuckDB, out of core, so
+    only one row per activated user becomes a frame.
     """
     cohorts = _with_cohort(first_seen(activity))
-    completed = attempts["completed"].astype("boolean").fillna(False).astype(bool).to_numpy()
-    done = attempts.loc[completed & attempts["completed_at"].notna().to_numpy(bool)]
-    done = done[["user_id", "started_at", "completed_at"]].merge(
-        cohorts[["user_id", "first_at", "cohort_week"]], on="user_id", how="inner"
+    window = cohorts[["user_id", "first_at"]].assign(
+        deadline=cohorts["first_at"] + pd.Timedelta(days=config.activation_days)
     )
-    horizon = pd.Timedelta(days=config.activation_days)
-    started = pd.to_datetime(done["started_at"], utc=True)
-    first_at = pd.to_datetime(done["first_at"], utc=True)
-    qualifying = done[((started >= first_at) & (started <= first_at + horizon)).to_numpy(bool)]
-    firsts = qualifying.groupby(["cohort_week", "user_id"]).agg(
-        first_at=("first_at", "min"), completed_at=("completed_at", "min")
+    users = relation(window).set_alias("cohort")
+    qualifying = relation(attempts).set_alias("attempt").join(users, "user_id")
+    sql = (
+        "SELECT user_id, min(completed_at) AS completed_at FROM events "
+        "WHERE completed AND completed_at IS NOT NULL AND started_at >= first_at AND started_at <= deadline "
+        "GROUP BY user_id"
     )
+    firsts = query(qualifying, sql, {"user_id": "string", "completed_at": "datetime64[us, UTC]"})
+    firsts = firsts.merge(cohorts[["user_id", "first_at", "cohort_week"]], on="user_id", how="inner")
+    firsts = firsts.set_index(["cohort_week", "user_id"])
     hours = (
         pd.to_datetime(firsts["completed_at"], utc=True) - pd.to_datetime(firsts["first_at"], utc=True)
     ).dt.total_seconds() / 3600.0
