@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from kpi_pipeline.contract import (
     BAD_TIMESTAMP,
@@ -43,8 +45,24 @@ REASON_ORDER: tuple[str, ...] = (
 _REASON_RANK: dict[str, int] = {name: position for position, name in enumerate(REASON_ORDER)}
 
 
+def _arrow_text(values: pd.Series) -> pa.ChunkedArray | None:
+    """The Arrow array behind a pyarrow-backed string column (None for any other dtype). Arrow's
+    kernels are what pandas runs for such a column anyway, without pandas' per-call overhead, which
+    dominates on the small frames of a day's few odd lines or a small export."""
+    if isinstance(values.array, pd.arrays.ArrowStringArray):
+        return values.array.__arrow_array__()
+    return None
+
+
+def _mask(flags: pa.ChunkedArray, index: pd.Index) -> pd.Series:
+    return pd.Series(flags.to_numpy(zero_copy_only=False), index=index, dtype=bool)
+
+
 def is_blank(values: pd.Series) -> pd.Series:
     """True where a value is absent, null or only whitespace."""
+    text = _arrow_text(values)
+    if text is not None:
+        return _mask(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(text), ""), True), values.index)
     return values.isna() | values.str.strip().eq("").fillna(True)
 
 
@@ -90,7 +108,14 @@ def _flags(mask: pd.Series) -> np.ndarray:
 
 def too_long(rows: pd.DataFrame, fields: Sequence[str]) -> dict[str, pd.Series]:
     """For each text field, True where its value is longer than ``MAX_TEXT_LENGTH`` characters."""
-    return {name: pd.Series(_flags(rows[name].str.len().gt(MAX_TEXT_LENGTH)), rows.index) for name in fields}
+    return {name: _longer(rows[name], MAX_TEXT_LENGTH) for name in fields}
+
+
+def _longer(values: pd.Series, limit: int) -> pd.Series:
+    text = _arrow_text(values)
+    if text is not None:
+        return _mask(pc.fill_null(pc.greater(pc.utf8_length(text), limit), False), values.index)
+    return pd.Series(_flags(values.str.len().gt(limit)), values.index)
 
 
 def bad_value_checks(fields: Sequence[str], bad: Mapping[str, pd.Series]) -> list[tuple[pd.Series, str]]:
@@ -101,10 +126,12 @@ def bad_value_checks(fields: Sequence[str], bad: Mapping[str, pd.Series]) -> lis
 
 def first_reason(index: pd.Index, checks: Sequence[tuple[pd.Series, str]]) -> pd.Series:
     """The first reason whose mask is true for each row (NA where none applies)."""
-    reason = pd.Series(pd.NA, index=index, dtype="string")
-    for mask, label in reversed(checks):
-        reason = reason.mask(mask.fillna(False).to_numpy(dtype=bool), label)
-    return reason
+    if not checks:
+        return pd.Series(pd.NA, index=index, dtype="string")
+    hits = np.vstack([mask.fillna(False).to_numpy(dtype=bool) for mask, _ in checks])
+    labels = np.array([label for _, label in checks] + [None], dtype=object)
+    first = np.where(hits.any(axis=0), hits.argmax(axis=0), len(checks))
+    return pd.Series(labels[first], index=index, dtype="string")
 
 
 def with_mapping_reasons(reason: pd.Series, rows: pd.DataFrame) -> pd.Series:
@@ -113,6 +140,8 @@ def with_mapping_reasons(reason: pd.Series, rows: pd.DataFrame) -> pd.Series:
     if PRIOR not in rows.columns:
         return reason
     prior = rows[PRIOR]
+    if not prior.notna().any():
+        return reason
 
     def ranks(values: pd.Series) -> pd.Series:
         return values.str.partition(":")[0].map(_REASON_RANK).astype("float64")
@@ -126,8 +155,8 @@ def with_columns(rows: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     missing = [c for c in columns if c not in rows.columns]
     if not missing:
         return rows
-    extra = pd.DataFrame({c: pd.Series(pd.NA, index=rows.index, dtype="string") for c in missing})
-    return pd.concat([rows, extra], axis=1)
+    null = pd.Series(pd.NA, index=rows.index, dtype="string")
+    return pd.concat([rows, pd.DataFrame(dict.fromkeys(missing, null))], axis=1)
 
 
 def combine(files: Sequence[RawFile], columns: Sequence[str], root: Path) -> pd.DataFrame:
