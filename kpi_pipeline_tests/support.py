@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from kpi_pipeline.definitions import build_definitions
-from kpi_pipeline.runner import StepResult, execute, plan
+from kpi_pipeline.runner import StepResult, execute, plan, ranged
 from kpi_pipeline.sample_data import GenerationSummary
 from kpi_pipeline.settings import Settings
 from kpi_pipeline.warehouse import Warehouse
@@ -40,6 +40,11 @@ def settings_for(root: Path) -> Settings:
     )
 
 
-def materialize_all(settings: Settings, days: list[dt.date]) -> tuple[dg.Definitions, list[StepResult]]:
+def materialize_all(
+    settings: Settings, days: list[dt.date], per_day: bool = False
+) -> tuple[dg.Definitions, list[StepResult]]:
+    """Every asset of ``days`` in runs as the CLI makes them: consecutive days in ranged runs, or
+    with ``per_day`` one run per day (what a test of per-day outcomes or metadata needs)."""
     defs = build_definitions(settings)
-    return defs, execute(defs, plan(defs, days), dg.DagsterInstance.ephemeral())
+    steps = plan(defs, days)
+    return defs, execute(defs, steps if per_day else ranged(steps), dg.DagsterInstance.ephemeral())

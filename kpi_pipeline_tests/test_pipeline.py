@@ -10,7 +10,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from kpi_pipeline.ingest.telemetry import partition_folder
+from kpi_pipeline.config import load_config
+from kpi_pipeline.ingest.telemetry import partition_folder, stage_telemetry_partition
 from kpi_pipeline.partition_store import COMMITS_TABLE
 from kpi_pipeline.runner import execute, plan
 from kpi_pipeline.sample_data import generate_dataset
@@ -33,25 +34,35 @@ def _snapshot(run: PipelineRun) -> dict[str, pd.DataFrame]:
 def test_every_run_succeeds(pipeline_run: PipelineRun) -> None:
     failed = [(r.step, r.message) for r in pipeline_run.results if not r.success]
     assert failed == []
-    # 21 telemetry partitions + tickets + incidents, 21 KPI days, 1 run of unpartitioned KPIs.
-    assert len(pipeline_run.results) == 21 + 2 + 21 + 1
+    # As the CLI runs 21 days: their telemetry in one ranged run, tickets, incidents, the 21 KPI
+    # days in one ranged run, then the unpartitioned KPIs.
+    days = f"{pipeline_run.days[0]} … {pipeline_run.days[-1]}"
+    assert [(r.step.label, len(r.step.assets)) for r in pipeline_run.results] == [
+        (days, 1),
+        ("unpartitioned", 1),
+        ("unpartitioned", 1),
+        (days, 11),
+        ("unpartitioned", 5),
+    ]
 
 
 def test_staged_plus_quarantined_equals_raw_for_every_partition(pipeline_run: PipelineRun) -> None:
     warehouse = pipeline_run.warehouse
-    staging = pipeline_run.settings.staging_dir / "telemetry_events"
-    total_raw = 0
-    for result in pipeline_run.results:
-        meta = result.metadata.get("telemetry_events")
-        if meta is None:
-            continue
-        day = result.step.partition
-        staged = len(pd.read_parquet(staging / f"date={day}" / "data.parquet"))
-        quarantined = warehouse.count("quarantine", {"source": "telemetry", "partition": day})
-        assert (meta["staged_rows"], meta["quarantined_rows"]) == (staged, quarantined)
-        assert staged + quarantined == meta["raw_rows"]
-        total_raw += meta["raw_rows"]
-    assert total_raw == pipeline_run.summary.telemetry_rows
+    root = pipeline_run.settings.data_dir
+    aliases = load_config(pipeline_run.settings.config_path).event_aliases
+    staged_total = quarantined_total = 0
+    for day in pipeline_run.days:
+        staged = len(pd.read_parquet(root / "staging" / "telemetry_events" / f"date={day}" / "data.parquet"))
+        quarantined = warehouse.count("quarantine", {"source": "telemetry", "partition": day.isoformat()})
+        # What the ranged run stored for the day is what staging the day on its own gives.
+        alone = stage_telemetry_partition(root, day, aliases).report
+        assert (staged, quarantined) == (alone.staged_rows, alone.quarantined_rows)
+        assert staged + quarantined == alone.raw_rows
+        staged_total, quarantined_total = staged_total + staged, quarantined_total + quarantined
+    [run] = [r for r in pipeline_run.results if r.step.assets == ("telemetry_events",)]
+    meta = run.metadata["telemetry_events"]
+    assert (meta["staged_rows"], meta["quarantined_rows"]) == (staged_total, quarantined_total)
+    assert meta["raw_rows"] == staged_total + quarantined_total == pipeline_run.summary.telemetry_rows
 
 
 def test_quarantine_holds_one_row_per_injected_bad_row(pipeline_run: PipelineRun) -> None:

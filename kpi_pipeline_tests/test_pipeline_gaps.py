@@ -61,7 +61,7 @@ def gaps(tmp_path_factory: pytest.TempPathFactory) -> tuple[Warehouse, list[Step
     config.parent.mkdir()
     config.write_text("windows: {completion: 48}\nworkflows: {w: {}}\n", encoding="utf-8")
     settings = settings_for(root)
-    _, results = materialize_all(settings, DAYS)
+    _, results = materialize_all(settings, DAYS, per_day=True)  # per-day metadata is what is tested
     return Warehouse(settings.warehouse_url), results
 
 
