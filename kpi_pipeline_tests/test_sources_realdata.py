@@ -207,12 +207,17 @@ def test_cdnow_import_splits_the_log_into_daily_folders(
 def test_cdnow_purchases_give_weekly_cohorts_of_the_right_size(
     cdnow_import: Path, cdnow_purchases: list[tuple[str, dt.date]]
 ) -> None:
+    """Every CDNOW customer made a first purchase in the first quarter of 1997 (the data set's
+    design), so staging those 90 days gives every cohort (46 % of the rows, at a sixth of the cost
+    of all 546 days); the later days hold rows of the same shape, each counted into its day folder
+    by the import test."""
     mapping = parse_config({"sources": {"telemetry": "purchases"}}).sources.telemetry
-    days = sorted({day for _, day in cdnow_purchases})
+    quarter = [(c, d) for c, d in cdnow_purchases if d < dt.date(1997, 4, 1)]
+    days = sorted({day for _, day in quarter})
     staged = [stage_telemetry_partition(cdnow_import, day, (), mapping) for day in days]
     assert all(s.report.quarantined_rows == 0 and s.report.reconciled for s in staged)
     events = pd.concat([s.events for s in staged], ignore_index=True)
-    assert len(events) == 69_659
+    assert len(days) == 90 and len(events) == len(quarter) == 31_798
     assert set(events["event_type"]) == {"feature_used"} and set(events["feature"]) == {"purchase"}
     assert events["event_id"].is_unique
 
