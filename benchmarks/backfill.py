@@ -14,7 +14,8 @@ last, the daily run of the last day (timed) — each the newest day when it runs
 days grow (the last holds ~20 % more events than day 7), so the last day's daily run is also
 timed after a history of only the 6 days before it (partitions starting there): the same day
 and the same 6 days, only the length of the history differs. Each timed daily run runs REPEATS
-times on copies of one state; the median is reported.
+times on copies of its state, the three interleaved round by round so that the machine's drift
+over minutes falls on all three alike; the medians are reported.
 Every measured step runs in a fresh process; one ``RESULT {json}`` line closes the output.
 """
 
@@ -25,6 +26,7 @@ import datetime as dt
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,22 +100,37 @@ def materialize(
     return measured
 
 
-def timed_daily(
-    state: Path, before: int | None, start: dt.date, day: dt.date, label: str, work: Path
-) -> dict[str, Any]:
-    """The daily run of ``day`` on REPEATS copies of ``state`` (whose instance holds ``before`` runs):
-    the figures of the median run."""
-    runs: list[tuple[c.Measured, int | None]] = []
+@dataclass(frozen=True)
+class Timed:
+    """A daily run to time: ``day`` on copies of ``state`` (partitions from ``start``), whose
+    instance holds ``before`` runs."""
+
+    label: str
+    state: Path
+    before: int | None
+    start: dt.date
+    day: dt.date
+
+
+def timed_daily(timed: list[Timed], work: Path) -> dict[str, dict[str, Any]]:
+    """Each daily run REPEATS times, interleaved round by round (day 7, day 42, day 42 after a short
+    history, then again), so the machine's drift over minutes falls on all of them alike; the
+    figures of each one's median run, and each round's wall times."""
+    runs: dict[str, list[tuple[c.Measured, int | None]]] = {t.label: [] for t in timed}
     for attempt in range(1, REPEATS + 1):
-        root = work / f"{label}_{attempt}"
-        copy_state(state, root)
-        measured = materialize(root, start, day, day, f"{label}_{attempt}", work)
-        total = measured.figures.get("runs_in_instance")
-        runs.append((measured, None if total is None or before is None else total - before))
-        print(describe(f"  {label} #{attempt}", measured, runs[-1][1]))
-        shutil.rmtree(root)
-    median, count = sorted(runs, key=lambda run: run[0].wall)[len(runs) // 2]
-    return figures_of(median, count) | {"walls_s": [run.wall for run, _ in runs]}
+        for t in timed:
+            root = work / f"{t.label}_{attempt}"
+            copy_state(t.state, root)
+            measured = materialize(root, t.start, t.day, t.day, f"{t.label}_{attempt}", work)
+            total = measured.figures.get("runs_in_instance")
+            runs[t.label].append((measured, None if total is None or t.before is None else total - t.before))
+            print(describe(f"  {t.label} #{attempt}", measured, runs[t.label][-1][1]))
+            shutil.rmtree(root)
+    out = {}
+    for label, done in runs.items():
+        median, count = sorted(done, key=lambda run: run[0].wall)[len(done) // 2]
+        out[label] = figures_of(median, count) | {"walls_s": [run.wall for run, _ in done]}
+    return out
 
 
 def daily_runs(work: Path, generated: Path, daily: dt.date, last: dt.date) -> dict[str, Any]:
@@ -124,19 +141,24 @@ def daily_runs(work: Path, generated: Path, daily: dt.date, last: dt.date) -> di
     grown = work / "grown"
     link_raw(generated, grown)
     out: dict[str, Any] = {}
+    timed: list[Timed] = []
     steps = (
-        ("grow_before_7", GENERATED_START, daily - one_day),
-        ("grow_before_last", daily, last - one_day),
+        ("grow_before_7", GENERATED_START, daily - one_day, "daily_7", daily),
+        ("grow_before_last", daily, last - one_day, "daily_last", last),
     )
     before: int | None = 0
-    for (label, first, end), timed in zip(steps, (("daily_7", daily), ("daily_last", last)), strict=True):
+    for label, first, end, timed_label, day in steps:
         measured = materialize(grown, GENERATED_START, first, end, label, work)
         total = measured.figures.get("runs_in_instance")
         runs = None if total is None or before is None else total - before
         print(describe(f"{label} {first} … {end}", measured, runs))
         out[label] = figures_of(measured, runs)
         before = total
-        out[timed[0]] = timed_daily(grown, before, GENERATED_START, timed[1], timed[0], work)
+        state = grown
+        if day != last:  # kept as it is while the history grows on, for the interleaved timing
+            state = work / f"state_{timed_label}"
+            copy_state(grown, state)
+        timed.append(Timed(timed_label, state, before, GENERATED_START, day))
     short_start = last - dt.timedelta(days=SHORT_HISTORY)
     short = work / "short"
     link_raw(generated, short, short_start)
@@ -144,7 +166,8 @@ def daily_runs(work: Path, generated: Path, daily: dt.date, last: dt.date) -> di
     before = measured.figures.get("runs_in_instance")
     print(describe(f"grow_short {short_start} … {last - one_day}", measured, before))
     out["grow_short"] = figures_of(measured, before)
-    out["daily_last_short"] = timed_daily(short, before, short_start, last, "daily_last_short", work)
+    timed.append(Timed("daily_last_short", short, before, short_start, last))
+    out |= timed_daily(timed, work)
     out["ratio_history"] = c.ratio(out["daily_last"]["wall_s"], out["daily_last_short"]["wall_s"])
     return out
 
