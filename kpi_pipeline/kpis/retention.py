@@ -1,8 +1,9 @@
 """First-seen users, weekly retention cohorts and time to value.
 
-All three read the per-day activity rollup over all staged history (one row
-per user, account, day and feature), not raw telemetry. A user's cohort is
-the Monday of the UTC week of their first production event.
+All three read activity rollup rows over all staged history (the assets give
+them ``user_weeks``: each user's first active day of each week), not raw
+telemetry; time to value also reads every day's attempts, as a DuckDB relation.
+A user's cohort is the Monday of the UTC week of their first production event.
 """
 
 from __future__ import annotations
