@@ -11,7 +11,9 @@ import pytest
 
 import kpi_pipeline.defs.kpis as kpi_defs
 from kpi_pipeline.cli import main
+from kpi_pipeline.defs.checks import check_result
 from kpi_pipeline.ingest.telemetry import partition_folder, stage_telemetry_partition
+from kpi_pipeline.quality.outcome import CheckOutcome
 from kpi_pipeline.runner import execute, plan
 from kpi_pipeline.sample_data import generate_dataset
 from kpi_pipeline.warehouse import Warehouse
@@ -135,3 +137,18 @@ def test_a_kpi_table_breaking_its_invariants_feeds_neither_roi_nor_the_scorecard
     assert unpartitioned.skipped and "kpi_task_completion_daily.kpi_sanity" in unpartitioned.message
     pd.testing.assert_frame_equal(warehouse.read("kpi_roi_daily", date_range=(BAD_DAY, BAD_DAY)), roi_before)
     pd.testing.assert_frame_equal(warehouse.read("kpi_scorecard"), scorecard_before)
+
+
+def test_check_figures_show_four_digits_and_lists_as_json() -> None:
+    outcome = CheckOutcome(
+        False, "WARN", "3 of 7 unknown", {"share": 3 / 7, "unknown": 3, "examples": ["u1"]}
+    )
+    result = check_result(outcome, "requesters_known")
+    assert result.metadata["share"].value == 0.4286
+    assert result.metadata["unknown"].value == 3
+    assert result.metadata["examples"].value == ["u1"]
+    assert (result.passed, result.severity, result.description) == (
+        False,
+        dg.AssetCheckSeverity.WARN,
+        "3 of 7 unknown",
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 from pathlib import Path
 
@@ -238,3 +239,32 @@ def test_definitions_load_as_the_ui_loads_them(pipeline_run: PipelineRun) -> Non
     dg.Definitions.validate_loadable(pipeline_run.defs)
     jobs = {job.name for job in pipeline_run.defs.jobs or []}
     assert {"daily_kpi_job", "kpi_day_job", "exports_job", "refresh_kpis_job"} <= jobs
+
+
+def test_ui_texts_show_as_written(pipeline_run: PipelineRun) -> None:
+    """The UI renders descriptions as markdown, where ``<day>`` outside a code span is an HTML tag
+    and disappears (``date=<day>/`` showed as ``date=/``); the schedule says what it runs."""
+    defs = pipeline_run.defs
+    graph = defs.resolve_asset_graph()
+    texts = {key.to_user_string(): graph.get(key).description or "" for key in graph.get_all_asset_keys()}
+    for check in defs.asset_checks or []:
+        for spec in check.check_specs:
+            texts[f"{spec.asset_key.to_user_string()}.{spec.name}"] = spec.description or ""
+    texts |= {f"sensor {s.name}": s.description or "" for s in defs.sensors or []}
+    texts |= {f"job {j.name}": j.description or "" for j in defs.jobs or []}
+    [schedule] = defs.schedules or []
+    texts[f"schedule {schedule.name}"] = schedule.description or ""
+    outside_code = {name: re.sub(r"`[^`]*`", "", text) for name, text in texts.items()}
+    assert {name: re.findall(r"<[^>]*>", text) for name, text in outside_code.items() if "<" in text} == {}
+    assert "06:00 UTC" in texts["schedule daily_kpi_schedule"]
+    assert "`raw/telemetry/date=YYYY-MM-DD/`" in texts["telemetry_events"]
+
+
+def test_rates_in_metadata_keep_four_digits(pipeline_run: PipelineRun) -> None:
+    """A rate shows as 0.6776, not 0.6775868...: the headline of the ranged run (all its days) and
+    the checks' figures are rounded to four digits."""
+    [day_run] = [r for r in pipeline_run.results if "kpi_task_completion_daily" in r.step.assets]
+    rows = pipeline_run.warehouse.read("kpi_task_completion_daily", date_range=(START, pipeline_run.days[-1]))
+    exact = float(rows["completions"].sum() / rows["attempts"].sum())
+    assert round(exact, 4) != exact  # the sample's rate has more digits than the UI shows
+    assert day_run.metadata["kpi_task_completion_daily"]["completion_rate"] == round(exact, 4)

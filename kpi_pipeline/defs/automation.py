@@ -128,7 +128,13 @@ def daily_kpi_schedule(hour_utc: int) -> dg.ScheduleDefinition:
     """Yesterday's partition of ``daily_kpi_job`` every day at ``hour_utc`` (the day before and the
     unpartitioned tables follow through ``kpi_followup_sensor``)."""
     return dg.build_schedule_from_partitioned_job(
-        daily_kpi_job, name="daily_kpi_schedule", hour_of_day=hour_utc, minute_of_hour=0
+        daily_kpi_job,
+        name="daily_kpi_schedule",
+        hour_of_day=hour_utc,
+        minute_of_hour=0,
+        description=f"Every day at {hour_utc:02d}:00 UTC (automation.daily_hour_utc in kpi.yaml): stage "
+        "yesterday's telemetry and compute its KPIs; kpi_followup_sensor then recomputes the day "
+        "before it (its attempts read yesterday) and the unpartitioned tables.",
     )
 
 
@@ -139,7 +145,7 @@ def _now_ns() -> int:
 @dg.sensor(
     job=daily_kpi_job,
     minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
-    description="Requests daily_kpi_job for a day when a file under raw/telemetry/date=<day>/ is new, "
+    description="Requests daily_kpi_job for a day when a file under `raw/telemetry/date=YYYY-MM-DD/` is new, "
     "replaced or changed (size or mtime) and has settled; the run key carries the day's file states.",
 )
 def telemetry_files_sensor(context: dg.SensorEvaluationContext, kpi_data: KpiData) -> dg.SensorResult:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import dagster as dg
 import pandas as pd
 
+from kpi_pipeline.defs.metadata import shown
 from kpi_pipeline.defs.partitions import window_dates
 from kpi_pipeline.defs.resources import KpiData, WarehouseResource
 from kpi_pipeline.quality.outcome import CheckOutcome
@@ -34,7 +35,7 @@ def check_result(outcome: CheckOutcome, check_name: str | None = None) -> dg.Ass
         severity=SEVERITY[outcome.severity],
         description=outcome.message,
         metadata={
-            k: dg.MetadataValue.json(v) if isinstance(v, list | dict) else v
+            k: dg.MetadataValue.json(v) if isinstance(v, list | dict) else shown(v)
             for k, v in outcome.metadata.items()
         },
     )

@@ -29,7 +29,7 @@ import dagster as dg
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
-from kpi_pipeline.defs.metadata import markdown_preview, owner, table_metadata
+from kpi_pipeline.defs.metadata import markdown_preview, owner, shown, table_metadata
 from kpi_pipeline.defs.partitions import daily_partitions, range_policy, run_days
 from kpi_pipeline.defs.resources import KpiData, PendingDays, StagedDays, WarehouseResource
 from kpi_pipeline.kpis.activity import EVENT_COLUMNS as ACTIVITY_EVENT_COLUMNS
@@ -115,7 +115,7 @@ def _headline(headline: Mapping[str, object] | None) -> dict[str, object]:
     """Headline numbers as metadata values (NaN and None left out)."""
     metadata: dict[str, object] = {}
     for key, value in (headline or {}).items():
-        metadata[key] = None if pd.isna(value) else float(value) if isinstance(value, float) else value
+        metadata[key] = None if pd.isna(value) else shown(float(value) if isinstance(value, float) else value)
     return {k: v for k, v in metadata.items() if v is not None}
 
 

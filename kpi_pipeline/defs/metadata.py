@@ -37,6 +37,16 @@ def table_metadata(spec: TableSpec, source: str, warehouse_table: bool = True) -
     return {"table": spec.name, **metadata} if warehouse_table else metadata
 
 
+# Digits a rate or other fraction keeps in metadata: the UI shows the value as stored, and a rate
+# of 0.7213114754098361 reads as noise; 4 digits keep a hundredth of a percentage point.
+METADATA_DIGITS = 4
+
+
+def shown(value: object) -> object:
+    """A metadata value as the UI should show it: a float rounded to :data:`METADATA_DIGITS`."""
+    return round(value, METADATA_DIGITS) if isinstance(value, float) else value
+
+
 def markdown_preview(frame: pd.DataFrame, rows: int = 10) -> dg.MetadataValue:
     """The first rows of ``frame`` as a markdown table (floats rounded for reading)."""
     if frame.empty:

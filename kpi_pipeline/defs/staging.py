@@ -357,7 +357,7 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         kinds={"duckdb", "parquet"},
         deps=["raw_telemetry_files"],
         description=(
-            "Telemetry of one UTC day from raw/telemetry/date=<day>/ (jsonl, jsonl.gz, csv, csv.gz): "
+            "Telemetry of one UTC day from `raw/telemetry/date=YYYY-MM-DD/` (jsonl, jsonl.gz, csv, csv.gz): "
             "aliases applied, validated, one row per valid event; every other row is in `quarantine`. "
             "It depends on raw_telemetry_files, whose data version per day covers the files and the "
             "aliases of that day, so a re-export or an alias change marks exactly those days stale."
