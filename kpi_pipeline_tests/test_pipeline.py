@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from kpi_pipeline.config import load_config
+from kpi_pipeline.defs.metadata import root_path
 from kpi_pipeline.ingest.telemetry import partition_folder, stage_telemetry_partition
 from kpi_pipeline.partition_store import COMMITS_TABLE
 from kpi_pipeline.runner import execute, plan
@@ -268,3 +269,16 @@ def test_rates_in_metadata_keep_four_digits(pipeline_run: PipelineRun) -> None:
     exact = float(rows["completions"].sum() / rows["attempts"].sum())
     assert round(exact, 4) != exact  # the sample's rate has more digits than the UI shows
     assert day_run.metadata["kpi_task_completion_daily"]["completion_rate"] == round(exact, 4)
+
+
+def test_stored_paths_show_relative_to_the_data_root(pipeline_run: PipelineRun) -> None:
+    """The UI shows where a partition is stored the same way on every machine."""
+    staged = {a: m["path"] for r in pipeline_run.results for a, m in r.metadata.items() if "path" in m}
+    assert staged == {
+        "telemetry_events": "staging/telemetry_events",  # a ranged run: the asset's folder
+        "task_attempts": "staging/task_attempts",
+        "daily_activity": "staging/daily_activity",
+    }
+    root = pipeline_run.settings.data_dir
+    assert root_path(root / "staging" / "x" / "date=2025-01-01", root).value == "staging/x/date=2025-01-01"
+    assert root_path(Path("/elsewhere/x"), root).value == "/elsewhere/x"

@@ -57,6 +57,10 @@ def test_a_blocked_version_leaves_the_last_good_one_for_every_reader(tmp_path: P
     assert [c.name for c in result.checks if not c.passed and c.severity == "ERROR"] == ["quarantine_rate"]
     assert result.message.startswith(f"telemetry_events {DAY} was not stored: quarantine_rate: ")
     assert "previous version stays in place" in result.message and "_rejected" in result.message
+    run = instance.get_runs(limit=1)[0]
+    [failure] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    shown = failure.dagster_event.step_failure_data.user_failure_data.metadata["rejected_version"]
+    assert shown.value == f"staging/_rejected/telemetry_events/date={DAY}"  # relative to the data root
 
     events = pd.read_parquet(tmp_path / "staging" / "telemetry_events" / f"date={DAY}" / "data.parquet")
     assert sorted(events["event_id"]) == sorted(f"e{n}" for n in range(20))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -45,6 +46,15 @@ METADATA_DIGITS = 4
 def shown(value: object) -> object:
     """A metadata value as the UI should show it: a float rounded to :data:`METADATA_DIGITS`."""
     return round(value, METADATA_DIGITS) if isinstance(value, float) else value
+
+
+def root_path(path: Path, root: Path) -> dg.MetadataValue:
+    """A path as metadata, relative to the data root when inside it: the UI shows where the data is
+    the same way on every machine (absolute when the path lies elsewhere)."""
+    try:
+        return dg.MetadataValue.path(path.relative_to(root).as_posix())
+    except ValueError:
+        return dg.MetadataValue.path(str(path))
 
 
 def markdown_preview(frame: pd.DataFrame, rows: int = 10) -> dg.MetadataValue:

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from kpi_pipeline.config import KpiConfig, load_config
+from kpi_pipeline.defs.metadata import root_path
 from kpi_pipeline.defs.partitions import window_dates
 from kpi_pipeline.ingest.engine import shared_connection
 from kpi_pipeline.partition_store import PartitionStore, PendingPartition, StagedBatch, partition_path
@@ -240,7 +241,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         frame = batch.frame if batch is not None else obj
         path = self.store.write(context.asset_key.path, keys[0], frame, batch)
         context.add_output_metadata(
-            {"dagster/row_count": len(frame), "path": dg.MetadataValue.path(str(path))}
+            {"dagster/row_count": len(frame), "path": root_path(path, Path(self.base_dir).parent)}
         )
 
     def _commit_days(self, context: dg.OutputContext, days: PendingDays) -> None:
@@ -255,7 +256,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         paths = [self.store.commit(pending) for pending in days.partitions]
         where = paths[0] if len(paths) == 1 else paths[0].parent.parent  # a range: the asset's folder
         context.add_output_metadata(
-            {"dagster/row_count": days.rows, "path": dg.MetadataValue.path(str(where))}
+            {"dagster/row_count": days.rows, "path": root_path(where, Path(self.base_dir).parent)}
         )
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | StagedDays:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.checks import check_result, merge_checks
-from kpi_pipeline.defs.metadata import counts_markdown, owner, table_metadata
+from kpi_pipeline.defs.metadata import counts_markdown, owner, root_path, table_metadata
 from kpi_pipeline.defs.partitions import daily_partitions, range_policy, run_days
 from kpi_pipeline.defs.resources import KpiData, PendingDays, WarehouseResource
 from kpi_pipeline.ingest.incidents import stage_incidents
@@ -161,7 +161,7 @@ def reject(
     return dg.Failure(
         description=f"{label} was not stored: {reasons}. The previous version stays in place for every "
         f"reader; the rejected version's quarantine rows and report are in {folder}",
-        metadata={"rejected_version": dg.MetadataValue.path(str(folder)), **report_metadata(report)},
+        metadata={"rejected_version": root_path(folder, kpi_data.root), **report_metadata(report)},
     )
 
 
