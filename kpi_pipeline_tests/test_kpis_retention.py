@@ -153,3 +153,32 @@ def test_time_to_value_fractional_activation_days() -> None:
     out = time_to_value_weekly(activity, attempts, config)
     assert out[["cohort_users", "activated_users"]].values.tolist() == [[2, 1]]
     assert out["median_hours_to_first_completion"].tolist() == [12.5]
+
+
+def test_time_to_value_window_ends_are_exact_and_naive_times_are_utc() -> None:
+    """Both ends are inclusive to the microsecond (a start at first_at counts, one microsecond
+    before it does not), also where the deadline falls between microseconds (activation_days
+    of 1/7 before 1970, where rounding toward zero would move it later); naive times are UTC."""
+    config = KpiConfig(activation_days=1 / 7)  # 3 h 25 min 42.857142857 s
+    activity = _activity(
+        [
+            ("1950-03-06T10:00:00Z", "u1", None),
+            ("1950-03-06T10:00:00Z", "u2", None),
+            ("1950-03-06T10:00:00Z", "u3", None),
+            ("1950-03-06T10:00:00Z", "u4", None),
+        ]
+    )
+    attempts = pd.DataFrame(
+        [
+            ("u1", "1950-03-06T10:00:00", True, "1950-03-06T11:00:00"),  # at first_at: in, 1 h
+            ("u2", "1950-03-06T09:59:59.999999", True, "1950-03-06T10:30:00"),  # 1 µs before: out
+            ("u3", "1950-03-06T13:25:42.857142", True, "1950-03-06T14:00:00"),  # last µs in: 4 h
+            ("u4", "1950-03-06T13:25:42.857143", True, "1950-03-06T14:00:00"),  # 1 µs after: out
+        ],
+        columns=["user_id", "started_at", "completed", "completed_at"],
+    )
+    attempts["started_at"] = pd.to_datetime(attempts["started_at"], format="ISO8601")  # naive
+    attempts["completed_at"] = pd.to_datetime(attempts["completed_at"], format="ISO8601")
+    out = time_to_value_weekly(activity, attempts, config)
+    assert out[["cohort_users", "activated_users"]].values.tolist() == [[4, 2]]
+    assert out["median_hours_to_first_completion"].tolist() == [2.5]  # median of 1 and 4 hours

@@ -92,12 +92,21 @@ def time_to_value_weekly(activity: pd.DataFrame, attempts: Events, config: KpiCo
 
     ``attempts`` may be every stored day's attempts as a DuckDB relation: the
     join and the earliest completion per user run in DuckDB, out of core, so
-    only one row per activated user becomes a frame.
+    only one row per activated user becomes a frame. DuckDB keeps times to the
+    microsecond, as staging stores them: the window's ends are rounded inwards
+    to whole microseconds, so an attempt qualifies exactly when its time is
+    within the window; naive times in a frame are UTC, as the contract says.
     """
     cohorts = _with_cohort(first_seen(activity))
-    window = cohorts[["user_id", "first_at"]].assign(
-        deadline=cohorts["first_at"] + pd.Timedelta(days=config.activation_days)
+    window = cohorts[["user_id"]].assign(
+        first_at=cohorts["first_at"].dt.ceil("us"),
+        deadline=(cohorts["first_at"] + pd.Timedelta(days=config.activation_days)).dt.floor("us"),
     )
+    if isinstance(attempts, pd.DataFrame):
+        attempts = attempts.assign(
+            started_at=pd.to_datetime(attempts["started_at"], utc=True),
+            completed_at=pd.to_datetime(attempts["completed_at"], utc=True),
+        )
     users = relation(window).set_alias("cohort")
     qualifying = relation(attempts).set_alias("attempt").join(users, "user_id")
     sql = (
