@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -140,15 +141,11 @@ def test_a_kpi_table_breaking_its_invariants_feeds_neither_roi_nor_the_scorecard
 
 
 def test_check_figures_show_four_digits_and_lists_as_json() -> None:
-    outcome = CheckOutcome(
-        False, "WARN", "3 of 7 unknown", {"share": 3 / 7, "unknown": 3, "examples": ["u1"]}
-    )
+    figures = {"share": 3 / 7, "rate": 40 / 1_000_000, "hours": np.float32(12.3456789), "unknown": 3}
+    outcome = CheckOutcome(False, "WARN", "3 of 7 unknown", figures | {"examples": ["u1"]})
     result = check_result(outcome, "requesters_known")
-    assert result.metadata["share"].value == 0.4286
-    assert result.metadata["unknown"].value == 3
-    assert result.metadata["examples"].value == ["u1"]
-    assert (result.passed, result.severity, result.description) == (
-        False,
-        dg.AssetCheckSeverity.WARN,
-        "3 of 7 unknown",
-    )
+    shown = {name: value.value for name, value in result.metadata.items()}
+    # Four decimals; a smaller figure keeps four significant digits rather than showing as 0.
+    assert shown == {"share": 0.4286, "rate": 4e-05, "hours": 12.3457, "unknown": 3, "examples": ["u1"]}
+    assert (result.passed, result.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert result.description == "3 of 7 unknown"

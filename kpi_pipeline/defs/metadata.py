@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from kpi_pipeline.tables import TableSpec
@@ -38,14 +40,19 @@ def table_metadata(spec: TableSpec, source: str, warehouse_table: bool = True) -
     return {"table": spec.name, **metadata} if warehouse_table else metadata
 
 
-# Digits a rate or other fraction keeps in metadata: the UI shows the value as stored, and a rate
-# of 0.7213114754098361 reads as noise; 4 digits keep a hundredth of a percentage point.
+# Decimals a rate or other number keeps in metadata: the UI shows the value as stored, and a rate
+# of 0.7213114754098361 reads as noise; 4 decimals keep a hundredth of a percentage point. A smaller
+# value keeps 4 significant digits instead, so 40 rows of a million show as 4e-05, not 0.
 METADATA_DIGITS = 4
 
 
 def shown(value: object) -> object:
-    """A metadata value as the UI should show it: a float rounded to :data:`METADATA_DIGITS`."""
-    return round(value, METADATA_DIGITS) if isinstance(value, float) else value
+    """A metadata value as the UI should show it: a float rounded to :data:`METADATA_DIGITS`
+    decimals, or to as many significant digits when it is smaller than that shows."""
+    if not isinstance(value, float | np.floating) or not math.isfinite(value) or value == 0:
+        return value
+    magnitude = math.floor(math.log10(abs(value)))
+    return round(float(value), max(METADATA_DIGITS, METADATA_DIGITS - 1 - magnitude))
 
 
 def root_path(path: Path, root: Path) -> dg.MetadataValue:
