@@ -22,6 +22,13 @@ from kpi_pipeline.tables import PARQUET_TABLES, TableSpec, empty_frame, table
 from kpi_pipeline.warehouse import Replace, Warehouse
 
 
+def scan_parquet(paths: Sequence[Path], columns: Sequence[str] | None) -> duckdb.DuckDBPyRelation:
+    """Stored Parquet files as one DuckDB relation (only ``columns`` when given): read by column and
+    out of core, never a frame."""
+    files = shared_connection().read_parquet([str(p) for p in paths], union_by_name=True)
+    return files if columns is None else files.project(", ".join(f'"{c}"' for c in columns))
+
+
 class KpiData(dg.ConfigurableResource):
     """The data root (raw exports, staging files) and the kpi.yaml in force."""
 
@@ -67,9 +74,8 @@ class KpiData(dg.ConfigurableResource):
         wanted = pd.DataFrame({"value": values.dropna().astype(str).unique()})
         if not paths or wanted.empty:
             return set()
-        con = shared_connection()
-        stored = con.read_parquet([str(p) for p in paths], union_by_name=True).project(f'"{column}" AS value')
-        found = stored.join(con.from_df(wanted), "value", how="semi").distinct()
+        stored = scan_parquet(paths, [column]).project(f'"{column}" AS value')
+        found = stored.join(shared_connection().from_df(wanted), "value", how="semi").distinct()
         return set(found.to_arrow_table().column("value").to_pylist())
 
     def config(self) -> KpiConfig:
@@ -138,8 +144,7 @@ class StagedDays:
         paths = self._stored(keys)
         if not paths:
             self._missing(keys, first, last)
-        files = shared_connection().read_parquet([str(p) for p in paths], union_by_name=True)
-        return files if self.columns is None else files.project(", ".join(f'"{c}"' for c in self.columns))
+        return scan_parquet(paths, self.columns)
 
     def _missing(self, keys: Sequence[str], first: dt.date, last: dt.date) -> NoReturn:
         name = "/".join(self.asset_path)
@@ -164,20 +169,13 @@ class StagedDays:
             self._missing(keys, first, last)
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].copy()
 
-    def days(
-        self, days: Sequence[dt.date] | None = None, columns: Sequence[str] | None = None
-    ) -> pd.DataFrame:
-        """The stored partitions among ``days`` (every stored one when None), only ``columns`` when
-        given; empty, with the table's columns, when none is stored."""
-        wanted = None if days is None else {d.isoformat() for d in days}
-        existing = self._stored([k for k in self.keys if wanted is None or k in wanted])
+    def days(self, days: Sequence[dt.date]) -> pd.DataFrame:
+        """The stored partitions among ``days``; empty, with the table's columns, when none is stored."""
+        wanted = {d.isoformat() for d in days}
+        existing = self._stored([k for k in self.keys if k in wanted])
         if not existing:
-            empty = empty_frame(self.spec)
-            return empty if columns is None else empty[list(columns)]
-        read = [
-            pd.read_parquet(path, columns=None if columns is None else list(columns)) for path in existing
-        ]
-        return pd.concat(read, ignore_index=True)
+            return empty_frame(self.spec)
+        return pd.concat([pd.read_parquet(path) for path in existing], ignore_index=True)
 
     def every_day(self, columns: Sequence[str]) -> duckdb.DuckDBPyRelation | pd.DataFrame:
         """``columns`` of every stored partition as one DuckDB relation over their Parquet files (a
@@ -185,8 +183,7 @@ class StagedDays:
         paths = self._stored(list(self.keys))
         if not paths:
             return empty_frame(self.spec)[list(columns)]
-        files = shared_connection().read_parquet([str(p) for p in paths], union_by_name=True)
-        return files.project(", ".join(f'"{c}"' for c in columns))
+        return scan_parquet(paths, columns)
 
     def _stored(self, keys: Sequence[str]) -> list[Path]:
         paths = [self.store.ready(self.asset_path, k) for k in keys]
