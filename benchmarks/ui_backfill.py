@@ -13,6 +13,7 @@ counts of the SQLite warehouse. Everything it started is stopped at exit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -25,6 +26,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -365,6 +367,19 @@ def measure(work: Path, days: int, users: int, start: dt.date, timeout: float, p
     return 0 if ok else 1
 
 
+@contextlib.contextmanager
+def work_dir(parser: argparse.ArgumentParser, keep: Path | None, prefix: str) -> Iterator[Path]:
+    """``--keep DIR`` (created; must be empty) or a temporary directory removed at the end."""
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            yield Path(tmp)
+        return
+    keep.mkdir(parents=True, exist_ok=True)
+    if any(keep.iterdir()):
+        parser.error(f"--keep {keep}: not empty")
+    yield keep.resolve()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=30, help="days generated and backfilled")
@@ -374,14 +389,8 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=3, help="seconds between status polls")
     parser.add_argument("--keep", type=Path, help="work here and keep the data (must be empty or new)")
     args = parser.parse_args()
-    if args.keep:
-        args.keep.mkdir(parents=True, exist_ok=True)
-        if any(args.keep.iterdir()):
-            parser.error(f"--keep {args.keep}: not empty")
-        code = measure(args.keep.resolve(), args.days, args.users, args.start, args.timeout, args.poll)
-    else:
-        with tempfile.TemporaryDirectory(prefix="ui_backfill_") as tmp:
-            code = measure(Path(tmp), args.days, args.users, args.start, args.timeout, args.poll)
+    with work_dir(parser, args.keep, "ui_backfill_") as work:
+        code = measure(work, args.days, args.users, args.start, args.timeout, args.poll)
     sys.exit(code)
 
 

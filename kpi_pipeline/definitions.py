@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from kpi_pipeline.config import load_config
-from kpi_pipeline.defs.automation import automation_definitions, raw_telemetry_files
+from kpi_pipeline.defs.automation import EXECUTOR, automation_definitions, raw_telemetry_files
 from kpi_pipeline.defs.checks import asset_checks
 from kpi_pipeline.defs.kpis import kpi_assets
 from kpi_pipeline.defs.resources import KpiData, ParquetIOManager, WarehouseIOManager, WarehouseResource
@@ -20,6 +20,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=[raw_telemetry_files, *staging_assets(config), *kpi_assets(config)],
         asset_checks=asset_checks(),
         **automation_definitions(config.automation.daily_hour_utc),
+        executor=EXECUTOR,
         resources={
             "kpi_data": KpiData(
                 data_dir=str(settings.data_dir),

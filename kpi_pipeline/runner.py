@@ -28,6 +28,7 @@ from kpi_pipeline.run_history import ASSETS_TAG, process_tags
 from kpi_pipeline.windows import attempt_readers, days_between, trailing_readers
 
 TELEMETRY = "telemetry_events"
+RAW_TELEMETRY = "raw_telemetry_files"  # its observable source
 ACTIVITY = "daily_activity"
 ATTEMPTS = "task_attempts"  # and its daily descendants: they read telemetry D-1 … D+n
 # Assets whose 7/28-day windows read daily_activity (user_weeks through its week of user_days).
@@ -452,10 +453,12 @@ def _run(
 ) -> dg.ExecuteInProcessResult:
     """One in-process run of ``step``, as :func:`dagster.materialize` does it, but with the console
     logger that leaves failures to the runner's one-line message."""
+    # Staging observes its raw days first, so each staged day records the version it was built from.
+    observed = [RAW_TELEMETRY] if TELEMETRY in step.assets else []
     run_defs = dg.Definitions(
         assets=list(defs.assets or []),
         asset_checks=list(defs.asset_checks or []),
-        jobs=[dg.define_asset_job(CLI_JOB, selection=list(step.assets))],
+        jobs=[dg.define_asset_job(CLI_JOB, selection=[*observed, *step.assets])],
         resources=defs.resources,
         loggers={"console": console_without_errors},
     )

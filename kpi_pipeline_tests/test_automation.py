@@ -29,6 +29,8 @@ from kpi_pipeline.defs.automation import (
     ticket_exports_sensor,
 )
 from kpi_pipeline.defs.resources import KpiData
+from kpi_pipeline.runner import execute, plan, ranged
+from kpi_pipeline.sample_data import generate_dataset
 from kpi_pipeline_tests.support import PipelineRun, settings_for
 
 HOUR_NS = 3600 * 10**9
@@ -214,14 +216,17 @@ def test_sensors_and_schedules_are_stopped_by_default(pipeline_run: PipelineRun)
 
 def test_daily_jobs_cover_every_daily_asset(pipeline_run: PipelineRun) -> None:
     """The schedule's and the follow-ups' jobs build every daily partitioned asset (task_starts
-    included: without it a restarted task_id would count twice in scheduled runs)."""
+    included: without it a restarted task_id would count twice in scheduled runs); the schedule's
+    also observes the raw files it stages."""
     graph = pipeline_run.defs.resolve_asset_graph()
     daily = {
         key.to_user_string()
         for key in graph.materializable_asset_keys
         if graph.get(key).partitions_def is not None
     }
-    assert {key.to_user_string() for key in daily_kpi_job.selection.resolve(graph)} == daily
+    assert {key.to_user_string() for key in daily_kpi_job.selection.resolve(graph)} == daily | {
+        "raw_telemetry_files"
+    }
     day_job = kpi_day_job.selection.resolve(graph)
     assert {key.to_user_string() for key in day_job} == daily - {"telemetry_events"}
 
@@ -307,3 +312,61 @@ def test_turning_the_sensor_on_over_staged_data_runs_only_the_new_day(tmp_path: 
     write(tmp_path, "raw/telemetry/date=2025-01-02/events.jsonl", "{}\n{}\n", age_hours=1)
     again = tick(telemetry_files_sensor, tmp_path, dg.DagsterInstance.ephemeral(), result.cursor)
     assert [r.partition_key for r in again.run_requests] == ["2025-01-02"]
+
+
+def built_from(instance: dg.DagsterInstance, key: str) -> dict[str, str]:
+    """Telemetry day → the raw_telemetry_files version its latest staging was built from: the
+    day's observation at or before the input event pointer Dagster recorded (what its staleness
+    compares with the day's latest observation). A day staged before any observation of the source
+    has no pointer ("NULL"): its input version is INITIAL, and no later observation marks it stale."""
+    raw = dg.AssetKey("raw_telemetry_files")
+    staged = instance.fetch_materializations(dg.AssetKey(key), limit=100).records
+    observed = instance.fetch_observations(raw, limit=1000).records
+    out: dict[str, str] = {}
+    for record in sorted(staged, key=lambda r: r.storage_id):
+        tag = record.asset_materialization.tags.get(f"dagster/input_event_pointer/{raw.to_user_string()}", "")
+        pointer = int(tag) if tag.isdigit() else -1
+        before = [o for o in observed if o.partition_key == record.partition_key and o.storage_id <= pointer]
+        version = max(before, key=lambda o: o.storage_id).asset_observation.tags if before else {}
+        out[str(record.partition_key)] = version.get("dagster/data_version", "INITIAL")
+    return out
+
+
+def latest_observed(instance: dg.DagsterInstance) -> dict[str, str]:
+    records = instance.fetch_observations(dg.AssetKey("raw_telemetry_files"), limit=1000).records
+    out: dict[str, str] = {}
+    for record in sorted(records, key=lambda r: r.storage_id):
+        out[str(record.partition_key)] = record.asset_observation.tags["dagster/data_version"]
+    return out
+
+
+def test_staging_runs_record_the_raw_version_so_an_alias_change_marks_exactly_its_days(
+    tmp_path: Path,
+) -> None:
+    """On a fresh instance (a fresh demo) the CLI's ranged run and daily_kpi_job observe the raw days
+    before staging them; an alias bounded to two days then changes exactly those days' versions."""
+    generate_dataset(tmp_path, days=4, seed=3, start=dt.date(2025, 1, 12), users=12)
+    quality = "quality: {quarantine_rate_error: 0.5}\n"  # 12 users: the injected bad rows weigh a lot
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config" / "kpi.yaml").write_text(quality)
+    settings = settings_for(tmp_path)
+    defs = build_definitions(settings)
+    instance = dg.DagsterInstance.ephemeral()
+    days = [dt.date(2025, 1, 12) + dt.timedelta(days=i) for i in range(3)]
+    results = execute(defs, ranged(plan(defs, days, ["telemetry_events"])), instance)
+    assert [r.success for r in results] == [True]
+    job = defs.resolve_job_def(daily_kpi_job.name)
+    assert job.execute_in_process(instance=instance, partition_key="2025-01-15").success
+
+    every_day = ["2025-01-12", "2025-01-13", "2025-01-14", "2025-01-15"]
+    assert sorted(built_from(instance, "telemetry_events")) == every_day
+    assert built_from(instance, "telemetry_events") == latest_observed(instance)  # nothing INITIAL, all fresh
+
+    (tmp_path / "config" / "kpi.yaml").write_text(
+        quality + "event_aliases:\n  - {from: task_done, to: task_completed, "
+        "valid_from: 2025-01-13, valid_until: 2025-01-14}\n"
+    )
+    observe = build_definitions(settings).resolve_job_def("observe_raw_telemetry_job")
+    assert observe.execute_in_process(instance=instance).success
+    now, then = latest_observed(instance), built_from(instance, "telemetry_events")
+    assert sorted(day for day in every_day if now[day] != then[day]) == ["2025-01-13", "2025-01-14"]

@@ -39,7 +39,7 @@ from kpi_pipeline.automation.file_state import (
     telemetry_day,
 )
 from kpi_pipeline.config import KpiConfig
-from kpi_pipeline.defs.partitions import daily_partitions
+from kpi_pipeline.defs.partitions import daily_partitions, run_days
 from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.sources.files import export_files
 from kpi_pipeline.windows import attempt_readers, trailing_readers
@@ -49,8 +49,16 @@ SENSOR_INTERVAL_SECONDS = 30
 AFFECTED_FROM = "kpi_pipeline/affected_from"
 AFFECTED_TO = "kpi_pipeline/affected_to"
 
-DAILY_KPI_ASSETS = (
-    "telemetry_events",
+EXECUTOR = dg.in_process_executor
+"""Every job's executor, and the default of UI materializations and asset backfills: each step in the
+run's own process. A multiprocess step pays a fresh interpreter, ``import kpi_pipeline.definitions``
+and Dagster's step set-up (~3-4 s on two cores) before it starts; our steps take less at a day's
+scale, and the heavy ones (staging, history scans) run DuckDB, which already uses every core. See
+the README's "Executors" and ``benchmarks/ui_vs_cli.py``."""
+
+# A staging run observes its raw days, then stages them (see raw_telemetry_files).
+DAY_STAGING_ASSETS = ("raw_telemetry_files", "telemetry_events")
+DAY_KPI_ASSETS = (
     "task_starts",
     "task_attempts",
     "daily_activity",
@@ -73,34 +81,47 @@ UNPARTITIONED_KPI_ASSETS = (
 
 daily_kpi_job = dg.define_asset_job(
     "daily_kpi_job",
-    selection=dg.AssetSelection.assets(*DAILY_KPI_ASSETS),
+    selection=dg.AssetSelection.assets(*DAY_STAGING_ASSETS, *DAY_KPI_ASSETS),
     description="Stage one UTC day of telemetry and compute that day's KPIs (with their checks).",
+    executor_def=EXECUTOR,
 )
 kpi_day_job = dg.define_asset_job(
     "kpi_day_job",
-    selection=dg.AssetSelection.assets(*DAILY_KPI_ASSETS[1:]),
+    selection=dg.AssetSelection.assets(*DAY_KPI_ASSETS),
     description="Recompute one day's KPIs from staged data (the next day's telemetry or tickets changed).",
+    executor_def=EXECUTOR,
 )
 exports_job = dg.define_asset_job(
     "exports_job",
     selection=dg.AssetSelection.assets("support_tickets", "incidents"),
     description="Stage the ticket and incident exports.",
+    executor_def=EXECUTOR,
 )
 refresh_kpis_job = dg.define_asset_job(
     "refresh_kpis_job",
     selection=dg.AssetSelection.assets(*UNPARTITIONED_KPI_ASSETS),
     description="Recompute the unpartitioned KPI tables from all partitions.",
+    executor_def=EXECUTOR,
 )
 observe_telemetry_job = dg.define_asset_job(
     "observe_raw_telemetry_job",
     selection=dg.AssetSelection.assets("raw_telemetry_files"),
     description="Observe the raw telemetry files (and the aliases) so changed days show as stale.",
+    executor_def=EXECUTOR,
 )
 
 
-def _observe_raw_telemetry(kpi_data: KpiData) -> dg.DataVersionsByPartition:
+def _observe_raw_telemetry(context: dg.OpExecutionContext, kpi_data: KpiData) -> dg.DataVersionsByPartition:
+    """Data versions of the run's days (every day when the run has no partition): a staging run
+    observes its days first, so its materializations record the versions they were built from."""
     config = kpi_data.config()
-    files = scan(kpi_data.root / "raw" / "telemetry", kpi_data.root)
+    folder = kpi_data.root / "raw" / "telemetry"
+    if context.has_partition_key_range:
+        files = {}
+        for day in run_days(context):
+            files |= scan(folder / f"date={day.isoformat()}", kpi_data.root)
+    else:
+        files = scan(folder, kpi_data.root)
     mapping = config.sources.telemetry
     versions = telemetry_data_versions(
         files,
@@ -108,7 +129,9 @@ def _observe_raw_telemetry(kpi_data: KpiData) -> dg.DataVersionsByPartition:
         json.dumps(mapping.model_dump(mode="json"), sort_keys=True) if mapping else "",
     )
     valid = set(daily_partitions.get_partition_keys())
-    return dg.DataVersionsByPartition({day: v for day, v in versions.items() if day in valid})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)  # the API that gives per-partition versions
+        return dg.DataVersionsByPartition({day: v for day, v in versions.items() if day in valid})
 
 
 # observable_source_asset is beta in 1.13; it is the API that gives per-partition data versions.
@@ -120,7 +143,8 @@ with warnings.catch_warnings():
         group_name="staging",
         description="The raw telemetry files of each day as exporters wrote them. Its data version per "
         "day is a hash of the day's file states and the kpi.yaml aliases that apply to that day, so a "
-        "re-export or an alias change marks exactly the affected days of telemetry_events stale.",
+        "re-export or an alias change marks exactly the affected days of telemetry_events stale. Every "
+        "staging run observes its days first, so each staged day records the version it was built from.",
     )(_observe_raw_telemetry)
 
 
