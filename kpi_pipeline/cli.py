@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from kpi_pipeline.config import ConfigError, KpiConfig, load_config
 from kpi_pipeline.contract import INCIDENT_EXTENSIONS, SOURCES, TELEMETRY_EXTENSIONS, TICKET_EXTENSIONS
-from kpi_pipeline.defs.partitions import daily_partitions
+from kpi_pipeline.defs.partitions import partitions_of
 from kpi_pipeline.ingest.incidents import stage_incidents
 from kpi_pipeline.ingest.raw_files import UnreadableFileError
 from kpi_pipeline.ingest.telemetry import MissingPartitionError, stage_telemetry_partition
@@ -153,10 +153,10 @@ def materialize_range(
     found = raw_telemetry_days(settings.data_dir)
     if (start is None or end is None) and found:
         last_complete = dt.date.fromisoformat(
-            daily_partitions.get_last_partition_key() or found[-1].isoformat()
+            partitions_of(defs).get_last_partition_key() or found[-1].isoformat()
         )
         start, end = start or found[0], end or min(found[-1], last_complete)
-    days = partition_days(start, end) if start and end else []
+    days = partition_days(defs, start, end) if start and end else []
     if not days and "telemetry" in available:
         print("error: pass --start and --end")
         return 2

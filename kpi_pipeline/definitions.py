@@ -5,27 +5,36 @@ from __future__ import annotations
 import dagster as dg
 
 from kpi_pipeline.config import load_config
-from kpi_pipeline.defs.automation import EXECUTOR, automation_definitions, raw_telemetry_files
+from kpi_pipeline.defs.automation import EXECUTOR, automation_definitions, raw_telemetry_asset
 from kpi_pipeline.defs.checks import asset_checks
 from kpi_pipeline.defs.kpis import kpi_assets
+from kpi_pipeline.defs.partitions import day_partitions
 from kpi_pipeline.defs.resources import KpiData, ParquetIOManager, WarehouseIOManager, WarehouseResource
 from kpi_pipeline.defs.staging import staging_assets
 from kpi_pipeline.settings import Settings
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    """Definitions for one data root, warehouse and kpi.yaml (tests build their own)."""
+    """Definitions for one data root, warehouse and kpi.yaml (tests build their own).
+
+    The partitions, the kpi.yaml and the resources are built here once: every asset, check and
+    sensor uses these, so what a run computes is what the UI shows. After editing kpi.yaml, reload
+    the code location (the UI's *Reload*; the CLI reads it at every command).
+    """
     config = load_config(settings.config_path, required=settings.config_required)
+    partitions = day_partitions(settings.start_date)
     return dg.Definitions(
-        assets=[raw_telemetry_files, *staging_assets(config), *kpi_assets(config)],
-        asset_checks=asset_checks(),
-        **automation_definitions(config.automation.daily_hour_utc),
+        assets=[
+            raw_telemetry_asset(config, partitions),
+            *staging_assets(config, partitions),
+            *kpi_assets(config, partitions),
+        ],
+        asset_checks=asset_checks(config),
+        **automation_definitions(config, partitions),
         executor=EXECUTOR,
         resources={
             "kpi_data": KpiData(
                 data_dir=str(settings.data_dir),
-                config_path=str(settings.config_path),
-                config_required=settings.config_required,
                 staging_dir=str(settings.staging_dir),
                 warehouse_url=settings.warehouse_url,
             ),

@@ -22,7 +22,7 @@ import dagster as dg
 
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.metadata import NEEDS
-from kpi_pipeline.defs.partitions import MAX_DAYS_PER_RUN, daily_partitions
+from kpi_pipeline.defs.partitions import MAX_DAYS_PER_RUN, partitions_of
 from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.run_history import ASSETS_TAG, process_tags
 from kpi_pipeline.windows import attempt_readers, days_between, trailing_readers
@@ -347,16 +347,18 @@ def staged_days(defs: dg.Definitions, instance: dg.DagsterInstance) -> set[dt.da
     found = set(instance.get_materialized_partitions(key))
     kpi_data = (defs.resources or {}).get("kpi_data")
     if isinstance(kpi_data, KpiData):
-        found |= {k for k in daily_partitions.get_partition_keys() if kpi_data.staged_rows(key, [k])}
+        keys = partitions_of(defs).get_partition_keys()
+        found |= {k for k in keys if kpi_data.staged_rows(key, [k])}
     return {dt.date.fromisoformat(k) for k in found}
 
 
-def partition_days(start: dt.date, end: dt.date) -> list[dt.date]:
-    """Days from ``start`` to ``end`` inclusive; each must be a partition that exists now."""
+def partition_days(defs: dg.Definitions, start: dt.date, end: dt.date) -> list[dt.date]:
+    """Days from ``start`` to ``end`` inclusive; each must be a partition of ``defs`` that exists now."""
     if end < start:
         raise UsageError(f"--end {end} is before --start {start}")
-    first = dt.date.fromisoformat(daily_partitions.get_first_partition_key() or "9999-12-31")
-    last_key = daily_partitions.get_last_partition_key()
+    partitions = partitions_of(defs)
+    first = dt.date.fromisoformat(partitions.get_first_partition_key() or "9999-12-31")
+    last_key = partitions.get_last_partition_key()
     last = dt.date.fromisoformat(last_key) if last_key else first
     if start < first:
         raise UsageError(f"--start {start} is before the first partition {first} (set KPI_START_DATE)")

@@ -24,9 +24,6 @@ from kpi_pipeline.defs.automation import (
     exports_job,
     followup_requests,
     kpi_day_job,
-    kpi_followup_sensor,
-    telemetry_files_sensor,
-    ticket_exports_sensor,
 )
 from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.runner import execute, plan, ranged
@@ -37,9 +34,7 @@ HOUR_NS = 3600 * 10**9
 
 
 def kpi_data(root: Path) -> KpiData:
-    return KpiData(
-        data_dir=str(root), config_path=str(root / "config" / "kpi.yaml"), staging_dir=str(root / "staging")
-    )
+    return KpiData(data_dir=str(root), staging_dir=str(root / "staging"))
 
 
 def write(root: Path, relative: str, text: str, age_hours: float = 2.0) -> Path:
@@ -52,14 +47,13 @@ def write(root: Path, relative: str, text: str, age_hours: float = 2.0) -> Path:
     return path
 
 
-def tick(sensor: dg.SensorDefinition, root: Path, instance: dg.DagsterInstance, cursor: str | None):
+def tick(sensor: str, root: Path, instance: dg.DagsterInstance, cursor: str | None):
+    """One evaluation of the sensor named ``sensor`` of the definitions built for ``root``."""
+    definitions = build_definitions(settings_for(root))
     context = dg.build_sensor_context(
-        instance=instance,
-        cursor=cursor,
-        resources={"kpi_data": kpi_data(root)},
-        definitions=build_definitions(settings_for(root)),
+        instance=instance, cursor=cursor, resources={"kpi_data": kpi_data(root)}, definitions=definitions
     )
-    return sensor.evaluate_tick(context)
+    return definitions.resolve_sensor_def(sensor).evaluate_tick(context)
 
 
 # --- file states -------------------------------------------------------------------------------
@@ -141,16 +135,16 @@ def test_created_dates_of_native_ticket_exports(tmp_path: Path) -> None:
 def test_telemetry_sensor_requests_one_run_per_new_file_state(tmp_path: Path) -> None:
     instance = dg.DagsterInstance.ephemeral()
     write(tmp_path, "raw/telemetry/date=2025-01-02/events.jsonl", "{}\n")
-    first = tick(telemetry_files_sensor, tmp_path, instance, None)
+    first = tick("telemetry_files_sensor", tmp_path, instance, None)
     assert [(r.partition_key, r.run_key.split(":")[:2]) for r in first.run_requests] == [
         ("2025-01-02", ["telemetry", "2025-01-02"])
     ]
     # Same state on the next tick: nothing.
-    second = tick(telemetry_files_sensor, tmp_path, instance, first.cursor)
+    second = tick("telemetry_files_sensor", tmp_path, instance, first.cursor)
     assert second.run_requests == []
     # A re-export (new size and mtime) triggers again, with a new run key.
     write(tmp_path, "raw/telemetry/date=2025-01-02/events.jsonl", "{}\n{}\n", age_hours=1)
-    third = tick(telemetry_files_sensor, tmp_path, instance, second.cursor)
+    third = tick("telemetry_files_sensor", tmp_path, instance, second.cursor)
     assert [r.partition_key for r in third.run_requests] == ["2025-01-02"]
     assert third.run_requests[0].run_key != first.run_requests[0].run_key
 
@@ -159,22 +153,22 @@ def test_telemetry_sensor_waits_for_a_file_being_written_and_survives_a_restart(
     instance = dg.DagsterInstance.ephemeral()
     write(tmp_path, "raw/telemetry/date=2025-01-03/events.jsonl.part", "{")
     path = write(tmp_path, "raw/telemetry/date=2025-01-03/events.jsonl", "{}\n", age_hours=0)
-    first = tick(telemetry_files_sensor, tmp_path, instance, None)
+    first = tick("telemetry_files_sensor", tmp_path, instance, None)
     assert first.run_requests == []
     # Still growing at the next tick: still waiting.
     path.write_text("{}\n{}\n")
-    second = tick(telemetry_files_sensor, tmp_path, instance, first.cursor)
+    second = tick("telemetry_files_sensor", tmp_path, instance, first.cursor)
     assert second.run_requests == []
     # A restarted daemon evaluates with the stored cursor: the settled file triggers once.
-    third = tick(telemetry_files_sensor, tmp_path, dg.DagsterInstance.ephemeral(), second.cursor)
+    third = tick("telemetry_files_sensor", tmp_path, dg.DagsterInstance.ephemeral(), second.cursor)
     assert [r.partition_key for r in third.run_requests] == ["2025-01-03"]
-    assert tick(telemetry_files_sensor, tmp_path, instance, third.cursor).run_requests == []
+    assert tick("telemetry_files_sensor", tmp_path, instance, third.cursor).run_requests == []
 
 
 def test_telemetry_sensor_holds_days_that_are_not_partitions_yet(tmp_path: Path) -> None:
     today = dt.datetime.now(dt.UTC).date().isoformat()
     write(tmp_path, f"raw/telemetry/date={today}/events.jsonl", "{}\n")
-    result = tick(telemetry_files_sensor, tmp_path, dg.DagsterInstance.ephemeral(), None)
+    result = tick("telemetry_files_sensor", tmp_path, dg.DagsterInstance.ephemeral(), None)
     assert result.run_requests == []
     assert f"raw/telemetry/date={today}/events.jsonl" not in FileCursor.from_json(result.cursor).seen
 
@@ -182,13 +176,13 @@ def test_telemetry_sensor_holds_days_that_are_not_partitions_yet(tmp_path: Path)
 def test_ticket_sensor_requests_the_export_refresh_with_the_affected_dates(tmp_path: Path) -> None:
     instance = dg.DagsterInstance.ephemeral()
     write(tmp_path, "raw/tickets/2025-01-06.csv", "ticket_id,created_at\n1,2025-01-02T10:00:00Z\n")
-    first = tick(ticket_exports_sensor, tmp_path, instance, None)
+    first = tick("ticket_exports_sensor", tmp_path, instance, None)
     [request] = first.run_requests
     assert request.asset_selection == [dg.AssetKey("support_tickets")]
     assert (
         request.tags["kpi_pipeline/affected_from"] == request.tags["kpi_pipeline/affected_to"] == "2025-01-02"
     )
-    assert tick(ticket_exports_sensor, tmp_path, instance, first.cursor).run_requests == []
+    assert tick("ticket_exports_sensor", tmp_path, instance, first.cursor).run_requests == []
 
 
 # --- schedule and follow-up runs -----------------------------------------------------------------
@@ -243,7 +237,7 @@ def test_followup_after_a_daily_run_recomputes_the_days_that_read_it(pipeline_ru
         dagster_run=result.dagster_run,
         resources={"kpi_data": kpi_data(pipeline_run.settings.data_dir)},
     )
-    requests = kpi_followup_sensor(context)
+    requests = pipeline_run.defs.resolve_sensor_def("kpi_followup_sensor")(context)
     # The 21-day sample: the day before (its attempts read the 5th) and the 16 staged days after it
     # (the 6th's attempts read the 5th as D-1; wau/mau/28-day adoption of later days include it).
     expected = ["2025-01-04", *(f"2025-01-{d:02d}" for d in range(6, 22))]
@@ -306,11 +300,11 @@ def test_turning_the_sensor_on_over_staged_data_runs_only_the_new_day(tmp_path: 
         write(tmp_path, f"raw/telemetry/date={day}/events.jsonl", "{}\n", age_hours=3)
         write(tmp_path, f"staging/telemetry_events/date={day}/data.parquet", "staged", age_hours=2)
     write(tmp_path, "raw/telemetry/date=2025-01-04/events.jsonl", "{}\n", age_hours=1)
-    result = tick(telemetry_files_sensor, tmp_path, dg.DagsterInstance.ephemeral(), None)
+    result = tick("telemetry_files_sensor", tmp_path, dg.DagsterInstance.ephemeral(), None)
     assert [r.partition_key for r in result.run_requests] == ["2025-01-04"]
     # A re-export of a staged day after its staging is a change again.
     write(tmp_path, "raw/telemetry/date=2025-01-02/events.jsonl", "{}\n{}\n", age_hours=1)
-    again = tick(telemetry_files_sensor, tmp_path, dg.DagsterInstance.ephemeral(), result.cursor)
+    again = tick("telemetry_files_sensor", tmp_path, dg.DagsterInstance.ephemeral(), result.cursor)
     assert [r.partition_key for r in again.run_requests] == ["2025-01-02"]
 
 

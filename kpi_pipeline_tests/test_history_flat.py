@@ -288,14 +288,12 @@ def test_requesters_are_looked_up_among_staged_users_not_read_whole(tmp_path) ->
         pd.DataFrame({"user_id": pd.Series(users, dtype="string")}).to_parquet(
             folder / f"date={day}" / "data.parquet"
         )
-    data = KpiData(
-        data_dir=str(tmp_path), config_path=str(tmp_path / "kpi.yaml"), staging_dir=str(tmp_path / "staging")
-    )
+    data = KpiData(data_dir=str(tmp_path), staging_dir=str(tmp_path / "staging"))
     requesters = pd.Series(["u1", "u2", "u3", None, "u1"], dtype="string")
     assert data.staged_among(TELEMETRY, "user_id", requesters) == {"u1", "u2"}
     assert data.staged_among(TELEMETRY, "user_id", pd.Series([None], dtype="string")) == set()
     assert (
-        KpiData(data_dir=str(tmp_path), config_path="", staging_dir=str(tmp_path / "empty")).staged_among(
+        KpiData(data_dir=str(tmp_path), staging_dir=str(tmp_path / "empty")).staged_among(
             TELEMETRY, "user_id", requesters
         )
         == set()

@@ -39,7 +39,7 @@ from kpi_pipeline.automation.file_state import (
     telemetry_day,
 )
 from kpi_pipeline.config import KpiConfig
-from kpi_pipeline.defs.partitions import daily_partitions, run_days
+from kpi_pipeline.defs.partitions import run_days
 from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.sources.files import export_files
 from kpi_pipeline.windows import attempt_readers, trailing_readers
@@ -111,41 +111,41 @@ observe_telemetry_job = dg.define_asset_job(
 )
 
 
-def _observe_raw_telemetry(context: dg.OpExecutionContext, kpi_data: KpiData) -> dg.DataVersionsByPartition:
-    """Data versions of the run's days (every day when the run has no partition): a staging run
-    observes its days first, so its materializations record the versions they were built from."""
-    config = kpi_data.config()
-    folder = kpi_data.root / "raw" / "telemetry"
-    if context.has_partition_key_range:
-        files = {}
-        for day in run_days(context):
-            files |= scan(folder / f"date={day.isoformat()}", kpi_data.root)
-    else:
-        files = scan(folder, kpi_data.root)
+def raw_telemetry_asset(config: KpiConfig, partitions: dg.PartitionsDefinition) -> dg.SourceAsset:
+    """The observable source asset ``raw_telemetry_files`` over ``partitions``, versioned with the
+    aliases and telemetry mapping of ``config``."""
     mapping = config.sources.telemetry
-    versions = telemetry_data_versions(
-        files,
-        config.event_aliases,
-        json.dumps(mapping.model_dump(mode="json"), sort_keys=True) if mapping else "",
-    )
-    valid = set(daily_partitions.get_partition_keys())
+    mapping_json = json.dumps(mapping.model_dump(mode="json"), sort_keys=True) if mapping else ""
+
+    def observe(context: dg.OpExecutionContext, kpi_data: KpiData) -> dg.DataVersionsByPartition:
+        """Data versions of the run's days (every day when the run has no partition): a staging run
+        observes its days first, so its materializations record the versions they were built from."""
+        folder = kpi_data.root / "raw" / "telemetry"
+        if context.has_partition_key_range:
+            files = {}
+            for day in run_days(context):
+                files |= scan(folder / f"date={day.isoformat()}", kpi_data.root)
+        else:
+            files = scan(folder, kpi_data.root)
+        versions = telemetry_data_versions(files, config.event_aliases, mapping_json)
+        valid = set(partitions.get_partition_keys())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dg.BetaWarning)  # the API that gives per-partition versions
+            return dg.DataVersionsByPartition({day: v for day, v in versions.items() if day in valid})
+
+    # observable_source_asset is beta in 1.13; it is the API that gives per-partition data versions.
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", dg.BetaWarning)  # the API that gives per-partition versions
-        return dg.DataVersionsByPartition({day: v for day, v in versions.items() if day in valid})
-
-
-# observable_source_asset is beta in 1.13; it is the API that gives per-partition data versions.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", dg.BetaWarning)
-    raw_telemetry_files = dg.observable_source_asset(
-        name="raw_telemetry_files",
-        partitions_def=daily_partitions,
-        group_name="staging",
-        description="The raw telemetry files of each day as exporters wrote them. Its data version per "
-        "day is a hash of the day's file states and the kpi.yaml aliases that apply to that day, so a "
-        "re-export or an alias change marks exactly the affected days of telemetry_events stale. Every "
-        "staging run observes its days first, so each staged day records the version it was built from.",
-    )(_observe_raw_telemetry)
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.observable_source_asset(
+            name="raw_telemetry_files",
+            partitions_def=partitions,
+            group_name="staging",
+            description="The raw telemetry files of each day as exporters wrote them. Its data version "
+            "per day is a hash of the day's file states and the kpi.yaml aliases that apply to that day, "
+            "so a re-export or an alias change marks exactly the affected days of telemetry_events stale. "
+            "Every staging run observes its days first, so each staged day records the version it was "
+            "built from.",
+        )(observe)
 
 
 def daily_kpi_schedule(hour_utc: int) -> dg.ScheduleDefinition:
@@ -166,45 +166,54 @@ def _now_ns() -> int:
     return time.time_ns()
 
 
-@dg.sensor(
-    job=daily_kpi_job,
-    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
-    description="Requests daily_kpi_job for a day when a file under `raw/telemetry/date=YYYY-MM-DD/` is new, "
-    "replaced or changed (size or mtime) and has settled; the run key carries the day's file states.",
-)
-def telemetry_files_sensor(context: dg.SensorEvaluationContext, kpi_data: KpiData) -> dg.SensorResult:
-    folder = kpi_data.root / "raw" / "telemetry"
-    current = scan(folder, kpi_data.root)
-    staged = _staged_at(kpi_data)
-    processed = {
-        p: staged[d.isoformat()] for p in current if (d := telemetry_day(p)) and d.isoformat() in staged
-    }
-    ready, cursor = settled_changes(
-        FileCursor.from_json(context.cursor), current, _now_ns(), SETTLE_SECONDS, processed
+def telemetry_files_sensor(partitions: dg.PartitionsDefinition) -> dg.SensorDefinition:
+    """Requests ``daily_kpi_job`` for the days of ``partitions`` whose raw files changed."""
+
+    @dg.sensor(
+        name="telemetry_files_sensor",
+        job=daily_kpi_job,
+        minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        description="Requests daily_kpi_job for a day when a file under `raw/telemetry/date=YYYY-MM-DD/` "
+        "is new, replaced or changed (size or mtime) and has settled; the run key carries the day's file "
+        "states.",
     )
-    valid = set(daily_partitions.get_partition_keys())
-    days: dict[str, list[str]] = {}
-    for path in ready:
-        day = telemetry_day(path)
-        if day is not None and day.isoformat() in valid:
-            days.setdefault(day.isoformat(), []).append(path)
-        elif day is not None:
-            # Not a partition yet (today, or before KPI_START_DATE): act on it once it is.
-            cursor.seen.pop(path, None)
-    requests = []
-    for day in sorted(days):
-        day_files = [(p, s.key) for p, s in current.items() if telemetry_day(p) == dt.date.fromisoformat(day)]
-        requests.append(
-            dg.RunRequest(
-                run_key=f"telemetry:{day}:{state_hash(day_files)}",
-                partition_key=day,
-                tags={"kpi_pipeline/trigger": "telemetry_files_sensor"},
-            )
+    def _sensor(context: dg.SensorEvaluationContext, kpi_data: KpiData) -> dg.SensorResult:
+        folder = kpi_data.root / "raw" / "telemetry"
+        current = scan(folder, kpi_data.root)
+        staged = _staged_at(kpi_data)
+        processed = {
+            p: staged[d.isoformat()] for p in current if (d := telemetry_day(p)) and d.isoformat() in staged
+        }
+        ready, cursor = settled_changes(
+            FileCursor.from_json(context.cursor), current, _now_ns(), SETTLE_SECONDS, processed
         )
-    return dg.SensorResult(run_requests=requests, cursor=cursor.to_json())
+        valid = set(partitions.get_partition_keys())
+        days: dict[str, list[str]] = {}
+        for path in ready:
+            day = telemetry_day(path)
+            if day is not None and day.isoformat() in valid:
+                days.setdefault(day.isoformat(), []).append(path)
+            elif day is not None:
+                # Not a partition yet (today, or before KPI_START_DATE): act on it once it is.
+                cursor.seen.pop(path, None)
+        requests = []
+        for day in sorted(days):
+            day_files = [
+                (p, s.key) for p, s in current.items() if telemetry_day(p) == dt.date.fromisoformat(day)
+            ]
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"telemetry:{day}:{state_hash(day_files)}",
+                    partition_key=day,
+                    tags={"kpi_pipeline/trigger": "telemetry_files_sensor"},
+                )
+            )
+        return dg.SensorResult(run_requests=requests, cursor=cursor.to_json())
+
+    return _sensor
 
 
-def _export_sensor(name: str, source: str, asset: str) -> dg.SensorDefinition:
+def _export_sensor(name: str, source: str, asset: str, config: KpiConfig) -> dg.SensorDefinition:
     @dg.sensor(
         name=name,
         job=exports_job,
@@ -213,7 +222,7 @@ def _export_sensor(name: str, source: str, asset: str) -> dg.SensorDefinition:
         "its source mapping) is new or changed and has settled; the run key carries every export's state.",
     )
     def _sensor(context: dg.SensorEvaluationContext, kpi_data: KpiData) -> dg.SensorResult:
-        mapping = getattr(kpi_data.config().sources, source)
+        mapping = getattr(config.sources, source)
         current = states(export_files(kpi_data.root, source, mapping), kpi_data.root)
         event = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
         processed = dict.fromkeys(current, int(event.timestamp * 1e9)) if event else {}
@@ -235,10 +244,6 @@ def _export_sensor(name: str, source: str, asset: str) -> dg.SensorDefinition:
         return dg.SensorResult(run_requests=[request], cursor=cursor.to_json())
 
     return _sensor
-
-
-ticket_exports_sensor = _export_sensor("ticket_exports_sensor", "tickets", "support_tickets")
-incident_logs_sensor = _export_sensor("incident_logs_sensor", "incidents", "incidents")
 
 
 def _staged_at(kpi_data: KpiData) -> dict[str, int]:
@@ -287,23 +292,33 @@ def followup_requests(run: dg.DagsterRun, staged_days: list[str], config: KpiCon
     return requests
 
 
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    name="kpi_followup_sensor",
-    monitored_jobs=[daily_kpi_job, exports_job],
-    request_jobs=[kpi_day_job, refresh_kpis_job],
-    description="After daily_kpi_job for D succeeds: recompute the staged days whose KPIs read D (the day "
-    "before, and for a historical day the next 27) and the unpartitioned tables. After exports_job: "
-    "recompute the days whose windows see the changed tickets, then the unpartitioned tables.",
-)
-def kpi_followup_sensor(context: dg.RunStatusSensorContext, kpi_data: KpiData) -> list[dg.RunRequest]:
-    return followup_requests(context.dagster_run, _staged_days(kpi_data), kpi_data.config())
+def kpi_followup_sensor(config: KpiConfig) -> dg.SensorDefinition:
+    """The run-status sensor that requests :func:`followup_requests` with the windows of ``config``."""
+
+    @dg.run_status_sensor(
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        name="kpi_followup_sensor",
+        monitored_jobs=[daily_kpi_job, exports_job],
+        request_jobs=[kpi_day_job, refresh_kpis_job],
+        description="After daily_kpi_job for D succeeds: recompute the staged days whose KPIs read D (the "
+        "day before, and for a historical day the next 27) and the unpartitioned tables. After exports_job: "
+        "recompute the days whose windows see the changed tickets, then the unpartitioned tables.",
+    )
+    def _sensor(context: dg.RunStatusSensorContext, kpi_data: KpiData) -> list[dg.RunRequest]:
+        return followup_requests(context.dagster_run, _staged_days(kpi_data), config)
+
+    return _sensor
 
 
-def automation_definitions(hour_utc: int) -> dict[str, list]:
+def automation_definitions(config: KpiConfig, partitions: dg.PartitionsDefinition) -> dict[str, list]:
     """Jobs, schedules and sensors for :class:`dagster.Definitions` (all stopped by default)."""
     return {
         "jobs": [daily_kpi_job, kpi_day_job, exports_job, refresh_kpis_job, observe_telemetry_job],
-        "schedules": [daily_kpi_schedule(hour_utc)],
-        "sensors": [telemetry_files_sensor, ticket_exports_sensor, incident_logs_sensor, kpi_followup_sensor],
+        "schedules": [daily_kpi_schedule(config.automation.daily_hour_utc)],
+        "sensors": [
+            telemetry_files_sensor(partitions),
+            _export_sensor("ticket_exports_sensor", "tickets", "support_tickets", config),
+            _export_sensor("incident_logs_sensor", "incidents", "incidents", config),
+            kpi_followup_sensor(config),
+        ],
     }

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import dagster as dg
 import pandas as pd
 
+from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.metadata import shown
 from kpi_pipeline.defs.partitions import window_dates
 from kpi_pipeline.defs.resources import KpiData, WarehouseResource
@@ -126,7 +127,7 @@ def kpi_sanity_checks() -> list[dg.AssetChecksDefinition]:
     return [*(sanity(spec.name) for spec in KPI_TABLES), funnel_step_order]
 
 
-def referential_checks() -> list[dg.AssetChecksDefinition]:
+def referential_checks(config: KpiConfig) -> list[dg.AssetChecksDefinition]:
     """Warnings: tickets whose requester telemetry does not know, incidents naming unknown workflows."""
 
     @dg.asset_check(
@@ -137,20 +138,19 @@ def referential_checks() -> list[dg.AssetChecksDefinition]:
     def requesters_known(kpi_data: KpiData, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         tickets = warehouse.get().read("stg_support_tickets")
         users = kpi_data.staged_among(dg.AssetKey("telemetry_events"), "user_id", tickets["requester_id"])
-        share = kpi_data.config().quality.unknown_requester_share
-        return check_result(unknown_requesters(tickets, users, share))
+        return check_result(unknown_requesters(tickets, users, config.quality.unknown_requester_share))
 
     @dg.asset_check(
         asset="incidents", description="Warns when incidents name workflows kpi.yaml does not know."
     )
-    def workflows_known(kpi_data: KpiData, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    def workflows_known(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         incidents = warehouse.get().read("stg_incidents")
-        return check_result(unknown_workflows(incidents, set(kpi_data.config().workflows)))
+        return check_result(unknown_workflows(incidents, set(config.workflows)))
 
     return [requesters_known, workflows_known]
 
 
-def freshness_checks() -> list[dg.AssetChecksDefinition]:
+def freshness_checks(config: KpiConfig) -> list[dg.AssetChecksDefinition]:
     """Warnings when the newest telemetry day or ticket export is older than kpi.yaml allows."""
 
     @dg.asset_check(
@@ -160,7 +160,7 @@ def freshness_checks() -> list[dg.AssetChecksDefinition]:
     )
     def telemetry_freshness(kpi_data: KpiData) -> dg.AssetCheckResult:
         newest = kpi_data.staged_max(dg.AssetKey("telemetry_events"), "occurred_at")
-        limit = kpi_data.config().quality.telemetry_max_age_hours
+        limit = config.quality.telemetry_max_age_hours
         return check_result(freshness("telemetry_events", newest, _now(), limit))
 
     @dg.asset_check(
@@ -168,16 +168,17 @@ def freshness_checks() -> list[dg.AssetChecksDefinition]:
         name="freshness",
         description="The newest ticket version (updated_at) is no older than quality.tickets_max_age_hours.",
     )
-    def tickets_freshness(kpi_data: KpiData, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    def tickets_freshness(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         updated = warehouse.get().read("stg_support_tickets")["updated_at"]
         newest = updated.max() if len(updated) else None
-        limit = kpi_data.config().quality.tickets_max_age_hours
+        limit = config.quality.tickets_max_age_hours
         return check_result(freshness("support_tickets", newest, _now(), limit))
 
     return [telemetry_freshness, tickets_freshness]
 
 
-def asset_checks() -> list[dg.AssetChecksDefinition]:
-    """Every standalone asset check; the staging checks (Great Expectations suites, reconciliation,
-    quarantine rate, drift, volume) run inside the staging assets, before their write."""
-    return [*kpi_sanity_checks(), *referential_checks(), *freshness_checks()]
+def asset_checks(config: KpiConfig) -> list[dg.AssetChecksDefinition]:
+    """Every standalone asset check (the thresholds from ``config``, the kpi.yaml the definitions were
+    built with); the staging checks (Great Expectations suites, reconciliation, quarantine rate,
+    drift, volume) run inside the staging assets, before their write."""
+    return [*kpi_sanity_checks(), *referential_checks(config), *freshness_checks(config)]

@@ -30,7 +30,7 @@ import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.metadata import markdown_preview, owner, shown, table_metadata
-from kpi_pipeline.defs.partitions import daily_partitions, range_policy, run_days
+from kpi_pipeline.defs.partitions import range_policy, run_days
 from kpi_pipeline.defs.resources import KpiData, PendingDays, StagedDays, WarehouseResource
 from kpi_pipeline.kpis.activity import EVENT_COLUMNS as ACTIVITY_EVENT_COLUMNS
 from kpi_pipeline.kpis.activity import daily_activity as build_daily_activity
@@ -124,8 +124,9 @@ def _rate(numerator: pd.Series, denominator: pd.Series) -> float:
     return float(numerator.sum()) / total if total else float("nan")
 
 
-def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
-    """Every KPI table of the spec plus the attempts and activity rollup they share."""
+def kpi_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """Every KPI table of the spec plus the attempts and activity rollup they share; ``config`` is the
+    kpi.yaml the definitions were built with, which every run of them uses."""
     attempt_window = day_window(*attempt_offsets(config))
     last_28_days = day_window(-(TRAILING_DAYS - 1), 0)
     workflow_owners = sorted({owner(config.workflow_owner(w)) for w in config.workflows}) or [
@@ -149,7 +150,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         spec = table(name)
         return dg.asset(
             name=name,
-            partitions_def=daily_partitions if partitioned else None,
+            partitions_def=partitions if partitioned else None,
             backfill_policy=range_policy if partitioned else None,
             io_manager_key="warehouse_io_manager",
             group_name=group_name,
@@ -168,7 +169,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         raw-sized telemetry."""
         return dg.asset(
             name=spec.name,
-            partitions_def=daily_partitions,
+            partitions_def=partitions,
             backfill_policy=range_policy,
             io_manager_key="parquet_io_manager",
             group_name=INTERMEDIATE_GROUP,
@@ -215,7 +216,6 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         telemetry_events: StagedDays,
         support_tickets: pd.DataFrame,
     ) -> dg.Output[PendingDays]:
-        config = kpi_data.config()
         first, last = attempt_offsets(config)
 
         restarted: Counter[str] = Counter()
@@ -299,9 +299,8 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
 
     @warehouse_asset("kpi_funnel_daily", workflow_owners, True, {"task_attempts": dg.AssetIn()})
     def kpi_funnel_daily(
-        context: dg.AssetExecutionContext, kpi_data: KpiData, task_attempts: StagedDays
+        context: dg.AssetExecutionContext, task_attempts: StagedDays
     ) -> dg.Output[pd.DataFrame]:
-        config = kpi_data.config()
         return _output(per_day(context, lambda day: funnel_daily(task_attempts.day(day), config)))
 
     @warehouse_asset(
@@ -316,11 +315,9 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
     )
     def kpi_ticket_deflection_daily(
         context: dg.AssetExecutionContext,
-        kpi_data: KpiData,
         telemetry_events: StagedDays,
         support_tickets: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
-        config = kpi_data.config()
         out = per_day(
             context,
             lambda day: ticket_deflection_daily(
@@ -392,11 +389,9 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
     )
     def kpi_roi_daily(
         context: dg.AssetExecutionContext,
-        kpi_data: KpiData,
         kpi_task_completion_daily: pd.DataFrame,
         kpi_ticket_deflection_daily: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
-        config = kpi_data.config()
         completion, deflection = kpi_task_completion_daily, kpi_ticket_deflection_daily
         out = per_day(
             context,
@@ -420,10 +415,10 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         {"user_weeks": dg.AssetIn(), "task_attempts": dg.AssetIn()},
     )
     def kpi_time_to_value_weekly(
-        kpi_data: KpiData, user_weeks: pd.DataFrame, task_attempts: StagedDays
+        user_weeks: pd.DataFrame, task_attempts: StagedDays
     ) -> dg.Output[pd.DataFrame]:
         attempts = task_attempts.every_day(TIME_TO_VALUE_ATTEMPT_COLUMNS)
-        out = time_to_value_weekly(user_weeks, attempts, kpi_data.config())
+        out = time_to_value_weekly(user_weeks, attempts, config)
         return _output(out, {"activation_rate": _rate(out["activated_users"], out["cohort_users"])})
 
     @warehouse_asset(
@@ -442,7 +437,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
     ) -> dg.Output[pd.DataFrame]:
         until = kpi_data.staged_max(dg.AssetKey("telemetry_events"), "occurred_at")
         attempts = task_attempts.days(attempt_days(incidents, until))
-        out = incident_impact(incidents, attempts, support_tickets, kpi_data.config(), until)
+        out = incident_impact(incidents, attempts, support_tickets, config, until)
         return _output(out, {"incidents": len(out), "open": int(out["resolved_at"].isna().sum())})
 
     @warehouse_asset(
@@ -467,7 +462,6 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
     )
     def kpi_scorecard(
         context: dg.AssetExecutionContext,
-        kpi_data: KpiData,
         kpi_task_completion_daily: pd.DataFrame,
         kpi_ticket_deflection_daily: pd.DataFrame,
         kpi_roi_daily: pd.DataFrame,
@@ -479,9 +473,7 @@ def kpi_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         # The latest day's attempts can still complete the next day: L is the day before it.
         as_of = dt.date.fromisoformat(dates.max()) - dt.timedelta(days=1)
         context.log.info(f"scorecard as of {as_of}")
-        out = scorecard(
-            kpi_task_completion_daily, kpi_ticket_deflection_daily, kpi_roi_daily, kpi_data.config(), as_of
-        )
+        out = scorecard(kpi_task_completion_daily, kpi_ticket_deflection_daily, kpi_roi_daily, config, as_of)
         return _output(out, {"as_of": as_of.isoformat(), "regressed": int((out["status"] != "ok").sum())})
 
     return [

@@ -7,12 +7,20 @@ import warnings
 
 import dagster as dg
 
-from kpi_pipeline.settings import Settings
 from kpi_pipeline.windows import days_between
 
-daily_partitions = dg.DailyPartitionsDefinition(
-    start_date=Settings.from_env().start_date.isoformat(), timezone="UTC", fmt="%Y-%m-%d"
-)
+TELEMETRY_KEY = dg.AssetKey("telemetry_events")
+
+
+def day_partitions(start: dt.date) -> dg.DailyPartitionsDefinition:
+    """UTC days from ``start`` (``KPI_START_DATE``) to the last complete day, keyed YYYY-MM-DD."""
+    return dg.DailyPartitionsDefinition(start_date=start.isoformat(), timezone="UTC", fmt="%Y-%m-%d")
+
+
+def partitions_of(defs: dg.Definitions) -> dg.PartitionsDefinition:
+    """The daily partitions the definitions were built with (those of ``telemetry_events``)."""
+    return defs.resolve_assets_def(TELEMETRY_KEY).partitions_def
+
 
 MAX_DAYS_PER_RUN = 31
 """A backfill of N days runs as ceil(N / 31) ranged runs per asset group, not N. Memory stays one

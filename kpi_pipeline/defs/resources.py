@@ -13,7 +13,6 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
-from kpi_pipeline.config import KpiConfig, load_config
 from kpi_pipeline.defs.metadata import root_path
 from kpi_pipeline.defs.partitions import window_dates
 from kpi_pipeline.ingest.engine import shared_connection
@@ -30,11 +29,9 @@ def scan_parquet(paths: Sequence[Path], columns: Sequence[str] | None) -> duckdb
 
 
 class KpiData(dg.ConfigurableResource):
-    """The data root (raw exports, staging files) and the kpi.yaml in force."""
+    """The data root (raw exports, staging files); the kpi.yaml in force is built into the definitions."""
 
     data_dir: str
-    config_path: str
-    config_required: bool = False  # KPI_CONFIG named the file: it must exist
     staging_dir: str
     warehouse_url: str = ""  # where staged partitions' commits are recorded (crash recovery)
 
@@ -77,9 +74,6 @@ class KpiData(dg.ConfigurableResource):
         stored = scan_parquet(paths, [column]).project(f'"{column}" AS value')
         found = stored.join(shared_connection().from_df(wanted), "value", how="semi").distinct()
         return set(found.to_arrow_table().column("value").to_pylist())
-
-    def config(self) -> KpiConfig:
-        return load_config(self.config_path, required=self.config_required)
 
 
 class WarehouseResource(dg.ConfigurableResource):

@@ -11,7 +11,7 @@ import pandas as pd
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.checks import check_result, merge_checks
 from kpi_pipeline.defs.metadata import counts_markdown, owner, root_path, table_metadata
-from kpi_pipeline.defs.partitions import daily_partitions, range_policy, run_days
+from kpi_pipeline.defs.partitions import range_policy, run_days
 from kpi_pipeline.defs.resources import KpiData, PendingDays, WarehouseResource
 from kpi_pipeline.ingest.incidents import stage_incidents
 from kpi_pipeline.ingest.raw_files import UnreadableFileError
@@ -339,8 +339,9 @@ def _check_specs(asset: str, partition: bool) -> list[dg.AssetCheckSpec]:
     return specs
 
 
-def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
-    """The three staging assets, owned by the data-quality owner from kpi.yaml."""
+def staging_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """The three staging assets, owned by the data-quality owner from kpi.yaml; ``config`` is the
+    kpi.yaml the definitions were built with, which every run of them uses."""
     owners = [owner(config.owner_for("data_quality"))]
 
     @dg.asset(
@@ -349,7 +350,7 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         freshness_policy=dg.FreshnessPolicy.time_window(
             fail_window=dt.timedelta(hours=config.quality.telemetry_max_age_hours)
         ),
-        partitions_def=daily_partitions,
+        partitions_def=partitions,
         backfill_policy=range_policy,
         io_manager_key="parquet_io_manager",
         group_name=STAGING_GROUP,
@@ -367,11 +368,10 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
     def telemetry_events(
         context: dg.AssetExecutionContext, kpi_data: KpiData, warehouse: WarehouseResource
     ) -> Iterator[dg.Output[PendingDays] | dg.AssetCheckResult]:
-        cfg = kpi_data.config()
         days: list[StagedDay] = []
         try:
             for day in run_days(context):
-                days.append(stage_day(context, kpi_data, warehouse, cfg, day, days))
+                days.append(stage_day(context, kpi_data, warehouse, config, day, days))
             checks = merge_checks([d.checks for d in days])
             failed = [d for d in days if blocked(d.checks)]
             if failed:
@@ -424,9 +424,8 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
         def _asset(
             context: dg.AssetExecutionContext, kpi_data: KpiData, warehouse: WarehouseResource
         ) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
-            cfg = kpi_data.config()
             try:
-                staged = stage(kpi_data.root, getattr(cfg.sources, source))
+                staged = stage(kpi_data.root, getattr(config.sources, source))
             except UnreadableFileError as exc:
                 raise _fail(exc) from None
             report = staged.report
@@ -434,7 +433,7 @@ def staging_assets(config: KpiConfig) -> list[dg.AssetsDefinition]:
                 f"{source}: {report.raw_rows} raw rows = {report.staged_rows} staged "
                 f"+ {report.superseded_versions} older versions + {report.quarantined_rows} quarantined"
             )
-            checks = staging_checks(name, report, cfg, _fields_seen_before(context, None), partition=False)
+            checks = staging_checks(name, report, config, _fields_seen_before(context, None), partition=False)
             checks.insert(0, expectations(name, staged.records, None))
             batch = StagedBatch(staged.records, staged.quarantine, {"source": source})
             failed = blocked(checks)
