@@ -4,7 +4,8 @@ One model: runs are requested explicitly, never by declarative automation
 (``AutomationCondition.eager()`` only targets the latest partition, and a
 re-exported historical day must reach its KPIs too).
 
-- ``daily_kpi_job`` (partitioned): stage one telemetry day and compute its KPIs.
+- ``daily_kpi_job`` (partitioned): observe one telemetry day's raw files, stage the
+  day and compute its KPIs.
 - ``daily_kpi_schedule``: built from that job; yesterday's partition at
   ``automation.daily_hour_utc``.
 - ``telemetry_files_sensor``: a new, replaced or changed file under
@@ -18,6 +19,9 @@ re-exported historical day must reach its KPIs too).
   include D); the days whose deflection and fallback windows see the changed
   tickets; and once the unpartitioned tables. Each KPI day is requested once per
   change, and never before the data it reads is staged.
+
+The sensors and ``raw_telemetry_files`` are built by factories from the partitions
+and the kpi.yaml that :func:`kpi_pipeline.definitions.build_definitions` built.
 """
 
 import datetime as dt
