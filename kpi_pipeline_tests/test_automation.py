@@ -350,7 +350,13 @@ def test_staging_runs_record_the_raw_version_so_an_alias_change_marks_exactly_it
     results = execute(defs, ranged(plan(defs, days, ["telemetry_events"])), instance)
     assert [r.success for r in results] == [True]
     job = defs.resolve_job_def(daily_kpi_job.name)
-    assert job.execute_in_process(instance=instance, partition_key="2025-01-15").success
+    daily = job.execute_in_process(instance=instance, partition_key="2025-01-15")
+    assert daily.success
+    # A day's run observes that day only: its cost does not grow with the history.
+    observed = [
+        e.asset_observation_data.asset_observation.partition for e in daily.get_asset_observation_events()
+    ]
+    assert observed == ["2025-01-15"]
 
     every_day = ["2025-01-12", "2025-01-13", "2025-01-14", "2025-01-15"]
     assert sorted(built_from(instance, "telemetry_events")) == every_day

@@ -125,7 +125,7 @@ def raw_telemetry_asset(config: KpiConfig, partitions: dg.PartitionsDefinition) 
         """Data versions of the run's days (every day when the run has no partition): a staging run
         observes its days first, so its materializations record the versions they were built from."""
         folder = kpi_data.root / "raw" / "telemetry"
-        if context.has_partition_key_range:
+        if context.has_partition_key or context.has_partition_key_range:  # one day, or a ranged run
             files = {}
             for day in run_days(context):
                 files |= scan(folder / f"date={day.isoformat()}", kpi_data.root)
