@@ -28,7 +28,6 @@ from kpi_pipeline.run_history import ASSETS_TAG, process_tags
 from kpi_pipeline.windows import attempt_readers, days_between, trailing_readers
 
 TELEMETRY = "telemetry_events"
-RAW_TELEMETRY = "raw_telemetry_files"  # its observable source
 ACTIVITY = "daily_activity"
 ATTEMPTS = "task_attempts"  # and its daily descendants: they read telemetry D-1 … D+n
 # Assets whose 7/28-day windows read daily_activity (user_weeks through its week of user_days).
@@ -455,8 +454,11 @@ def _run(
 ) -> dg.ExecuteInProcessResult:
     """One in-process run of ``step``, as :func:`dagster.materialize` does it, but with the console
     logger that leaves failures to the runner's one-line message."""
-    # Staging observes its raw days first, so each staged day records the version it was built from.
-    observed = [RAW_TELEMETRY] if TELEMETRY in step.assets else []
+    # Observe the sources the step reads first (raw_telemetry_files for staging), so each
+    # materialization records the version it was built from.
+    graph = defs.resolve_asset_graph()
+    parents = {p for name in step.assets for p in graph.get(dg.AssetKey(name)).parent_keys}
+    observed = sorted(p.to_user_string() for p in parents if graph.get(p).is_observable)
     run_defs = dg.Definitions(
         assets=list(defs.assets or []),
         asset_checks=list(defs.asset_checks or []),
