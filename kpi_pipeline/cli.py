@@ -144,8 +144,8 @@ def materialize_range(
     """Materialize the range and print progress; the exit status is 1 when any run failed."""
     from kpi_pipeline.definitions import build_definitions
 
-    defs = build_definitions(settings)
     config = load_config(settings.config_path, required=settings.config_required)
+    defs = build_definitions(settings, config)
     available = available_sources(settings.data_dir, config.sources)
     skip = {} if select else without_sources(defs, available)
     for name, reason in sorted(skip.items()):

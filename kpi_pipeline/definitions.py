@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from kpi_pipeline.config import load_config
+from kpi_pipeline.config import KpiConfig, load_config
 from kpi_pipeline.defs.automation import EXECUTOR, automation_definitions, raw_telemetry_asset
 from kpi_pipeline.defs.checks import asset_checks
 from kpi_pipeline.defs.kpis import kpi_assets
@@ -14,14 +14,16 @@ from kpi_pipeline.defs.staging import staging_assets
 from kpi_pipeline.settings import Settings
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
+def build_definitions(settings: Settings, config: KpiConfig | None = None) -> dg.Definitions:
     """Definitions for one data root, warehouse and kpi.yaml (tests build their own).
 
     The partitions, the kpi.yaml and the resources are built here once: every asset, check and
     sensor uses these, so what a run computes is what the UI shows. After editing kpi.yaml, reload
-    the code location (the UI's *Reload*; the CLI reads it at every command).
+    the code location (the UI's *Reload*; the CLI reads it at every command). ``config``: the
+    settings' kpi.yaml when the caller has already read it (the CLI), else it is read here.
     """
-    config = load_config(settings.config_path, required=settings.config_required)
+    if config is None:
+        config = load_config(settings.config_path, required=settings.config_required)
     partitions = day_partitions(settings.start_date)
     return dg.Definitions(
         assets=[
