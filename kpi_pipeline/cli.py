@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from kpi_pipeline.config import ConfigError, KpiConfig, load_config
 from kpi_pipeline.contract import INCIDENT_EXTENSIONS, SOURCES, TELEMETRY_EXTENSIONS, TICKET_EXTENSIONS
 from kpi_pipeline.defs.partitions import partitions_of
+from kpi_pipeline.ingest.discovery import raw_telemetry_days
 from kpi_pipeline.ingest.incidents import stage_incidents
 from kpi_pipeline.ingest.raw_files import UnreadableFileError
 from kpi_pipeline.ingest.telemetry import MissingPartitionError, stage_telemetry_partition
@@ -78,21 +79,20 @@ def ignored_line(name: str, files: Sequence[str], rule: str) -> str:
     return f"    {name}: ignored {len(files)} file(s) ({rule}): {shown}"
 
 
-def raw_telemetry_days(data_dir: Path) -> list[dt.date]:
-    """The dates of the ``raw/telemetry/date=YYYY-MM-DD`` folders under the data root."""
-    days = []
-    for folder in (data_dir / "raw" / "telemetry").glob("date=*"):
-        try:
-            days.append(dt.date.fromisoformat(folder.name.removeprefix("date=")))
-        except ValueError:
-            continue
-    return sorted(days)
+def default_sample_start(settings: Settings, days: int) -> dt.date:
+    """Where sample data starts unless ``--start`` says: ``KPI_START_DATE``, else kpi.yaml
+    ``start_date``, else ``days`` before today, so that the data end yesterday (UTC)."""
+    configured = (
+        settings.start_date or load_config(settings.config_path, required=settings.config_required).start_date
+    )
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    return configured or yesterday - dt.timedelta(days=days - 1)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from kpi_pipeline.sample_data import generate_dataset
 
-    start = args.start or Settings.from_env().start_date
+    start = args.start or default_sample_start(Settings.from_env(), args.days)
     summary = generate_dataset(
         Path(args.out), days=args.days, seed=args.seed, start=start, users=args.users, log=print
     )
@@ -100,6 +100,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         f"wrote {summary.telemetry_rows:,} telemetry rows ({summary.start} … {summary.end}), "
         f"{summary.ticket_rows:,} ticket rows and {summary.incident_rows:,} incident rows under {args.out}"
     )
+    if summary.bug_events:
+        first, last = summary.bug_week
+        print(
+            f"instrumentation bug: {summary.bug_events:,} {summary.bug_workflow} completions sent as "
+            f"task_done on {first} … {last} (the README's repair walkthrough)"
+        )
     return 0
 
 
@@ -198,7 +204,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             out=str(settings.data_dir),
             days=args.days,
             seed=args.seed,
-            start=settings.start_date,
+            start=default_sample_start(settings, args.days),
             users=args.users,
         )
         cmd_generate(generate)
@@ -279,7 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", default=os.environ.get("KPI_DATA_DIR", "data"), help="data root to write")
     gen.add_argument("--days", type=int, default=28)
     gen.add_argument("--seed", type=int, default=7)
-    gen.add_argument("--start", type=_date, help="first day (UTC; default: KPI_START_DATE)")
+    gen.add_argument(
+        "--start",
+        type=_date,
+        help="first day (UTC; default: KPI_START_DATE, else so that the data end yesterday)",
+    )
     gen.add_argument("--users", type=int, default=800, help="users in the data set (events scale with it)")
     gen.set_defaults(func=cmd_generate)
 

@@ -156,6 +156,9 @@ class Owners(_Strict):
 
 
 class KpiConfig(_Strict):
+    start_date: CalendarDate = (
+        None  # first daily partition (KPI_START_DATE wins; default: the data's first day)
+    )
     currency: str = "USD"
     cost_per_ticket: float = number(25.0, ge=0, le=MAX_AMOUNT)
     loaded_hourly_cost: float = number(60.0, ge=0, le=MAX_AMOUNT)

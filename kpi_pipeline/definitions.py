@@ -8,7 +8,7 @@ from kpi_pipeline.config import KpiConfig, load_config
 from kpi_pipeline.defs.automation import EXECUTOR, automation_definitions, raw_telemetry_asset
 from kpi_pipeline.defs.checks import asset_checks
 from kpi_pipeline.defs.kpis import kpi_assets
-from kpi_pipeline.defs.partitions import day_partitions
+from kpi_pipeline.defs.partitions import day_partitions, first_partition_day
 from kpi_pipeline.defs.resources import KpiData, ParquetIOManager, WarehouseIOManager, WarehouseResource
 from kpi_pipeline.defs.staging import staging_assets
 from kpi_pipeline.settings import Settings
@@ -24,7 +24,7 @@ def build_definitions(settings: Settings, config: KpiConfig | None = None) -> dg
     """
     if config is None:
         config = load_config(settings.config_path, required=settings.config_required)
-    partitions = day_partitions(settings.start_date)
+    partitions = day_partitions(first_partition_day(settings, config))
     return dg.Definitions(
         assets=[
             raw_telemetry_asset(config, partitions),

@@ -10,8 +10,6 @@ from pathlib import Path
 from kpi_pipeline.config import FIRST_DATE, LAST_DATE, ConfigError
 from kpi_pipeline.ingest.engine import GLOB_CHARACTERS
 
-DEFAULT_START_DATE = dt.date(2025, 1, 1)
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -19,12 +17,14 @@ class Settings:
 
     ``config_required`` is True when ``KPI_CONFIG`` names the file: that file must exist, while
     the default ``<KPI_DATA_DIR>/config/kpi.yaml`` may be absent (built-in defaults).
+    ``start_date`` is None when ``KPI_START_DATE`` is unset: the partitions then start where
+    kpi.yaml or the data says (``defs.partitions.first_partition_day``).
     """
 
     data_dir: Path
     warehouse_url: str
     config_path: Path
-    start_date: dt.date
+    start_date: dt.date | None = None
     config_required: bool = False
 
     @property
@@ -43,20 +43,24 @@ class Settings:
         url = env.get("KPI_WAREHOUSE_URL") or f"sqlite:///{data_dir / 'warehouse' / 'kpi.db'}"
         named = env.get("KPI_CONFIG") or ""
         config = Path(named) if named else data_dir / "config" / "kpi.yaml"
-        raw_start = env.get("KPI_START_DATE") or DEFAULT_START_DATE.isoformat()
-        try:
-            start = dt.date.fromisoformat(raw_start)
-        except ValueError:
-            start = None
-        if start is None or not FIRST_DATE <= start <= LAST_DATE:
-            raise ConfigError(
-                f"KPI_START_DATE must be a date from {FIRST_DATE} to {LAST_DATE} like 2025-01-01, "
-                f"got {raw_start!r}"
-            )
+        raw_start = env.get("KPI_START_DATE") or ""
         return cls(
             data_dir=data_dir,
             warehouse_url=url,
             config_path=config,
-            start_date=start,
+            start_date=_start_date(raw_start) if raw_start else None,
             config_required=bool(named),
         )
+
+
+def _start_date(text: str) -> dt.date:
+    """``KPI_START_DATE`` as a date in the supported range, or a ConfigError that quotes it."""
+    try:
+        start = dt.date.fromisoformat(text)
+    except ValueError:
+        start = None
+    if start is None or not FIRST_DATE <= start <= LAST_DATE:
+        raise ConfigError(
+            f"KPI_START_DATE must be a date from {FIRST_DATE} to {LAST_DATE} like 2025-01-01, got {text!r}"
+        )
+    return start

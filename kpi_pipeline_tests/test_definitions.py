@@ -8,7 +8,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from kpi_pipeline.cli import default_sample_start
+from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.definitions import build_definitions
+from kpi_pipeline.defs.partitions import CONTRACT_START_DATE, first_partition_day, partitions_of
+from kpi_pipeline.settings import Settings
 from kpi_pipeline_tests.support import settings_for
 
 ALIAS = (
@@ -34,6 +38,34 @@ def test_partitions_start_at_the_settings_start_date(tmp_path: Path) -> None:
         partitioned = [node.partitions_def for node in nodes if node.is_partitioned]
         assert {p.get_first_partition_key() for p in partitioned} == {first}
         assert len(partitioned) == 13  # raw_telemetry_files, telemetry_events and the 11 daily tables
+
+
+def test_partitions_start_at_kpi_start_date_else_kpi_yaml_else_the_first_raw_day(tmp_path: Path) -> None:
+    no_env = dataclasses.replace(settings_for(tmp_path), start_date=None)
+    assert first_partition_day(no_env, KpiConfig()) == CONTRACT_START_DATE == dt.date(2025, 1, 1)
+    for day in ("2026-11-09", "2026-11-10", "not-a-date"):
+        (tmp_path / "raw" / "telemetry" / f"date={day}").mkdir(parents=True)
+    assert first_partition_day(no_env, KpiConfig()) == dt.date(2026, 11, 9)
+    configured = KpiConfig(start_date="2026-10-01")
+    assert first_partition_day(no_env, configured) == dt.date(2026, 10, 1)
+    from_env = dataclasses.replace(no_env, start_date=dt.date(2026, 11, 10))
+    assert first_partition_day(from_env, configured) == dt.date(2026, 11, 10)
+    keys = partitions_of(build_definitions(no_env)).get_partition_keys()
+    assert keys[0] == "2026-11-09"
+
+
+def test_sample_data_ends_yesterday_unless_a_start_is_given(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("KPI_START_DATE", raising=False)
+    monkeypatch.setenv("KPI_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("KPI_CONFIG", "")
+    settings = Settings.from_env()
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    assert default_sample_start(settings, 28) == yesterday - dt.timedelta(days=27)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "kpi.yaml").write_text("start_date: 2026-01-05\n")
+    assert default_sample_start(settings, 28) == dt.date(2026, 1, 5)
+    monkeypatch.setenv("KPI_START_DATE", "2026-02-01")
+    assert default_sample_start(Settings.from_env(), 28) == dt.date(2026, 2, 1)
 
 
 def test_runs_use_the_kpi_yaml_the_definitions_were_built_with(tmp_path: Path) -> None:

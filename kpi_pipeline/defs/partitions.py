@@ -7,13 +7,34 @@ import warnings
 
 import dagster as dg
 
+from kpi_pipeline.config import KpiConfig
+from kpi_pipeline.ingest.discovery import raw_telemetry_days
+from kpi_pipeline.settings import Settings
 from kpi_pipeline.windows import days_between
 
 TELEMETRY_KEY = dg.AssetKey("telemetry_events")
 
+CONTRACT_START_DATE = dt.date(2025, 1, 1)
+"""The data contract's default first partition, used only when nothing else says where to start."""
+
+
+def first_partition_day(settings: Settings, config: KpiConfig) -> dt.date:
+    """Where the daily partitions start: ``KPI_START_DATE``, else kpi.yaml ``start_date``, else the
+    first ``raw/telemetry/date=…/`` folder, else the contract's 2025-01-01.
+
+    Following the data keeps the partition list honest (no months of empty days before the first
+    export). A day folder added before the start needs a code-location reload to become a partition.
+    """
+    if settings.start_date is not None:
+        return settings.start_date
+    if config.start_date is not None:
+        return config.start_date
+    found = raw_telemetry_days(settings.data_dir)
+    return found[0] if found else CONTRACT_START_DATE
+
 
 def day_partitions(start: dt.date) -> dg.DailyPartitionsDefinition:
-    """UTC days from ``start`` (``KPI_START_DATE``) to the last complete day, keyed YYYY-MM-DD."""
+    """UTC days from ``start`` (``first_partition_day``) to the last complete day, keyed YYYY-MM-DD."""
     return dg.DailyPartitionsDefinition(start_date=start.isoformat(), timezone="UTC", fmt="%Y-%m-%d")
 
 

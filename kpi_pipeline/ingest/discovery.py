@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 IN_PROGRESS_SUFFIXES: tuple[str, ...] = (".tmp", ".part")
@@ -25,3 +26,14 @@ def list_files(folder: Path, extensions: tuple[str, ...], recursive: bool) -> tu
         else:
             readable.append(path)
     return readable, ignored
+
+
+def raw_telemetry_days(data_root: Path) -> list[dt.date]:
+    """The dates of the ``raw/telemetry/date=YYYY-MM-DD`` folders under the data root, sorted."""
+    days = []
+    for folder in (data_root / "raw" / "telemetry").glob("date=*"):
+        try:
+            days.append(dt.date.fromisoformat(folder.name.removeprefix("date=")))
+        except ValueError:
+            continue
+    return sorted(days)
