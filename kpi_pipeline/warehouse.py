@@ -58,7 +58,13 @@ _PG_FOREIGN_GRANTEES = sa.text(
 
 
 class WarehouseError(RuntimeError):
-    """A warehouse operation failed; the message names the table."""
+    """A warehouse operation failed; the message names the table. ``transient``: the database
+    reported a connection or locking problem (SQLAlchemy's OperationalError or InterfaceError)
+    that another try may not meet; anything else (a permission, a constraint) will recur."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,7 +161,8 @@ def _naming(table_name: str | Callable[[], str]) -> Iterator[None]:
         yield
     except sa.exc.DBAPIError as exc:
         name = table_name() if callable(table_name) else table_name
-        raise WarehouseError(f"table {name}: {database_reason(exc)}") from exc
+        transient = isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
+        raise WarehouseError(f"table {name}: {database_reason(exc)}", transient) from exc
 
 
 def _lock_tables(conn: Connection, names: Sequence[str]) -> None:

@@ -31,7 +31,7 @@ import pandas as pd
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.metadata import markdown_preview, owner, shown, table_metadata
 from kpi_pipeline.defs.partitions import range_policy, run_days
-from kpi_pipeline.defs.resources import KpiData, PendingDays, StagedDays, WarehouseResource
+from kpi_pipeline.defs.resources import IO_RETRY, KpiData, PendingDays, StagedDays, WarehouseResource
 from kpi_pipeline.kpis.activity import EVENT_COLUMNS as ACTIVITY_EVENT_COLUMNS
 from kpi_pipeline.kpis.activity import daily_activity as build_daily_activity
 from kpi_pipeline.kpis.activity import user_days, user_weeks
@@ -152,6 +152,7 @@ def kpi_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> list[d
             name=name,
             partitions_def=partitions if partitioned else None,
             backfill_policy=range_policy if partitioned else None,
+            retry_policy=IO_RETRY,
             io_manager_key="warehouse_io_manager",
             group_name=group_name,
             owners=owners,
@@ -171,6 +172,7 @@ def kpi_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> list[d
             name=spec.name,
             partitions_def=partitions,
             backfill_policy=range_policy,
+            retry_policy=IO_RETRY,
             io_manager_key="parquet_io_manager",
             group_name=INTERMEDIATE_GROUP,
             owners=owners,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -18,7 +19,32 @@ from kpi_pipeline.defs.partitions import window_dates
 from kpi_pipeline.ingest.engine import shared_connection
 from kpi_pipeline.partition_store import PartitionStore, PendingPartition, StagedBatch, partition_path
 from kpi_pipeline.tables import PARQUET_TABLES, TableSpec, empty_frame, table
-from kpi_pipeline.warehouse import Replace, Warehouse
+from kpi_pipeline.warehouse import Replace, Warehouse, WarehouseError
+
+IO_RETRY = dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+"""Every asset's retry policy: a step that fails with a transient error (a dropped connection, a
+locked database, a slow object store) runs again after about 1, 2 and 4 s; the run's atomic
+partition writes make that safe. Failures another try cannot fix fail at once, as
+``dg.Failure(allow_retries=False)``: missing data, a rejected version, an unreadable file, and a
+warehouse error that is not a connection or locking problem (:func:`permanent_warehouse_errors`).
+An unexpected error (a bug) is retried too: nothing tells it from a transient driver error."""
+
+
+@contextmanager
+def permanent_warehouse_errors(context: dg.OutputContext) -> Iterator[None]:
+    """Warehouse errors that will recur (a permission, a constraint) fail the step at once, with the
+    asset, its partitions and the warehouse's one-line message; connection and locking errors go on
+    to the retry policy."""
+    try:
+        yield
+    except WarehouseError as exc:
+        if exc.transient:
+            raise
+        where = context.asset_key.to_user_string()
+        if context.has_asset_partitions:
+            keys = context.asset_partition_keys
+            where += f" {keys[0]}" if len(keys) == 1 else f" {keys[0]} … {keys[-1]}"
+        raise dg.Failure(description=f"{where}: {exc}", allow_retries=False) from exc
 
 
 def scan_parquet(paths: Sequence[Path], columns: Sequence[str] | None) -> duckdb.DuckDBPyRelation:
@@ -144,7 +170,8 @@ class StagedDays:
         name = "/".join(self.asset_path)
         raise dg.Failure(
             f"{name} has no stored data for partition(s) {', '.join(keys) or f'{first} … {last}'}; "
-            "materialize it first"
+            "materialize it first",
+            allow_retries=False,
         )
 
     def frame(self, first: dt.date, last: dt.date) -> pd.DataFrame:
@@ -226,11 +253,13 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         keys = context.asset_partition_keys if context.has_asset_partitions else [None]
         if len(keys) != 1:
             raise dg.Failure(
-                f"{context.asset_key.to_user_string()}: write one partition per run, got {len(keys)}"
+                f"{context.asset_key.to_user_string()}: write one partition per run, got {len(keys)}",
+                allow_retries=False,
             )
         batch = obj if isinstance(obj, StagedBatch) else None
         frame = batch.frame if batch is not None else obj
-        path = self.store.write(context.asset_key.path, keys[0], frame, batch)
+        with permanent_warehouse_errors(context):
+            path = self.store.write(context.asset_key.path, keys[0], frame, batch)
         context.add_output_metadata(
             {"dagster/row_count": len(frame), "path": root_path(path, Path(self.base_dir).parent)}
         )
@@ -242,9 +271,11 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         if got != expected:
             raise dg.Failure(
                 f"{context.asset_key.to_user_string()}: staged partitions {sorted(map(str, got))} "
-                f"are not the run's {sorted(expected)}"
+                f"are not the run's {sorted(expected)}",
+                allow_retries=False,
             )
-        paths = [self.store.commit(pending) for pending in days.partitions]
+        with permanent_warehouse_errors(context):
+            paths = [self.store.commit(pending) for pending in days.partitions]
         where = paths[0] if len(paths) == 1 else paths[0].parent.parent  # a range: the asset's folder
         context.add_output_metadata(
             {"dagster/row_count": days.rows, "path": root_path(where, Path(self.base_dir).parent)}
@@ -270,7 +301,10 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             return pd.concat([pd.read_parquet(p) for p in existing], ignore_index=True)
         if context.has_partition_key or name not in PARQUET_TABLES:
             partitions = ", ".join(map(str, keys))
-            raise dg.Failure(f"{name} has no stored data for partition(s) {partitions}; materialize it first")
+            raise dg.Failure(
+                f"{name} has no stored data for partition(s) {partitions}; materialize it first",
+                allow_retries=False,
+            )
         # An unpartitioned table over a source with no data yet (e.g. incidents without telemetry).
         context.log.info(f"{name} has no stored partitions yet; reading it as empty")
         return empty_frame(PARQUET_TABLES[name])
@@ -299,7 +333,8 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         writes = [Replace(name, frame, date_range=dates)]
         if isinstance(obj, StagedBatch):
             writes.append(Replace("quarantine", obj.quarantine, where=dict(obj.quarantine_where)))
-        rows = Warehouse(self.url).replace_all(writes)[0]
+        with permanent_warehouse_errors(context):
+            rows = Warehouse(self.url).replace_all(writes)[0]
         context.add_output_metadata({"dagster/row_count": rows, "dagster/table_name": name})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:

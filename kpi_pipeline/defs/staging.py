@@ -12,7 +12,7 @@ from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.checks import check_result, merge_checks
 from kpi_pipeline.defs.metadata import counts_markdown, owner, root_path, table_metadata
 from kpi_pipeline.defs.partitions import range_policy, run_days
-from kpi_pipeline.defs.resources import KpiData, PendingDays, WarehouseResource
+from kpi_pipeline.defs.resources import IO_RETRY, KpiData, PendingDays, WarehouseResource
 from kpi_pipeline.ingest.incidents import stage_incidents
 from kpi_pipeline.ingest.raw_files import UnreadableFileError
 from kpi_pipeline.ingest.rows import StagingReport, merge_reports, quarantine_frame
@@ -50,7 +50,7 @@ def report_metadata(report: StagingReport) -> dict[str, object]:
 
 
 def _fail(exc: Exception) -> dg.Failure:
-    return dg.Failure(description=str(exc))
+    return dg.Failure(description=str(exc), allow_retries=False)
 
 
 def _fields_seen_before(context: dg.AssetExecutionContext, partition_keys: list[str] | None) -> set[str]:
@@ -162,6 +162,7 @@ def reject(
         description=f"{label} was not stored: {reasons}. The previous version stays in place for every "
         f"reader; the rejected version's quarantine rows and report are in {folder}",
         metadata={"rejected_version": root_path(folder, kpi_data.root), **report_metadata(report)},
+        allow_retries=False,
     )
 
 
@@ -352,6 +353,7 @@ def staging_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> li
         ),
         partitions_def=partitions,
         backfill_policy=range_policy,
+        retry_policy=IO_RETRY,
         io_manager_key="parquet_io_manager",
         group_name=STAGING_GROUP,
         owners=owners,
@@ -382,7 +384,9 @@ def staging_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> li
                 ]
                 if len(rejections) == 1:
                     raise rejections[0]
-                raise dg.Failure(description="; ".join(r.description or "" for r in rejections))
+                raise dg.Failure(
+                    description="; ".join(r.description or "" for r in rejections), allow_retries=False
+                )
         except BaseException:
             for staged in days:  # nothing of the run is stored: every day keeps its stored version
                 kpi_data.store.discard(staged.pending)
@@ -410,6 +414,7 @@ def staging_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> li
             name=name,
             check_specs=_check_specs(name, partition=False),
             freshness_policy=freshness,
+            retry_policy=IO_RETRY,
             io_manager_key="warehouse_io_manager",
             group_name=STAGING_GROUP,
             owners=owners,
