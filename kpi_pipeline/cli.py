@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from kpi_pipeline.config import ConfigError, KpiConfig, load_config
 from kpi_pipeline.contract import INCIDENT_EXTENSIONS, SOURCES, TELEMETRY_EXTENSIONS, TICKET_EXTENSIONS
 from kpi_pipeline.defs.partitions import partitions_of
+from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.ingest.discovery import raw_telemetry_days
 from kpi_pipeline.ingest.incidents import stage_incidents
 from kpi_pipeline.ingest.raw_files import UnreadableFileError
@@ -167,7 +168,9 @@ def materialize_range(
         print("error: pass --start and --end")
         return 2
     instance = cli_instance()
-    staged = staged_days(defs, instance)
+    staged = staged_days(
+        defs, instance, KpiData(data_dir=str(settings.data_dir), warehouse_url=settings.warehouse_url)
+    )
     steps = ranged(plan(defs, days, select, skip, range_readers(days, config, staged)))
     where = f"{len(days)} day(s) {start} … {end}" if days else "no daily partitions"
     print(f"materializing {where} in {len(steps)} runs into {shown_url(settings.warehouse_url)}")

@@ -14,6 +14,13 @@ from kpi_pipeline.defs.staging import staging_assets
 from kpi_pipeline.settings import Settings
 
 
+def _shown(settings: Settings, name: str, value: str) -> str:
+    """``value``, or ``dg.EnvVar(name)`` when the environment variable ``name`` set it: Dagster then
+    shows the variable's name, not its value (a warehouse URL may hold a password), and reads it
+    when a run starts."""
+    return dg.EnvVar(name) if name in settings.from_environment else value
+
+
 def build_definitions(settings: Settings, config: KpiConfig | None = None) -> dg.Definitions:
     """Definitions for one data root, warehouse and kpi.yaml (tests build their own).
 
@@ -25,6 +32,8 @@ def build_definitions(settings: Settings, config: KpiConfig | None = None) -> dg
     if config is None:
         config = load_config(settings.config_path, required=settings.config_required)
     partitions = day_partitions(first_partition_day(settings, config))
+    data_dir = _shown(settings, "KPI_DATA_DIR", str(settings.data_dir))
+    url = _shown(settings, "KPI_WAREHOUSE_URL", settings.warehouse_url)
     return dg.Definitions(
         assets=[
             raw_telemetry_asset(config, partitions),
@@ -35,16 +44,10 @@ def build_definitions(settings: Settings, config: KpiConfig | None = None) -> dg
         **automation_definitions(config, partitions),
         executor=EXECUTOR,
         resources={
-            "kpi_data": KpiData(
-                data_dir=str(settings.data_dir),
-                staging_dir=str(settings.staging_dir),
-                warehouse_url=settings.warehouse_url,
-            ),
-            "warehouse": WarehouseResource(url=settings.warehouse_url),
-            "parquet_io_manager": ParquetIOManager(
-                base_dir=str(settings.staging_dir), warehouse_url=settings.warehouse_url
-            ),
-            "warehouse_io_manager": WarehouseIOManager(url=settings.warehouse_url),
+            "kpi_data": KpiData(data_dir=data_dir, warehouse_url=url),
+            "warehouse": WarehouseResource(url=url),
+            "parquet_io_manager": ParquetIOManager(data_dir=data_dir, warehouse_url=url),
+            "warehouse_io_manager": WarehouseIOManager(url=url),
         },
     )
 

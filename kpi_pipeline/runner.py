@@ -339,15 +339,14 @@ def not_recomputed(days: Sequence[dt.date], staged: Collection[dt.date], steps: 
     return lines
 
 
-def staged_days(defs: dg.Definitions, instance: dg.DagsterInstance) -> set[dt.date]:
-    """Days whose telemetry is staged: materialized according to the instance, or stored in the
-    staging folder (an ephemeral instance, as the CLI uses without ``$DAGSTER_HOME``, has no record)."""
+def staged_days(defs: dg.Definitions, instance: dg.DagsterInstance, kpi_data: KpiData) -> set[dt.date]:
+    """Days whose telemetry is staged: materialized according to the instance, or stored in
+    ``kpi_data``'s staging folder (an ephemeral instance, as the CLI uses without ``$DAGSTER_HOME``,
+    has no record)."""
     key = dg.AssetKey(TELEMETRY)
     found = set(instance.get_materialized_partitions(key))
-    kpi_data = (defs.resources or {}).get("kpi_data")
-    if isinstance(kpi_data, KpiData):
-        keys = partitions_of(defs).get_partition_keys()
-        found |= {k for k in keys if kpi_data.staged_rows(key, [k])}
+    keys = partitions_of(defs).get_partition_keys()
+    found |= {k for k in keys if kpi_data.staged_rows(key, [k])}
     return {dt.date.fromisoformat(k) for k in found}
 
 

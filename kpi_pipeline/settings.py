@@ -26,6 +26,7 @@ class Settings:
     config_path: Path
     start_date: dt.date | None = None
     config_required: bool = False
+    from_environment: frozenset[str] = frozenset()  # the KPI_* variables that were set
 
     @property
     def staging_dir(self) -> Path:
@@ -50,6 +51,9 @@ class Settings:
             config_path=config,
             start_date=_start_date(raw_start) if raw_start else None,
             config_required=bool(named),
+            from_environment=frozenset(
+                name for name in ("KPI_DATA_DIR", "KPI_WAREHOUSE_URL") if env.get(name)
+            ),
         )
 
 

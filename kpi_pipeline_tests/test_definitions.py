@@ -7,6 +7,7 @@ import datetime as dt
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from kpi_pipeline.cli import default_sample_start
 from kpi_pipeline.config import KpiConfig
@@ -66,6 +67,27 @@ def test_sample_data_ends_yesterday_unless_a_start_is_given(tmp_path: Path, monk
     assert default_sample_start(settings, 28) == dt.date(2026, 1, 5)
     monkeypatch.setenv("KPI_START_DATE", "2026-02-01")
     assert default_sample_start(Settings.from_env(), 28) == dt.date(2026, 2, 1)
+
+
+def test_settings_set_in_the_environment_reach_dagster_as_env_vars(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The UI shows ``KPI_WAREHOUSE_URL`` (which may hold a password), not its value; runs read it."""
+    url = f"sqlite:///{tmp_path / 'warehouse' / 'kpi.db'}"
+    env = {"KPI_DATA_DIR": str(tmp_path), "KPI_WAREHOUSE_URL": url, "KPI_START_DATE": "2025-01-01"}
+    defs = build_definitions(Settings.from_env(env))
+    resources = defs.resources or {}
+    assert resources["warehouse"].url == dg.EnvVar("KPI_WAREHOUSE_URL")
+    assert isinstance(resources["warehouse"].url, dg.EnvVar)
+    assert resources["kpi_data"].data_dir == dg.EnvVar("KPI_DATA_DIR")
+    assert resources["parquet_io_manager"].data_dir == dg.EnvVar("KPI_DATA_DIR")
+    (tmp_path / "raw" / "telemetry" / "date=2025-01-02").mkdir(parents=True)
+    (tmp_path / "raw" / "telemetry" / "date=2025-01-02" / "events.jsonl").write_text("{}\n")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert list(observed_versions(defs)) == ["2025-01-02"]
+    defaults = build_definitions(settings_for(tmp_path)).resources or {}
+    assert defaults["warehouse"].url == url and not isinstance(defaults["warehouse"].url, dg.EnvVar)
 
 
 def test_runs_use_the_kpi_yaml_the_definitions_were_built_with(tmp_path: Path) -> None:

@@ -28,7 +28,6 @@ import datetime as dt
 import json
 import time
 import warnings
-from pathlib import Path
 
 import dagster as dg
 
@@ -252,7 +251,7 @@ def _export_sensor(name: str, source: str, asset: str, config: KpiConfig) -> dg.
 
 def _staged_at(kpi_data: KpiData) -> dict[str, int]:
     """Staged telemetry days → when they were last staged (ns)."""
-    folder = Path(kpi_data.staging_dir) / "telemetry_events"
+    folder = kpi_data.staging / "telemetry_events"
     return {
         p.parent.name.removeprefix("date="): p.stat().st_mtime_ns for p in folder.glob("date=*/data.parquet")
     }

@@ -58,7 +58,7 @@ class KpiData(dg.ConfigurableResource):
     """The data root (raw exports, staging files); the kpi.yaml in force is built into the definitions."""
 
     data_dir: str
-    staging_dir: str
+    staging_dir: str = ""  # default: <data_dir>/staging
     warehouse_url: str = ""  # where staged partitions' commits are recorded (crash recovery)
 
     @property
@@ -66,13 +66,17 @@ class KpiData(dg.ConfigurableResource):
         return Path(self.data_dir)
 
     @property
+    def staging(self) -> Path:
+        return Path(self.staging_dir) if self.staging_dir else self.root / "staging"
+
+    @property
     def store(self) -> PartitionStore:
-        return PartitionStore(Path(self.staging_dir), self.warehouse_url or None)
+        return PartitionStore(self.staging, self.warehouse_url or None)
 
     def staged_max(self, asset_key: dg.AssetKey, column: str) -> pd.Timestamp | None:
         """Latest value of a staged Parquet asset's column (e.g. the newest telemetry event)."""
         self.store.recover_all(asset_key.path)
-        return parquet_column_max(Path(self.staging_dir), asset_key, column)
+        return parquet_column_max(self.staging, asset_key, column)
 
     def staged_frame(self, asset_key: dg.AssetKey, partition_key: str) -> pd.DataFrame:
         """One stored partition of a Parquet asset."""
@@ -92,7 +96,7 @@ class KpiData(dg.ConfigurableResource):
         column out of core and keeps only the matches, so the answer stays the size of ``values``
         however long the history."""
         self.store.recover_all(asset_key.path)
-        folder = Path(self.staging_dir).joinpath(*asset_key.path)
+        folder = self.staging.joinpath(*asset_key.path)
         paths = sorted(folder.glob("date=*/data.parquet"))
         wanted = pd.DataFrame({"value": values.dropna().astype(str).unique()})
         if not paths or wanted.empty:
@@ -227,7 +231,8 @@ class PendingDays:
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
-    """Stores DataFrames as Parquet under ``base_dir/<asset>/date=<partition>/data.parquet``.
+    """Stores DataFrames as Parquet under ``<data_dir>/staging/<asset>/date=<partition>/data.parquet``
+    (``base_dir`` instead of ``<data_dir>/staging`` when given).
 
     Writes go through :class:`PartitionStore`: locked, written aside and renamed into
     place, so a failed or killed run never leaves a half-written partition. A
@@ -236,12 +241,17 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     concatenates those that exist.
     """
 
-    base_dir: str
+    data_dir: str = ""
+    base_dir: str = ""
     warehouse_url: str = ""
 
     @property
+    def staging(self) -> Path:
+        return Path(self.base_dir) if self.base_dir else Path(self.data_dir) / "staging"
+
+    @property
     def store(self) -> PartitionStore:
-        return PartitionStore(Path(self.base_dir), self.warehouse_url or None)
+        return PartitionStore(self.staging, self.warehouse_url or None)
 
     def path_for(self, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
         return self.store.path(asset_key.path, partition_key)
@@ -261,7 +271,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         with permanent_warehouse_errors(context):
             path = self.store.write(context.asset_key.path, keys[0], frame, batch)
         context.add_output_metadata(
-            {"dagster/row_count": len(frame), "path": root_path(path, Path(self.base_dir).parent)}
+            {"dagster/row_count": len(frame), "path": root_path(path, self.staging.parent)}
         )
 
     def _commit_days(self, context: dg.OutputContext, days: PendingDays) -> None:
@@ -278,7 +288,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             paths = [self.store.commit(pending) for pending in days.partitions]
         where = paths[0] if len(paths) == 1 else paths[0].parent.parent  # a range: the asset's folder
         context.add_output_metadata(
-            {"dagster/row_count": days.rows, "path": root_path(where, Path(self.base_dir).parent)}
+            {"dagster/row_count": days.rows, "path": root_path(where, self.staging.parent)}
         )
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | StagedDays:
