@@ -8,6 +8,7 @@ from kpi_pipeline.config import KpiConfig, load_config
 from kpi_pipeline.defs.automation import EXECUTOR, automation_definitions, raw_telemetry_asset
 from kpi_pipeline.defs.checks import asset_checks
 from kpi_pipeline.defs.kpis import kpi_assets
+from kpi_pipeline.defs.outdated import inputs_current_definitions
 from kpi_pipeline.defs.partitions import day_partitions, first_partition_day
 from kpi_pipeline.defs.resources import KpiData, ParquetIOManager, WarehouseIOManager, WarehouseResource
 from kpi_pipeline.defs.staging import staging_assets
@@ -34,14 +35,15 @@ def build_definitions(settings: Settings, config: KpiConfig | None = None) -> dg
     partitions = day_partitions(first_partition_day(settings, config))
     data_dir = _shown(settings, "KPI_DATA_DIR", str(settings.data_dir))
     url = _shown(settings, "KPI_WAREHOUSE_URL", settings.warehouse_url)
+    assets = [*staging_assets(config, partitions), *kpi_assets(config, partitions)]
+    automation = automation_definitions(config, partitions)
+    current = inputs_current_definitions(assets)
     return dg.Definitions(
-        assets=[
-            raw_telemetry_asset(config, partitions),
-            *staging_assets(config, partitions),
-            *kpi_assets(config, partitions),
-        ],
-        asset_checks=asset_checks(config),
-        **automation_definitions(config, partitions),
+        assets=[raw_telemetry_asset(config, partitions), *assets],
+        asset_checks=[*asset_checks(config), *current["asset_checks"]],
+        jobs=automation["jobs"],
+        schedules=automation["schedules"],
+        sensors=[*automation["sensors"], *current["sensors"]],
         executor=EXECUTOR,
         resources={
             "kpi_data": KpiData(data_dir=data_dir, warehouse_url=url),

@@ -22,6 +22,7 @@ import dagster as dg
 
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.metadata import NEEDS
+from kpi_pipeline.defs.outdated import without_inputs_current
 from kpi_pipeline.defs.partitions import MAX_DAYS_PER_RUN, partitions_of
 from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.run_history import ASSETS_TAG, process_tags
@@ -461,7 +462,9 @@ def _run(
     run_defs = dg.Definitions(
         assets=list(defs.assets or []),
         asset_checks=list(defs.asset_checks or []),
-        jobs=[dg.define_asset_job(CLI_JOB, selection=[*observed, *step.assets])],
+        jobs=[
+            dg.define_asset_job(CLI_JOB, selection=without_inputs_current(*observed, *step.assets, defs=defs))
+        ],
         resources=defs.resources,
         loggers={"console": console_without_errors},
     )

@@ -42,6 +42,7 @@ from kpi_pipeline.automation.file_state import (
     telemetry_day,
 )
 from kpi_pipeline.config import KpiConfig
+from kpi_pipeline.defs.outdated import without_inputs_current
 from kpi_pipeline.defs.partitions import run_days
 from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.sources.files import export_files
@@ -84,25 +85,25 @@ UNPARTITIONED_KPI_ASSETS = (
 
 daily_kpi_job = dg.define_asset_job(
     "daily_kpi_job",
-    selection=dg.AssetSelection.assets(*DAY_STAGING_ASSETS, *DAY_KPI_ASSETS),
+    selection=without_inputs_current(*DAY_STAGING_ASSETS, *DAY_KPI_ASSETS),
     description="Stage one UTC day of telemetry and compute that day's KPIs (with their checks).",
     executor_def=EXECUTOR,
 )
 kpi_day_job = dg.define_asset_job(
     "kpi_day_job",
-    selection=dg.AssetSelection.assets(*DAY_KPI_ASSETS),
+    selection=without_inputs_current(*DAY_KPI_ASSETS),
     description="Recompute one day's KPIs from staged data (the next day's telemetry or tickets changed).",
     executor_def=EXECUTOR,
 )
 exports_job = dg.define_asset_job(
     "exports_job",
-    selection=dg.AssetSelection.assets("support_tickets", "incidents"),
+    selection=without_inputs_current("support_tickets", "incidents"),
     description="Stage the ticket and incident exports.",
     executor_def=EXECUTOR,
 )
 refresh_kpis_job = dg.define_asset_job(
     "refresh_kpis_job",
-    selection=dg.AssetSelection.assets(*UNPARTITIONED_KPI_ASSETS),
+    selection=without_inputs_current(*UNPARTITIONED_KPI_ASSETS),
     description="Recompute the unpartitioned KPI tables from all partitions.",
     executor_def=EXECUTOR,
 )

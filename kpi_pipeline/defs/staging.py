@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from kpi_pipeline.automation.file_state import frame_version
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.checks import check_result, merge_checks
 from kpi_pipeline.defs.metadata import counts_markdown, owner, root_path, table_metadata
@@ -445,7 +446,8 @@ def staging_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> li
             if failed:
                 yield from as_rejected(checks)
                 raise reject(kpi_data, [name], None, batch, report, failed)
-            yield dg.Output(batch, metadata=report_metadata(report))
+            version = dg.DataVersion(frame_version(staged.records, staged.quarantine))
+            yield dg.Output(batch, metadata=report_metadata(report), data_version=version)
             kpi_data.store.clear_rejected([name], None)
             yield from checks
 

@@ -1,0 +1,94 @@
+"""The inputs_current checks on a real instance: what a re-staged day or a changed raw file outdates,
+and that ``kpi-pipeline materialize`` of the day leaves nothing outdated."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from kpi_pipeline.cli import materialize_range
+from kpi_pipeline.definitions import build_definitions
+from kpi_pipeline.sample_data import generate_dataset
+from kpi_pipeline_tests.support import START, settings_for
+
+D = [(START + dt.timedelta(days=n)).isoformat() for n in range(5)]  # 2025-01-01 … 2025-01-05
+UNPARTITIONED_KPIS = {"kpi_incidents", "kpi_reliability_weekly", "kpi_retention_weekly"}
+UNPARTITIONED_KPIS |= {"kpi_time_to_value_weekly", "kpi_scorecard"}
+
+
+def failing(result: dg.SensorResult | dg.SkipReason) -> dict[str, str]:
+    """Asset → the partitions its inputs_current evaluation lists ('' for a table)."""
+    assert isinstance(result, dg.SensorResult)
+    assert len(result.asset_events) == 19  # every materializable asset has the check
+    return {
+        e.asset_key.to_user_string(): str(e.metadata["partitions"].value)
+        for e in result.asset_events
+        if not e.passed
+    }
+
+
+def test_inputs_current_lists_what_a_change_outdates_until_materialize_repairs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, home = tmp_path / "data", tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    generate_dataset(root, days=5, seed=3, start=START, users=40)
+    settings = settings_for(root)
+    assert materialize_range(settings, None, None, None) == 0
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def("inputs_current_sensor")
+    with dg.DagsterInstance.get() as instance:
+
+        def tick(cursor: str | None) -> dg.SensorResult | dg.SkipReason:
+            return sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+
+        first = tick(None)
+        assert failing(first) == {}
+        assert isinstance(tick(first.cursor), dg.SkipReason)  # nothing new: no evaluation
+
+        # Re-stage the 3rd alone: what reads it through the graph's windows is outdated.
+        assert (
+            materialize_range(settings, dt.date(2025, 1, 3), dt.date(2025, 1, 3), ["telemetry_events"]) == 0
+        )
+        restaged = tick(first.cursor)
+        two_to_four, three_to_five = f"{D[1]} … {D[3]}", f"{D[2]} … {D[4]}"
+        assert failing(restaged) == {
+            "task_starts": D[2],
+            "daily_activity": D[2],
+            "user_days": D[2],
+            "kpi_ticket_deflection_daily": D[2],
+            "task_attempts": two_to_four,  # telemetry D−1 … D+1, task_starts D−1 … D
+            "kpi_task_completion_daily": two_to_four,
+            "kpi_funnel_daily": two_to_four,
+            "kpi_roi_daily": two_to_four,
+            "user_weeks": three_to_five,  # the week to date
+            "kpi_engagement_daily": three_to_five,  # 28-day windows
+            "kpi_feature_adoption_daily": three_to_five,
+            **dict.fromkeys(UNPARTITIONED_KPIS, ""),
+        }
+
+        # materialize of the day recomputes exactly what reads it: nothing is left outdated.
+        assert materialize_range(settings, dt.date(2025, 1, 3), dt.date(2025, 1, 3), None) == 0
+        repaired = tick(restaged.cursor)
+        assert failing(repaired) == {}
+
+        # A re-exported raw file, once observed, outdates its staged day and what reads it.
+        export = sorted((root / "raw" / "telemetry" / f"date={D[3]}").glob("*.jsonl*"))[0]
+        export.write_bytes(export.read_bytes())
+        observed = defs.resolve_job_def("observe_raw_telemetry_job").execute_in_process(instance=instance)
+        assert observed.success
+        changed = failing(tick(repaired.cursor))
+        assert changed["telemetry_events"] == D[3]
+        assert changed["task_attempts"] == f"{D[2]} … {D[4]}"
+        assert changed["kpi_scorecard"] == ""
+        evaluation = next(
+            e for e in tick(repaired.cursor).asset_events if e.asset_key.path == ["telemetry_events"]
+        )
+        assert evaluation.description == (
+            f"1 partition(s) need recomputing, their inputs changed after they were built (raw files): {D[3]}"
+        )
