@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: setup demo test lint ui bench clean
+.PHONY: setup demo test browser lint ui bench clean
 
 $(BIN)/kpi-pipeline: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -24,6 +24,9 @@ demo: setup $(DAGSTER_HOME)  ## generate the sample data (if absent), materializ
 
 test: setup  ## run the whole test suite
 	$(BIN)/pytest -q
+
+browser: setup  ## what the Dagster UI shows, in Debian's headless chromium (skipped without it)
+	$(BIN)/pytest -q -n 0 browser_tests
 
 lint: setup
 	$(BIN)/ruff check .
