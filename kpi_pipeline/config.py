@@ -149,6 +149,7 @@ class Automation(_Strict):
 class Owners(_Strict):
     """Owners of the tables that are not tied to one workflow."""
 
+    workflows: str | None = None  # the tables with a row per workflow; each workflow's owner is in its rows
     engagement: str | None = None
     support: str | None = None
     reliability: str | None = None

@@ -206,7 +206,7 @@ def numeric_fields(model: type, prefix: str = "") -> set[str]:
     out: set[str] = set()
     for name, info in model.model_fields.items():
         path = f"{prefix}{name}"
-        if name == "workflows":
+        if path == "workflows":
             out |= numeric_fields(Workflow, f"{path}.w.")
         elif isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
             out |= numeric_fields(info.annotation, f"{path}.")

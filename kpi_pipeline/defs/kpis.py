@@ -29,7 +29,7 @@ import dagster as dg
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
-from kpi_pipeline.defs.metadata import markdown_preview, owner, shown, table_metadata
+from kpi_pipeline.defs.metadata import markdown_preview, owner, shown, table_metadata, workflow_owner_table
 from kpi_pipeline.defs.partitions import range_policy, run_days
 from kpi_pipeline.defs.resources import IO_RETRY, KpiData, PendingDays, StagedDays, WarehouseResource
 from kpi_pipeline.kpis.activity import EVENT_COLUMNS as ACTIVITY_EVENT_COLUMNS
@@ -129,9 +129,10 @@ def kpi_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> list[d
     kpi.yaml the definitions were built with, which every run of them uses."""
     attempt_window = day_window(*attempt_offsets(config))
     last_28_days = day_window(-(TRAILING_DAYS - 1), 0)
-    workflow_owners = sorted({owner(config.workflow_owner(w)) for w in config.workflows}) or [
-        owner(config.default_owner)
-    ]
+    # One accountable team per table; the workflows' own owners are in its metadata (and the
+    # scorecard's rows), not in the asset's owners, where four teams would mean no one.
+    workflow_owners = [owner(config.owner_for("workflows"))]
+    by_workflow = {"workflow_owners": workflow_owner_table(config)}
     engagement_owners = [owner(config.owner_for("engagement"))]
     support_owners = [owner(config.owner_for("support"))]
     reliability_owners = [owner(config.owner_for("reliability"))]
@@ -158,7 +159,7 @@ def kpi_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> list[d
             owners=owners,
             kinds={engine, "sql"},
             description=f"{spec.description} Grain: {', '.join(spec.grain)}. See README, '{name}'.",
-            metadata=table_metadata(spec, source),
+            metadata={**table_metadata(spec, source), **(by_workflow if owners is workflow_owners else {})},
             ins=dict(ins),
             **extra,
         )
@@ -178,7 +179,10 @@ def kpi_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> list[d
             owners=owners,
             kinds={"duckdb", "parquet"},
             description=spec.description,
-            metadata=table_metadata(spec, "telemetry", warehouse_table=False),
+            metadata={
+                **table_metadata(spec, "telemetry", warehouse_table=False),
+                **(by_workflow if owners is workflow_owners else {}),
+            },
             ins=dict(ins),
             **extra,
         )

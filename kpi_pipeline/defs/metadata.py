@@ -10,6 +10,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.tables import TableSpec
 
 
@@ -27,6 +28,12 @@ def column_schema(spec: TableSpec) -> dg.TableSchema:
 # Definition metadata naming the source (telemetry, tickets, incidents) an asset cannot do without;
 # `kpi-pipeline materialize` skips assets whose source has no data under the data root.
 NEEDS = "kpi_pipeline/needs_source"
+
+
+def workflow_owner_table(config: KpiConfig) -> dg.MetadataValue:
+    """Each configured workflow and its owner, as a markdown table for a table's definition metadata."""
+    rows = [f"| {name} | {config.workflow_owner(name)} |" for name in sorted(config.workflows)]
+    return dg.MetadataValue.md("\n".join(["| workflow | owner |", "|---|---|", *rows]))
 
 
 def table_metadata(spec: TableSpec, source: str, warehouse_table: bool = True) -> dict[str, object]:
