@@ -165,12 +165,31 @@ def test_telemetry_sensor_waits_for_a_file_being_written_and_survives_a_restart(
     assert tick("telemetry_files_sensor", tmp_path, instance, third.cursor).run_requests == []
 
 
+def test_the_sensor_cursor_holds_only_what_is_in_flight(tmp_path: Path) -> None:
+    """A digest and the files whose runs are pending, not every file's state: 30 days of files
+    leave a cursor of a few dozen bytes once their days are staged."""
+    days = [f"2025-01-{d:02d}" for d in range(2, 32)]
+    for day in days:
+        write(tmp_path, f"raw/telemetry/date={day}/events.jsonl", "{}\n", age_hours=3)
+    first = tick("telemetry_files_sensor", tmp_path, dg.DagsterInstance.ephemeral(), None)
+    assert [r.partition_key for r in first.run_requests] == days
+    assert len(FileCursor.from_json(first.cursor).requested) == 30
+    for day in days[:-1]:  # every run but the last one has staged its day
+        write(tmp_path, f"staging/telemetry_events/date={day}/data.parquet", "staged", age_hours=1)
+    second = tick("telemetry_files_sensor", tmp_path, dg.DagsterInstance.ephemeral(), first.cursor)
+    assert second.run_requests == []
+    cursor = FileCursor.from_json(second.cursor)
+    assert list(cursor.requested) == [f"raw/telemetry/date={days[-1]}/events.jsonl"]
+    assert (cursor.files, len(cursor.digest), cursor.pending) == (30, 16, {})
+    assert len(second.cursor) < 150
+
+
 def test_telemetry_sensor_holds_days_that_are_not_partitions_yet(tmp_path: Path) -> None:
     today = dt.datetime.now(dt.UTC).date().isoformat()
     write(tmp_path, f"raw/telemetry/date={today}/events.jsonl", "{}\n")
     result = tick("telemetry_files_sensor", tmp_path, dg.DagsterInstance.ephemeral(), None)
     assert result.run_requests == []
-    assert f"raw/telemetry/date={today}/events.jsonl" not in FileCursor.from_json(result.cursor).seen
+    assert f"raw/telemetry/date={today}/events.jsonl" not in FileCursor.from_json(result.cursor).requested
 
 
 def test_ticket_sensor_requests_the_export_refresh_with_the_affected_dates(tmp_path: Path) -> None:

@@ -60,20 +60,41 @@ def scan(folder: Path, root: Path) -> dict[str, FileState]:
 
 @dataclass
 class FileCursor:
-    """``seen``: file → state already acted on; ``pending``: file → state seen last tick, not yet settled."""
+    """What a sensor keeps between ticks, small however many files there are: ``requested``: files
+    whose run was requested and whose data was not staged since (dropped once it is); ``pending``:
+    files seen changed last tick, not settled yet; ``digest`` and ``files``: the state of every file
+    at the tick (a reader of the cursor sees at once whether anything changed)."""
 
-    seen: dict[str, str] = field(default_factory=dict)
+    requested: dict[str, str] = field(default_factory=dict)
     pending: dict[str, str] = field(default_factory=dict)
+    digest: str = ""
+    files: int = 0
 
     def to_json(self) -> str:
-        return json.dumps({"seen": self.seen, "pending": self.pending}, sort_keys=True)
+        return json.dumps(
+            {
+                "digest": self.digest,
+                "files": self.files,
+                "requested": self.requested,
+                "pending": self.pending,
+            },
+            sort_keys=True,
+        )
 
     @classmethod
     def from_json(cls, text: str | None) -> FileCursor:
+        """A stored cursor; one of an earlier release (every file under ``seen``) reads as requested,
+        and its staged files drop out at the next tick."""
         if not text:
             return cls()
         data = json.loads(text)
-        return cls(dict(data.get("seen", {})), dict(data.get("pending", {})))
+        requested = data.get("requested", data.get("seen", {}))
+        return cls(
+            dict(requested),
+            dict(data.get("pending", {})),
+            str(data.get("digest", "")),
+            int(data.get("files", 0)),
+        )
 
 
 def settled_changes(
@@ -85,28 +106,29 @@ def settled_changes(
 ) -> tuple[dict[str, str], FileCursor]:
     """(files whose new state is settled → state key, the cursor to store).
 
-    A state is settled when it equals the state seen on the previous tick, or
-    when the file has not been modified for ``settle_seconds``. A file the
-    cursor does not know but whose data was processed after its last change
-    (``processed_ns``: path → when its partition or export was last staged) is
-    taken as seen, so turning a sensor on over existing data does not re-run
-    it. A deleted file is forgotten, so putting it back triggers again.
+    A file needs a run when its data was not staged after its last change (``processed_ns``: path →
+    when its partition or export was last staged) and no run was requested for its current state.
+    Its state is settled when it equals the state seen on the previous tick, or when the file has not
+    been modified for ``settle_seconds``. A deleted file is forgotten, so putting it back triggers
+    again; a staged one leaves the cursor, which so holds only what is in flight.
     """
+    processed = processed_ns or {}
     ready: dict[str, str] = {}
     pending: dict[str, str] = {}
-    seen = dict(cursor.seen)
+    requested: dict[str, str] = {}
     for path, state in current.items():
-        if path not in seen and (processed_ns or {}).get(path, -1) >= state.mtime_ns:
-            seen[path] = state.key
-        if seen.get(path) == state.key:
+        if processed.get(path, -1) >= state.mtime_ns:
+            continue
+        if cursor.requested.get(path) == state.key:
+            requested[path] = state.key
             continue
         quiet = (now_ns - state.mtime_ns) / 1e9 >= settle_seconds
         if cursor.pending.get(path) == state.key or quiet:
             ready[path] = state.key
         else:
             pending[path] = state.key
-    seen = {p: k for p, k in {**seen, **ready}.items() if p in current}
-    return ready, FileCursor(seen, pending)
+    digest = state_hash((path, state.key) for path, state in current.items())
+    return ready, FileCursor({**requested, **ready}, pending, digest, len(current))
 
 
 def telemetry_day(path: str) -> dt.date | None:

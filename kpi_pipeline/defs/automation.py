@@ -199,7 +199,7 @@ def telemetry_files_sensor(partitions: dg.PartitionsDefinition) -> dg.SensorDefi
                 days.setdefault(day.isoformat(), []).append(path)
             elif day is not None:
                 # Not a partition yet (today, or before KPI_START_DATE): act on it once it is.
-                cursor.seen.pop(path, None)
+                cursor.requested.pop(path, None)
         requests = []
         for day in sorted(days):
             day_files = [
