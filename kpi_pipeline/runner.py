@@ -367,20 +367,16 @@ def partition_days(defs: dg.Definitions, start: dt.date, end: dt.date) -> list[d
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> list[CheckResult]:
-    out = []
-    for event in result.all_events:
-        if event.event_type_value == "ASSET_CHECK_EVALUATION":
-            evaluation = event.event_specific_data
-            out.append(
-                CheckResult(
-                    asset=evaluation.asset_key.to_user_string(),
-                    name=evaluation.check_name,
-                    passed=evaluation.passed,
-                    severity=evaluation.severity.value,
-                    description=evaluation.description or "",
-                )
-            )
-    return out
+    return [
+        CheckResult(
+            asset=evaluation.asset_key.to_user_string(),
+            name=evaluation.check_name,
+            passed=evaluation.passed,
+            severity=evaluation.severity.value,
+            description=evaluation.description or "",
+        )
+        for evaluation in result.get_asset_check_evaluations()
+    ]
 
 
 def _first_line(text: str) -> str:
@@ -430,7 +426,7 @@ def _failure_message(
     by its checks names them and where the rejected version is kept), else the blocking checks that
     failed (they name partition and numbers), else each failed step's root cause; the stack traces
     stay in the run's event log."""
-    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    failures = result.get_step_failure_events()
     for_user = [_step_failure(e, partition) for e in failures if _user_description(e)]
     if for_user:
         return "; ".join(dict.fromkeys(for_user))
@@ -441,10 +437,11 @@ def _failure_message(
         return "; ".join(blocking)
     errors = [_step_failure(e, partition) for e in failures]
     if not errors:
+        run_failures = result.filter_events(lambda e: e.event_type == dg.DagsterEventType.RUN_FAILURE)
         errors = [
             root_cause(e.event_specific_data.error)
-            for e in result.all_events
-            if e.event_type_value == "RUN_FAILURE" and getattr(e.event_specific_data, "error", None)
+            for e in run_failures
+            if getattr(e.event_specific_data, "error", None)
         ]
     return "; ".join(dict.fromkeys(errors)) or "run failed"
 
