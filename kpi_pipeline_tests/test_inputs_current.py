@@ -9,8 +9,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from kpi_pipeline.automation.outdated import UNPARTITIONED, outdated
 from kpi_pipeline.cli import materialize_range
+from kpi_pipeline.config import load_config
 from kpi_pipeline.definitions import build_definitions
+from kpi_pipeline.defs.automation import followup_requests
+from kpi_pipeline.defs.outdated import graph_nodes
 from kpi_pipeline.sample_data import generate_dataset
 from kpi_pipeline_tests.support import START, settings_for
 
@@ -92,3 +96,31 @@ def test_inputs_current_lists_what_a_change_outdates_until_materialize_repairs_i
         assert evaluation.description == (
             f"1 partition(s) need recomputing, their inputs changed after they were built (raw files): {D[3]}"
         )
+
+
+@pytest.mark.parametrize("completion_hours", [24, 72])
+def test_the_follow_up_sensor_reaches_exactly_the_days_the_asset_graph_says_read_a_day(
+    tmp_path: Path, completion_hours: int
+) -> None:
+    """kpi_followup_sensor's windows (windows.py) and the graph's partition mappings agree: after
+    day D is re-staged, the days it requests are the days whose partitions read D, except D."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "kpi.yaml").write_text(f"windows:\n  completion: {completion_hours}\n")
+    settings = settings_for(tmp_path)
+    defs = build_definitions(settings)
+    nodes = graph_nodes([a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)])
+    days = [(START + dt.timedelta(days=n)).isoformat() for n in range(60)]
+    ids = iter(range(1, 10**6))
+    built = {
+        n.name: {d: next(ids) for d in days} if n.partitioned else {UNPARTITIONED: next(ids)} for n in nodes
+    }
+    restaged = days[30]
+    built["telemetry_events"][restaged] = next(ids)
+    found = outdated(nodes, built)
+    reading = {day for name, parts in found.items() for day in parts if day and name != "telemetry_events"}
+    run = dg.DagsterRun(job_name="daily_kpi_job", tags={"dagster/partition": restaged})
+    config = load_config(settings.config_path)
+    requested = {r.partition_key for r in followup_requests(run, days, config) if r.partition_key}
+    assert requested == reading - {restaged}
+    assert min(requested) == days[30 - config.completion_days()]
+    assert max(requested) == days[30 + 27]  # the 28-day windows
