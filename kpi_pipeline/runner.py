@@ -25,6 +25,7 @@ from kpi_pipeline.defs.metadata import NEEDS
 from kpi_pipeline.defs.outdated import without_inputs_current
 from kpi_pipeline.defs.partitions import MAX_DAYS_PER_RUN, partitions_of
 from kpi_pipeline.defs.resources import KpiData
+from kpi_pipeline.defs.staging import QUARANTINE_OF
 from kpi_pipeline.run_history import ASSETS_TAG, process_tags
 from kpi_pipeline.windows import attempt_readers, days_between, trailing_readers
 
@@ -204,9 +205,11 @@ def _day_steps(
 
 
 def _graph(defs: dg.Definitions) -> dict[str, tuple[bool, set[str]]]:
-    """Materializable asset name → (partitioned, names of its materializable upstream assets)."""
+    """Materializable asset name → (partitioned, names of its materializable upstream assets). The
+    quarantine assets are left out: each runs with its staging asset (see :func:`_run`)."""
     graph = defs.resolve_asset_graph()
-    keys = graph.materializable_asset_keys
+    companions = {dg.AssetKey(name) for name in QUARANTINE_OF.values()}
+    keys = graph.materializable_asset_keys - companions
     out: dict[str, tuple[bool, set[str]]] = {}
     for key in keys:
         node = graph.get(key)
@@ -456,11 +459,19 @@ def _run(
     graph = defs.resolve_asset_graph()
     parents = {p for name in step.assets for p in graph.get(dg.AssetKey(name)).parent_keys}
     observed = sorted(p.to_user_string() for p in parents if graph.get(p).is_observable)
+    # A staging asset's quarantine asset is made by the same op: it runs with it.
+    companions = [
+        QUARANTINE_OF[name]
+        for name in step.assets
+        if name in QUARANTINE_OF and dg.AssetKey(QUARANTINE_OF[name]) in graph.materializable_asset_keys
+    ]
     run_defs = dg.Definitions(
         assets=list(defs.assets or []),
         asset_checks=list(defs.asset_checks or []),
         jobs=[
-            dg.define_asset_job(CLI_JOB, selection=without_inputs_current(*observed, *step.assets, defs=defs))
+            dg.define_asset_job(
+                CLI_JOB, selection=without_inputs_current(*observed, *step.assets, *companions, defs=defs)
+            )
         ],
         resources=defs.resources,
         loggers={"console": console_without_errors},

@@ -38,7 +38,9 @@ def test_partitions_start_at_the_settings_start_date(tmp_path: Path) -> None:
         nodes = [graph.get(key) for key in graph.get_all_asset_keys()]
         partitioned = [node.partitions_def for node in nodes if node.is_partitioned]
         assert {p.get_first_partition_key() for p in partitioned} == {first}
-        assert len(partitioned) == 13  # raw_telemetry_files, telemetry_events and the 11 daily tables
+        assert (
+            len(partitioned) == 14
+        )  # raw_telemetry_files, telemetry_events, its quarantine, 11 daily tables
 
 
 def test_partitions_start_at_kpi_start_date_else_kpi_yaml_else_the_first_raw_day(tmp_path: Path) -> None:

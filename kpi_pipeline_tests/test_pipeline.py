@@ -291,3 +291,27 @@ def test_stored_paths_show_relative_to_the_data_root(pipeline_run: PipelineRun) 
     root = pipeline_run.settings.data_dir
     assert root_path(root / "staging" / "x" / "date=2025-01-01", root).value == "staging/x/date=2025-01-01"
     assert root_path(Path("/elsewhere/x"), root).value == "/elsewhere/x"
+
+
+def test_quarantine_assets_record_the_rows_committed_with_their_staged_data(
+    pipeline_run: PipelineRun,
+) -> None:
+    """Each staging op makes its quarantine asset too: same raw inputs in the lineage, a row count
+    equal to the warehouse's quarantine rows of that source, and its own check."""
+    graph = pipeline_run.defs.resolve_asset_graph()
+    pairs = (
+        ("telemetry_events", "telemetry_quarantine", "telemetry"),
+        ("support_tickets", "ticket_quarantine", "tickets"),
+        ("incidents", "incident_quarantine", "incidents"),
+    )
+    for staged, quarantine, source in pairs:
+        assert graph.get(dg.AssetKey(quarantine)).parent_keys == graph.get(dg.AssetKey(staged)).parent_keys
+        recorded = [
+            r.metadata[quarantine]["dagster/row_count"]
+            for r in pipeline_run.results
+            if quarantine in r.metadata
+        ]
+        stored = pipeline_run.warehouse.count("quarantine", {"source": source})
+        assert sum(recorded) == stored > 0, quarantine
+        checks = [(c.name, c.passed) for r in pipeline_run.results for c in r.checks if c.asset == quarantine]
+        assert checks and set(checks) == {("rows_located", True)}, quarantine

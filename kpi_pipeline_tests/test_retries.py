@@ -30,7 +30,7 @@ def stage_one_day(root: Path) -> dg.ExecuteInProcessResult:
     defs = build_definitions(settings_for(root))
     return dg.materialize(
         list(defs.assets or []),
-        selection=["telemetry_events"],
+        selection=["telemetry_events", "telemetry_quarantine"],
         partition_key=DAY,
         resources=defs.resources,
         raise_on_error=False,
@@ -66,8 +66,11 @@ def test_a_transient_warehouse_error_is_retried_and_the_day_is_stored(
     assert tried == [DAY, DAY]
     [retry] = events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY)
     assert "database is locked" in str(retry.event_specific_data)
-    [materialization] = result.asset_materializations_for_node("telemetry_events")
-    assert materialization.metadata["dagster/row_count"].value == 2
+    stored = {
+        e.asset_key.to_user_string(): e.materialization.metadata["dagster/row_count"].value
+        for e in result.get_asset_materialization_events()
+    }
+    assert stored == {"telemetry_events": 2, "telemetry_quarantine": 0}
 
 
 def test_a_permanent_warehouse_error_fails_at_once_naming_the_asset_and_day(
@@ -88,7 +91,7 @@ def test_every_asset_retries_with_exponential_backoff(tmp_path: Path) -> None:
     defs = build_definitions(settings_for(tmp_path))
     graph = defs.resolve_asset_graph()
     materializable = [key for key in graph.get_all_asset_keys() if graph.get(key).is_materializable]
-    assert len(materializable) == 19  # 3 staging, 3 intermediate, 13 KPI tables
+    assert len(materializable) == 22  # 3 staging, their 3 quarantines, 3 intermediate, 13 KPI tables
     policies = {key.to_user_string(): defs.resolve_assets_def(key).op.retry_policy for key in materializable}
     assert set(policies.values()) == {IO_RETRY}
     assert (IO_RETRY.max_retries, IO_RETRY.delay, IO_RETRY.backoff) == (3, 1, dg.Backoff.EXPONENTIAL)

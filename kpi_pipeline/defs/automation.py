@@ -61,7 +61,7 @@ scale, and the heavy ones (staging, history scans) run DuckDB, which already use
 the README's "Executors" and ``benchmarks/ui_vs_cli.py``."""
 
 # A staging run observes its raw days, then stages them (see raw_telemetry_files).
-DAY_STAGING_ASSETS = ("raw_telemetry_files", "telemetry_events")
+DAY_STAGING_ASSETS = ("raw_telemetry_files", "telemetry_events", "telemetry_quarantine")
 DAY_KPI_ASSETS = (
     "task_starts",
     "task_attempts",
@@ -97,7 +97,9 @@ kpi_day_job = dg.define_asset_job(
 )
 exports_job = dg.define_asset_job(
     "exports_job",
-    selection=without_inputs_current("support_tickets", "incidents"),
+    selection=without_inputs_current(
+        "support_tickets", "ticket_quarantine", "incidents", "incident_quarantine"
+    ),
     description="Stage the ticket and incident exports.",
     executor_def=EXECUTOR,
 )

@@ -17,7 +17,6 @@ from kpi_pipeline.automation.outdated import UNPARTITIONED, Node, Read, day_rang
 
 CHECK_NAME = "inputs_current"
 RAW_TELEMETRY = dg.AssetKey("raw_telemetry_files")
-STAGED_TELEMETRY = dg.AssetKey("telemetry_events")
 PAGE = 1000
 
 
@@ -126,9 +125,9 @@ def _version(record: dg.EventLogRecord) -> str | None:
 def evaluations(instance: dg.DagsterInstance, nodes: Sequence[Node]) -> list[dg.AssetCheckEvaluation]:
     """One ``inputs_current`` evaluation per asset, from what the instance recorded."""
     built = {node.name: latest_built(instance, node) for node in nodes}
-    found = outdated(
-        nodes, built, {STAGED_TELEMETRY.to_user_string(): raw_changes(instance, built["telemetry_events"])}
-    )
+    # A re-export outdates the staged day and its quarantine rows, made together.
+    changed = raw_changes(instance, built["telemetry_events"])
+    found = outdated(nodes, built, {"telemetry_events": changed, "telemetry_quarantine": changed})
     return [_evaluation(node, built[node.name], found.get(node.name, {})) for node in nodes]
 
 

@@ -26,10 +26,30 @@ from kpi_pipeline.ingest.telemetry import (
 )
 from kpi_pipeline.ingest.tickets import stage_tickets
 from kpi_pipeline.partition_store import TOKEN_KEY, PendingPartition, StagedBatch
-from kpi_pipeline.quality.rules import quarantine_rate, reconciliation, schema_drift, volume_anomaly
+from kpi_pipeline.quality.rules import (
+    quarantine_located,
+    quarantine_rate,
+    reconciliation,
+    schema_drift,
+    volume_anomaly,
+)
 from kpi_pipeline.tables import TELEMETRY_EVENTS, empty_frame, table
 
 STAGING_GROUP = "staging"
+TELEMETRY_KEY = dg.AssetKey("telemetry_events")
+QUARANTINE_NAME = {
+    "telemetry": "telemetry_quarantine",
+    "tickets": "ticket_quarantine",
+    "incidents": "incident_quarantine",
+}
+QUARANTINE_OF = {
+    "telemetry_events": QUARANTINE_NAME["telemetry"],
+    "support_tickets": QUARANTINE_NAME["tickets"],
+    "incidents": QUARANTINE_NAME["incidents"],
+}
+"""Each staging asset's quarantine asset: the rows of its raw files it did not stage. One op makes
+both, and the staging asset's IO manager commits them in one transaction with the staged data, so
+a reader never sees one without the other; the quarantine asset records that commit."""
 
 
 def report_metadata(report: StagingReport) -> dict[str, object]:
@@ -54,10 +74,12 @@ def _fail(exc: Exception) -> dg.Failure:
     return dg.Failure(description=str(exc), allow_retries=False)
 
 
-def _fields_seen_before(context: dg.AssetExecutionContext, partition_keys: list[str] | None) -> set[str]:
-    """Contract fields that earlier materializations (of these partitions) reported as present."""
+def _fields_seen_before(
+    context: dg.AssetExecutionContext, key: dg.AssetKey, partition_keys: list[str] | None
+) -> set[str]:
+    """Contract fields that earlier materializations (of these partitions) of ``key`` reported as present."""
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=partition_keys),
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=partition_keys),
         limit=len(partition_keys) if partition_keys else 1,
     ).records
     seen: set[str] = set()
@@ -238,7 +260,7 @@ def stage_day(
                 kpi_data.root, day, cfg.event_aliases, cfg.sources.telemetry, out=out
             )
         except MissingPartitionError as exc:
-            stored = kpi_data.staged_rows(context.asset_key, [key])
+            stored = kpi_data.staged_rows(TELEMETRY_KEY, [key])
             if sum(stored):
                 # Raw retention or an unmounted share must not wipe a day that was staged.
                 missing_folder = f"{exc}; the staged version ({stored[0]} rows) is kept"
@@ -263,7 +285,7 @@ def stage_day(
         batch = StagedBatch(
             empty_frame(TELEMETRY_EVENTS), staged.quarantine, {"source": "telemetry", "partition": key}
         )
-        pending = kpi_data.store.written(context.asset_key.path, key, path, token, report.staged_rows, batch)
+        pending = kpi_data.store.written(TELEMETRY_KEY.path, key, path, token, report.staged_rows, batch)
         return StagedDay(key, pending, batch, report, checks, missing_folder)
     except BaseException:
         path.unlink(missing_ok=True)
@@ -285,10 +307,10 @@ def _history_checks(
     before = [(day - dt.timedelta(days=n)).isoformat() for n in range(window, 0, -1)]
     in_run = {d.key: d for d in earlier if d.key in before}
     lookup = [k for k in before if k not in in_run]
-    seen = _fields_seen_before(context, lookup) if lookup else set()
+    seen = _fields_seen_before(context, TELEMETRY_KEY, lookup) if lookup else set()
     seen |= {name for d in in_run.values() for name, rows in d.report.fields_seen.items() if rows}
     checks = staging_checks(label, report, cfg, seen, partition=True)
-    stored_rows = dict(zip(before, kpi_data.staged_row_counts(context.asset_key, before), strict=True))
+    stored_rows = dict(zip(before, kpi_data.staged_row_counts(TELEMETRY_KEY, before), strict=True))
     trailing = [
         in_run[k].report.staged_rows if k in in_run else stored_rows[k]
         for k in before
@@ -341,32 +363,98 @@ def _check_specs(asset: str, partition: bool) -> list[dg.AssetCheckSpec]:
     return specs
 
 
+LOCATED = "rows_located"
+QUARANTINE_KEY = dg.AssetKey(QUARANTINE_NAME["telemetry"])
+
+
+def on_asset(key: dg.AssetKey, checks: list[dg.AssetCheckResult]) -> list[dg.AssetCheckResult]:
+    """The check results as results of ``key``: a staging op makes two assets, so each result
+    names its own."""
+    return [
+        dg.AssetCheckResult(
+            asset_key=key,
+            check_name=c.check_name,
+            passed=c.passed,
+            severity=c.severity,
+            description=c.description,
+            metadata=c.metadata,
+        )
+        for c in checks
+    ]
+
+
+def quarantine_out(source: str, owners: list[str]) -> dict[str, dg.AssetOut]:
+    """The quarantine asset of ``source``'s staging op: no value of its own (its rows are committed
+    with the staged data by the staging asset's IO manager), so no IO manager."""
+    return {
+        f"{QUARANTINE_NAME[source]}": dg.AssetOut(
+            dagster_type=dg.Nothing,
+            owners=owners,
+            kinds={"sql"},
+            description=(
+                f"The raw {source} rows that were not staged, one per row with its file, line, the first "
+                "contract reason and the raw text: the `quarantine` warehouse table's rows with "
+                f"source = '{source}'. Written in one transaction with the staged data."
+            ),
+            metadata={**table_metadata(table("quarantine"), source), "rows_of": f"source = '{source}'"},
+        )
+    }
+
+
+def quarantine_output(source: str, quarantine: pd.DataFrame, span: object | None) -> dg.Output:
+    """The quarantine asset's materialization: its row count and reasons, after the commit."""
+    counts = quarantine["reason"].astype(str).value_counts().to_dict() if len(quarantine) else {}
+    metadata: dict[str, object] = {
+        "dagster/row_count": len(quarantine),
+        "reasons": counts_markdown(counts, "reason"),
+        "dagster/table_name": "quarantine",
+    }
+    if span:
+        metadata["range"] = span
+    return dg.Output(None, QUARANTINE_NAME[source], metadata=metadata)
+
+
+def _located_spec(source: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        LOCATED,
+        asset=QUARANTINE_NAME[source],
+        description="Every quarantine row names its file, its line and a contract reason (missing_field "
+        "and bad_value with the field), so it can be found and fixed.",
+    )
+
+
 def staging_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     """The three staging assets, owned by the data-quality owner from kpi.yaml; ``config`` is the
     kpi.yaml the definitions were built with, which every run of them uses."""
     owners = [owner(config.owner_for("data_quality"))]
 
-    @dg.asset(
-        name="telemetry_events",
-        check_specs=_check_specs("telemetry_events", partition=True),
-        freshness_policy=dg.FreshnessPolicy.time_window(
-            fail_window=dt.timedelta(hours=config.quality.telemetry_max_age_hours)
-        ),
+    @dg.multi_asset(
+        name="stage_telemetry",
+        outs={
+            "telemetry_events": dg.AssetOut(
+                io_manager_key="parquet_io_manager",
+                freshness_policy=dg.FreshnessPolicy.time_window(
+                    fail_window=dt.timedelta(hours=config.quality.telemetry_max_age_hours)
+                ),
+                owners=owners,
+                kinds={"duckdb", "parquet"},
+                description=(
+                    "Telemetry of one UTC day from `raw/telemetry/date=YYYY-MM-DD/` (jsonl, jsonl.gz, csv, "
+                    "csv.gz): aliases applied, validated, one row per valid event; every other row is in "
+                    "`telemetry_quarantine`. It depends on raw_telemetry_files, whose data version per day "
+                    "covers the files and the aliases of that day, so a re-export or an alias change marks "
+                    "exactly those days stale."
+                ),
+                metadata=table_metadata(TELEMETRY_EVENTS, "telemetry", warehouse_table=False),
+            ),
+            **quarantine_out("telemetry", owners),
+        },
+        check_specs=[*_check_specs("telemetry_events", partition=True), _located_spec("telemetry")],
         partitions_def=partitions,
         backfill_policy=range_policy,
         retry_policy=IO_RETRY,
-        io_manager_key="parquet_io_manager",
         group_name=STAGING_GROUP,
-        owners=owners,
-        kinds={"duckdb", "parquet"},
         deps=["raw_telemetry_files"],
-        description=(
-            "Telemetry of one UTC day from `raw/telemetry/date=YYYY-MM-DD/` (jsonl, jsonl.gz, csv, csv.gz): "
-            "aliases applied, validated, one row per valid event; every other row is in `quarantine`. "
-            "It depends on raw_telemetry_files, whose data version per day covers the files and the "
-            "aliases of that day, so a re-export or an alias change marks exactly those days stale."
-        ),
-        metadata=table_metadata(TELEMETRY_EVENTS, "telemetry", warehouse_table=False),
     )
     def telemetry_events(
         context: dg.AssetExecutionContext, kpi_data: KpiData, warehouse: WarehouseResource
@@ -378,9 +466,9 @@ def staging_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> li
             checks = merge_checks([d.checks for d in days])
             failed = [d for d in days if blocked(d.checks)]
             if failed:
-                yield from as_rejected(checks)
+                yield from on_asset(TELEMETRY_KEY, as_rejected(checks))
                 rejections = [
-                    reject(kpi_data, context.asset_key.path, d.key, d.batch, d.report, blocked(d.checks))
+                    reject(kpi_data, TELEMETRY_KEY.path, d.key, d.batch, d.report, blocked(d.checks))
                     for d in failed
                 ]
                 if len(rejections) == 1:
@@ -398,8 +486,12 @@ def staging_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> li
         missing = [d.missing_folder for d in days if d.missing_folder]
         if missing:
             metadata["missing_folder"] = "; ".join(missing)
-        yield dg.Output(PendingDays(tuple(d.pending for d in days)), metadata=metadata)
-        yield from checks
+        yield dg.Output(PendingDays(tuple(d.pending for d in days)), "telemetry_events", metadata=metadata)
+        quarantine = pd.concat([d.batch.quarantine for d in days], ignore_index=True)
+        yield quarantine_output("telemetry", quarantine, metadata.get("range"))
+        yield from on_asset(TELEMETRY_KEY, checks)
+        label = f"telemetry_quarantine {days[0].key}" + (f" … {days[-1].key}" if len(days) > 1 else "")
+        yield from on_asset(QUARANTINE_KEY, [check_result(quarantine_located(label, quarantine), LOCATED)])
 
     def export_asset(
         name: str, source: str, stage, table_name: str, what: str, max_age_hours: float | None = None
@@ -411,21 +503,26 @@ def staging_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> li
             else None
         )
 
-        @dg.asset(
-            name=name,
-            check_specs=_check_specs(name, partition=False),
-            freshness_policy=freshness,
+        @dg.multi_asset(
+            name=f"stage_{source}",
+            outs={
+                name: dg.AssetOut(
+                    io_manager_key="warehouse_io_manager",
+                    freshness_policy=freshness,
+                    owners=owners,
+                    kinds={"pandas", "sql"},
+                    description=(
+                        f"{what} from every export under raw/{source}/ (or its source mapping's path), "
+                        "merged: the latest version wins (ties: the file whose path sorts last). Rejected "
+                        f"rows go to `{QUARANTINE_NAME[source]}`. Stored as warehouse table `{table_name}`."
+                    ),
+                    metadata=table_metadata(spec, source),
+                ),
+                **quarantine_out(source, owners),
+            },
+            check_specs=[*_check_specs(name, partition=False), _located_spec(source)],
             retry_policy=IO_RETRY,
-            io_manager_key="warehouse_io_manager",
             group_name=STAGING_GROUP,
-            owners=owners,
-            kinds={"pandas", "sql"},
-            description=(
-                f"{what} from every export under raw/{source}/ (or its source mapping's path), merged: the "
-                "latest version wins (ties: the file whose path sorts last). Rejected rows go to "
-                f"`quarantine`. Stored as warehouse table `{table_name}`."
-            ),
-            metadata=table_metadata(spec, source),
         )
         def _asset(
             context: dg.AssetExecutionContext, kpi_data: KpiData, warehouse: WarehouseResource
@@ -439,17 +536,21 @@ def staging_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> li
                 f"{source}: {report.raw_rows} raw rows = {report.staged_rows} staged "
                 f"+ {report.superseded_versions} older versions + {report.quarantined_rows} quarantined"
             )
-            checks = staging_checks(name, report, config, _fields_seen_before(context, None), partition=False)
+            seen = _fields_seen_before(context, dg.AssetKey(name), None)
+            checks = staging_checks(name, report, config, seen, partition=False)
             checks.insert(0, expectations(name, staged.records, None))
             batch = StagedBatch(staged.records, staged.quarantine, {"source": source})
             failed = blocked(checks)
             if failed:
-                yield from as_rejected(checks)
+                yield from on_asset(dg.AssetKey(name), as_rejected(checks))
                 raise reject(kpi_data, [name], None, batch, report, failed)
             version = dg.DataVersion(frame_version(staged.records, staged.quarantine))
-            yield dg.Output(batch, metadata=report_metadata(report), data_version=version)
+            yield dg.Output(batch, name, metadata=report_metadata(report), data_version=version)
             kpi_data.store.clear_rejected([name], None)
-            yield from checks
+            yield quarantine_output(source, staged.quarantine, None)
+            yield from on_asset(dg.AssetKey(name), checks)
+            located = check_result(quarantine_located(QUARANTINE_NAME[source], staged.quarantine), LOCATED)
+            yield from on_asset(dg.AssetKey(QUARANTINE_NAME[source]), [located])
 
         return _asset
 

@@ -15,6 +15,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kpi_pipeline.contract import (
+    BAD_TIMESTAMP,
+    BAD_VALUE,
+    DUPLICATE_EVENT_ID,
+    MALFORMED,
+    MISSING_FIELD,
+    OUTSIDE_PARTITION,
+    UNKNOWN_EVENT_TYPE,
+)
 from kpi_pipeline.quality.outcome import CheckOutcome
 from kpi_pipeline.tables import TABLES
 
@@ -120,6 +129,40 @@ def reconciliation(
             f"(difference {difference:+,})"
         )
     return CheckOutcome(difference == 0, "ERROR", message, metadata)
+
+
+CONTRACT_REASON = "|".join(
+    [MALFORMED, BAD_TIMESTAMP, OUTSIDE_PARTITION, UNKNOWN_EVENT_TYPE, DUPLICATE_EVENT_ID]
+    + [f"{MISSING_FIELD}:[a-z_]+", f"{BAD_VALUE}:[a-z_]+"]
+)
+
+
+def quarantine_located(label: str, quarantine: pd.DataFrame) -> CheckOutcome:
+    """WARN unless every quarantine row names its file, a line (1-based) and a contract reason
+    (``missing_field`` and ``bad_value`` with the field): what makes a row findable and fixable."""
+    n = len(quarantine)
+    no_file = int((quarantine["file"].isna() | (quarantine["file"].astype(str) == "")).sum()) if n else 0
+    lines = pd.to_numeric(quarantine["line"], errors="coerce") if n else pd.Series(dtype=float)
+    no_line = int((lines.isna() | (lines < 1)).sum())
+    reasons = quarantine["reason"].astype(str) if n else pd.Series(dtype=str)
+    unknown = sorted(set(reasons[~reasons.str.fullmatch(CONTRACT_REASON)]))
+    passed = not (no_file or no_line or unknown)
+    problems = [
+        f"{no_file} without a file" if no_file else "",
+        f"{no_line} without a line" if no_line else "",
+        f"reasons outside the contract: {', '.join(unknown)}" if unknown else "",
+    ]
+    message = (
+        f"{label}: all {n} quarantine row(s) name their file, line and a contract reason"
+        if passed
+        else f"{label}: {'; '.join(p for p in problems if p)}"
+    )
+    return CheckOutcome(
+        passed,
+        "WARN",
+        message,
+        {"rows": n, "without_file": no_file, "without_line": no_line, "unknown": unknown},
+    )
 
 
 def quarantine_rate(
