@@ -25,7 +25,7 @@ from kpi_pipeline.defs.metadata import NEEDS
 from kpi_pipeline.defs.outdated import without_inputs_current
 from kpi_pipeline.defs.partitions import MAX_DAYS_PER_RUN, partitions_of
 from kpi_pipeline.defs.resources import KpiData
-from kpi_pipeline.defs.staging import QUARANTINE_OF
+from kpi_pipeline.defs.staging import QUARANTINE_OF, RECONCILIATION_COUNTS
 from kpi_pipeline.run_history import ASSETS_TAG, process_tags
 from kpi_pipeline.windows import attempt_readers, days_between, trailing_readers
 
@@ -449,6 +449,25 @@ def _failure_message(
     return "; ".join(dict.fromkeys(errors)) or "run failed"
 
 
+def _run_metadata(run: dg.ExecuteInProcessResult) -> dict[str, dict[str, object]]:
+    """Asset → the metadata of its latest materialization in the run; for a ranged staging run,
+    the reconciliation counts and ignored files of all its partitions."""
+    out: dict[str, dict[str, object]] = {}
+    for event in run.get_asset_materialization_events():
+        name = event.asset_key.to_user_string()
+        values = {k: v.value for k, v in event.materialization.metadata.items()}
+        earlier = out.get(name)
+        if earlier is not None:
+            for key in RECONCILIATION_COUNTS:
+                if key in values and key in earlier:
+                    values[key] = int(earlier[key]) + int(values[key])
+            if "ignored_files" in values or "ignored_files" in earlier:
+                both = [*(earlier.get("ignored_files") or []), *(values.get("ignored_files") or [])]
+                values["ignored_files"] = list(dict.fromkeys(map(str, both)))
+        out[name] = values
+    return out
+
+
 def _run(
     defs: dg.Definitions, step: Step, instance: dg.DagsterInstance, tags: Mapping[str, str]
 ) -> dg.ExecuteInProcessResult:
@@ -532,10 +551,7 @@ def execute(
         run = _run(defs, step, instance, tags)
         run_checks = _checks(run)
         message = "" if run.success else _failure_message(run, run_checks, step.partition and step.label)
-        metadata = {
-            e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
-            for e in run.get_asset_materialization_events()
-        }
+        metadata = _run_metadata(run)
         result = StepResult(step, run.success, time.perf_counter() - started, message, metadata, run_checks)
         if not run.success and step.last:
             # One bad day must not hold back the others: run the range again one day at a time.

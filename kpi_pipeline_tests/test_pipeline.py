@@ -296,8 +296,8 @@ def test_stored_paths_show_relative_to_the_data_root(pipeline_run: PipelineRun) 
 def test_quarantine_assets_record_the_rows_committed_with_their_staged_data(
     pipeline_run: PipelineRun,
 ) -> None:
-    """Each staging op makes its quarantine asset too: same raw inputs in the lineage, a row count
-    equal to the warehouse's quarantine rows of that source, and its own check."""
+    """Each staging op makes its quarantine asset too: same raw inputs in the lineage and its own
+    check (its row count per partition: test_ranged_runs)."""
     graph = pipeline_run.defs.resolve_asset_graph()
     pairs = (
         ("telemetry_events", "telemetry_quarantine", "telemetry"),
@@ -306,12 +306,6 @@ def test_quarantine_assets_record_the_rows_committed_with_their_staged_data(
     )
     for staged, quarantine, source in pairs:
         assert graph.get(dg.AssetKey(quarantine)).parent_keys == graph.get(dg.AssetKey(staged)).parent_keys
-        recorded = [
-            r.metadata[quarantine]["dagster/row_count"]
-            for r in pipeline_run.results
-            if quarantine in r.metadata
-        ]
-        stored = pipeline_run.warehouse.count("quarantine", {"source": source})
-        assert sum(recorded) == stored > 0, quarantine
+        assert pipeline_run.warehouse.count("quarantine", {"source": source}) > 0, quarantine
         checks = [(c.name, c.passed) for r in pipeline_run.results for c in r.checks if c.asset == quarantine]
         assert checks and set(checks) == {("rows_located", True)}, quarantine

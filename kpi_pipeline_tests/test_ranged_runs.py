@@ -146,3 +146,37 @@ def test_window_tables_write_no_rows_for_days_whose_telemetry_was_never_staged(t
     for name in ("kpi_feature_adoption_daily", "kpi_engagement_daily"):
         dates = set(warehouse.read(name)["date"])
         assert dates == {DAYS[0].isoformat(), DAYS[1].isoformat()}, name
+
+
+def test_each_partition_of_a_ranged_staging_run_carries_its_own_figures(tmp_path: Path) -> None:
+    """One run stages four days; each day's materializations (the events and the quarantine) show
+    that day's row counts, as stored, not the range's totals."""
+    generate_dataset(tmp_path, days=4, users=60, seed=11, start=START)
+    defs = build_definitions(settings_for(tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    days = [START + dt.timedelta(days=n) for n in range(4)]
+    [result] = execute(defs, ranged(plan(defs, days, ["telemetry_events"])), instance)
+    assert result.success and result.step.label == "2025-01-01 … 2025-01-04"
+    warehouse = Warehouse(settings_for(tmp_path).warehouse_url)
+    figures = []
+    for day in map(str, days):
+        [events] = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("telemetry_events"), asset_partitions=[day]), limit=5
+        ).records
+        [quarantine] = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("telemetry_quarantine"), asset_partitions=[day]),
+            limit=5,
+        ).records
+        meta = {k: v.value for k, v in events.asset_materialization.metadata.items()}
+        staged = len(
+            pd.read_parquet(tmp_path / "staging" / "telemetry_events" / f"date={day}" / "data.parquet")
+        )
+        stored_quarantine = warehouse.count("quarantine", {"source": "telemetry", "partition": day})
+        assert meta["dagster/row_count"] == meta["staged_rows"] == staged
+        assert meta["quarantined_rows"] == stored_quarantine
+        assert meta["raw_rows"] == staged + stored_quarantine
+        assert quarantine.asset_materialization.metadata["dagster/row_count"].value == stored_quarantine
+        figures.append(meta["raw_rows"])
+    assert len(set(figures)) == 4  # four different days, four different counts
+    # The CLI's line for the run adds the days up.
+    assert result.metadata["telemetry_events"]["raw_rows"] == sum(figures)

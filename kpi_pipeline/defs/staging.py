@@ -16,7 +16,7 @@ from kpi_pipeline.defs.partitions import range_policy, run_days
 from kpi_pipeline.defs.resources import IO_RETRY, KpiData, PendingDays, WarehouseResource
 from kpi_pipeline.ingest.incidents import stage_incidents
 from kpi_pipeline.ingest.raw_files import UnreadableFileError
-from kpi_pipeline.ingest.rows import StagingReport, merge_reports, quarantine_frame
+from kpi_pipeline.ingest.rows import StagingReport, quarantine_frame
 from kpi_pipeline.ingest.telemetry import (
     EventsFile,
     MissingPartitionError,
@@ -50,6 +50,16 @@ QUARANTINE_OF = {
 """Each staging asset's quarantine asset: the rows of its raw files it did not stage. One op makes
 both, and the staging asset's IO manager commits them in one transaction with the staged data, so
 a reader never sees one without the other; the quarantine asset records that commit."""
+
+
+RECONCILIATION_COUNTS = (
+    "raw_rows",
+    "staged_rows",
+    "quarantined_rows",
+    "superseded_versions",
+    "filtered_rows",
+)
+"""The reconciliation counts of a staging materialization: a ranged run's total is their sum."""
 
 
 def report_metadata(report: StagingReport) -> dict[str, object]:
@@ -401,17 +411,14 @@ def quarantine_out(source: str, owners: list[str]) -> dict[str, dg.AssetOut]:
     }
 
 
-def quarantine_output(source: str, quarantine: pd.DataFrame, span: object | None) -> dg.Output:
-    """The quarantine asset's materialization: its row count and reasons, after the commit."""
+def quarantine_metadata(quarantine: pd.DataFrame) -> dict[str, object]:
+    """A quarantine asset's materialization metadata: its row count and reasons."""
     counts = quarantine["reason"].astype(str).value_counts().to_dict() if len(quarantine) else {}
-    metadata: dict[str, object] = {
+    return {
         "dagster/row_count": len(quarantine),
         "reasons": counts_markdown(counts, "reason"),
         "dagster/table_name": "quarantine",
     }
-    if span:
-        metadata["range"] = span
-    return dg.Output(None, QUARANTINE_NAME[source], metadata=metadata)
 
 
 def _located_spec(source: str) -> dg.AssetCheckSpec:
@@ -480,15 +487,18 @@ def staging_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> li
             for staged in days:  # nothing of the run is stored: every day keeps its stored version
                 kpi_data.store.discard(staged.pending)
             raise
-        metadata = report_metadata(merge_reports([d.report for d in days]))
-        if len(days) > 1:
-            metadata["range"] = f"{days[0].key} … {days[-1].key} (figures of all {len(days)} days)"
-        missing = [d.missing_folder for d in days if d.missing_folder]
-        if missing:
-            metadata["missing_folder"] = "; ".join(missing)
-        yield dg.Output(PendingDays(tuple(d.pending for d in days)), "telemetry_events", metadata=metadata)
+        # Each partition gets its own figures: a ranged run stages several days, and schema drift
+        # reads fields_seen of each earlier day.
+        for d in days:
+            figures = {**report_metadata(d.report), "dagster/row_count": d.report.staged_rows}
+            if d.missing_folder:
+                figures["missing_folder"] = d.missing_folder
+            context.add_asset_metadata(figures, asset_key=TELEMETRY_KEY, partition_key=d.key)
+            quarantined = quarantine_metadata(d.batch.quarantine)
+            context.add_asset_metadata(quarantined, asset_key=QUARANTINE_KEY, partition_key=d.key)
+        yield dg.Output(PendingDays(tuple(d.pending for d in days)), "telemetry_events")
+        yield dg.Output(None, "telemetry_quarantine")
         quarantine = pd.concat([d.batch.quarantine for d in days], ignore_index=True)
-        yield quarantine_output("telemetry", quarantine, metadata.get("range"))
         yield from on_asset(TELEMETRY_KEY, checks)
         label = f"telemetry_quarantine {days[0].key}" + (f" … {days[-1].key}" if len(days) > 1 else "")
         yield from on_asset(QUARANTINE_KEY, [check_result(quarantine_located(label, quarantine), LOCATED)])
@@ -547,7 +557,7 @@ def staging_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> li
             version = dg.DataVersion(frame_version(staged.records, staged.quarantine))
             yield dg.Output(batch, name, metadata=report_metadata(report), data_version=version)
             kpi_data.store.clear_rejected([name], None)
-            yield quarantine_output(source, staged.quarantine, None)
+            yield dg.Output(None, QUARANTINE_NAME[source], metadata=quarantine_metadata(staged.quarantine))
             yield from on_asset(dg.AssetKey(name), checks)
             located = check_result(quarantine_located(QUARANTINE_NAME[source], staged.quarantine), LOCATED)
             yield from on_asset(dg.AssetKey(QUARANTINE_NAME[source]), [located])

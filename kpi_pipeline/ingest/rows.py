@@ -3,7 +3,6 @@ first-applicable quarantine reason, and the quarantine frame itself."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,29 +246,6 @@ class StagingReport:
     @property
     def reconciled(self) -> bool:
         return self.raw_rows == self.staged_rows + self.superseded_versions + self.quarantined_rows
-
-
-def merge_reports(reports: Sequence[StagingReport]) -> StagingReport:
-    """One report for several staged partitions (a ranged run): counts added, files listed in order."""
-
-    def added(name: str) -> dict[str, int]:
-        total: Counter[str] = Counter()
-        for report in reports:
-            total.update(getattr(report, name))
-        return dict(total)
-
-    return StagingReport(
-        raw_rows=sum(r.raw_rows for r in reports),
-        staged_rows=sum(r.staged_rows for r in reports),
-        quarantined_rows=sum(r.quarantined_rows for r in reports),
-        files=[f for r in reports for f in r.files],
-        ignored_files=[f for r in reports for f in r.ignored_files],
-        reasons=added("reasons"),
-        fields_seen=added("fields_seen"),
-        unknown_fields=added("unknown_fields"),
-        superseded_versions=sum(r.superseded_versions for r in reports),
-        filtered_rows=sum(r.filtered_rows for r in reports),
-    )
 
 
 def latest_versions(rows: pd.DataFrame, key: str, version: pd.Series) -> pd.DataFrame:
