@@ -149,14 +149,16 @@ def test_window_tables_write_no_rows_for_days_whose_telemetry_was_never_staged(t
 
 
 def test_each_partition_of_a_ranged_staging_run_carries_its_own_figures(tmp_path: Path) -> None:
-    """One run stages four days; each day's materializations (the events and the quarantine) show
-    that day's row counts, as stored, not the range's totals."""
+    """One run stages four days and one computes their KPIs; each day's materializations (events,
+    quarantine, a KPI table) show that day's row counts, as stored, not the range's totals."""
     generate_dataset(tmp_path, days=4, users=60, seed=11, start=START)
     defs = build_definitions(settings_for(tmp_path))
     instance = dg.DagsterInstance.ephemeral()
     days = [START + dt.timedelta(days=n) for n in range(4)]
-    [result] = execute(defs, ranged(plan(defs, days, ["telemetry_events"])), instance)
-    assert result.success and result.step.label == "2025-01-01 … 2025-01-04"
+    results = execute(defs, ranged(plan(defs, days)), instance)
+    assert all(r.success for r in results)
+    result = results[0]
+    assert result.step.label == "2025-01-01 … 2025-01-04" and result.step.assets == ("telemetry_events",)
     warehouse = Warehouse(settings_for(tmp_path).warehouse_url)
     figures = []
     for day in map(str, days):
@@ -176,6 +178,12 @@ def test_each_partition_of_a_ranged_staging_run_carries_its_own_figures(tmp_path
         assert meta["quarantined_rows"] == stored_quarantine
         assert meta["raw_rows"] == staged + stored_quarantine
         assert quarantine.asset_materialization.metadata["dagster/row_count"].value == stored_quarantine
+        [completion] = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("kpi_task_completion_daily"), asset_partitions=[day]),
+            limit=5,
+        ).records
+        rows = len(warehouse.read("kpi_task_completion_daily", date_range=(dt.date.fromisoformat(day),) * 2))
+        assert completion.asset_materialization.metadata["dagster/row_count"].value == rows > 0
         figures.append(meta["raw_rows"])
     assert len(set(figures)) == 4  # four different days, four different counts
     # The CLI's line for the run adds the days up.

@@ -69,8 +69,12 @@ def day_window(start_offset: int, end_offset: int) -> dg.TimeWindowPartitionMapp
 
 
 def per_day(context: dg.AssetExecutionContext, compute: Callable[[dt.date], pd.DataFrame]) -> pd.DataFrame:
-    """``compute`` for each day of the run (one, or a ranged run's days), rows in date order."""
-    frames = [compute(day) for day in run_days(context)]
+    """``compute`` for each day of the run (one, or a ranged run's days), rows in date order; each
+    partition's materialization gets its own row count."""
+    frames = []
+    for day in run_days(context):
+        frames.append(compute(day))
+        context.add_asset_metadata({"dagster/row_count": len(frames[-1])}, partition_key=day.isoformat())
     filled = [f for f in frames if len(f)]
     return pd.concat(filled, ignore_index=True) if len(filled) > 1 else (filled or frames)[0]
 
@@ -87,15 +91,20 @@ def staged_per_day(
     count: Callable[[pd.DataFrame], Mapping[str, int]],
 ) -> tuple[PendingDays, dict[str, object]]:
     """``compute`` for each day of the run, each day's rows staged aside as it is computed (the IO
-    manager commits them all), so a ranged run holds one day in memory. The metadata: ``count``'s
-    figures summed over the days, and a preview of the last day's rows."""
+    manager commits them all), so a ranged run holds one day in memory. Each partition gets its row
+    count and ``count``'s figures; the returned metadata: those summed over the days, and a preview
+    of the last day's rows."""
     pending: list[PendingPartition] = []
     totals: Counter[str] = Counter()
     frame = pd.DataFrame()
     try:
         for day in run_days(context):
             frame = compute(day)
-            totals.update(count(frame))
+            figures = count(frame)
+            totals.update(figures)
+            context.add_asset_metadata(
+                {"dagster/row_count": len(frame), **figures}, partition_key=day.isoformat()
+            )
             pending.append(kpi_data.store.stage(context.asset_key.path, day.isoformat(), frame, None))
     except BaseException:
         for staged in pending:
