@@ -124,3 +124,30 @@ def test_the_checks_tab_lists_every_partition_and_table_a_restaged_day_outdates(
         staged = page_text(page, f"{base}/assets/telemetry_events?view=checks", "built after every input")
         assert f"all {DAYS} built partition(s) built after every input they read" in staged
         browser.close()
+
+
+def test_the_quarantine_is_an_asset_with_its_lineage_and_its_own_check(
+    ui: tuple[int, Path, list[str]],
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    port, data, days = ui
+    base = f"http://127.0.0.1:{port}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.goto(f"{base}/assets/telemetry_quarantine?view=checks")
+        page.wait_for_load_state("networkidle")
+        skip = page.get_by_role("button", name="Skip")
+        if skip.count():
+            skip.first.click()
+        page.get_by_text("rows_located", exact=True).first.click()
+        page.get_by_text("name their file, line and a contract reason").first.wait_for(timeout=30_000)
+        checks = page.inner_text("body")
+        assert "Succeeded" in checks and "This is a non-blocking asset check." in checks
+        page.goto(f"{base}/assets/telemetry_quarantine?view=lineage")
+        page.get_by_text("raw_telemetry_files").first.wait_for(timeout=30_000)
+        lineage = page.inner_text("body")
+        assert "raw_telemetry_files" in lineage and "telemetry_quarantine" in lineage
+        page.screenshot(path=str(data / "reports" / "ui_quarantine_lineage.png"), full_page=True)
+        browser.close()
