@@ -15,6 +15,7 @@ from kpi_pipeline.config import load_config
 from kpi_pipeline.definitions import build_definitions
 from kpi_pipeline.defs.automation import followup_requests
 from kpi_pipeline.defs.outdated import graph_nodes
+from kpi_pipeline.runner import plan, range_readers
 from kpi_pipeline.sample_data import generate_dataset
 from kpi_pipeline_tests.support import START, settings_for
 
@@ -124,3 +125,37 @@ def test_the_follow_up_sensor_reaches_exactly_the_days_the_asset_graph_says_read
     assert requested == reading - {restaged}
     assert min(requested) == days[30 - config.completion_days()]
     assert max(requested) == days[30 + 27]  # the 28-day windows
+
+
+def test_materialize_recomputes_every_partition_the_asset_graph_says_reads_a_restaged_range(
+    tmp_path: Path,
+) -> None:
+    """The CLI's plan for re-staging days 11 … 13 of 60 covers every partition the graph's mappings
+    say reads them (the outdated rule); through attempts exactly, through the 7/28-day windows with
+    user_weeks' 7 days rounded up to the 28 of the other windows."""
+    settings = settings_for(tmp_path)
+    defs = build_definitions(settings)
+    nodes = graph_nodes([a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)])
+    days = [START + dt.timedelta(days=n) for n in range(60)]
+    restaged = days[10:13]
+    ids = iter(range(1, 10**6))
+    keys = [d.isoformat() for d in days]
+    built = {
+        n.name: {d: next(ids) for d in keys} if n.partitioned else {UNPARTITIONED: next(ids)} for n in nodes
+    }
+    for day in restaged:
+        built["telemetry_events"][day.isoformat()] = next(ids)
+        built["telemetry_quarantine"][day.isoformat()] = next(ids)
+    found = outdated(nodes, built)
+    config = load_config(settings.config_path)
+    steps = plan(defs, restaged, readers=range_readers(restaged, config, days))
+    planned: dict[str, set[str]] = {}
+    for step in steps:
+        for name in step.assets:
+            planned.setdefault(name, set()).add(step.partition or UNPARTITIONED)
+    for name, partitions in found.items():
+        assert set(partitions) <= planned.get(name, set()), name
+    for name in ("task_attempts", "kpi_task_completion_daily", "kpi_funnel_daily", "kpi_roi_daily"):
+        assert planned[name] == set(found[name]), name
+    assert set(found["user_weeks"]) == {d.isoformat() for d in days[10:19]}  # the week after each day
+    assert planned["user_weeks"] == {d.isoformat() for d in days[10:40]}
