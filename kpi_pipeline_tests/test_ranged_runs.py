@@ -150,7 +150,7 @@ def test_window_tables_write_no_rows_for_days_whose_telemetry_was_never_staged(t
 
 def test_each_partition_of_a_ranged_staging_run_carries_its_own_figures(tmp_path: Path) -> None:
     """One run stages four days and one computes their KPIs; each day's materializations (events,
-    quarantine, a KPI table) show that day's row counts, as stored, not the range's totals."""
+    quarantine, a KPI table) show that day's row counts and headline, as stored, not the range's."""
     generate_dataset(tmp_path, days=4, users=60, seed=11, start=START)
     defs = build_definitions(settings_for(tmp_path))
     instance = dg.DagsterInstance.ephemeral()
@@ -182,8 +182,11 @@ def test_each_partition_of_a_ranged_staging_run_carries_its_own_figures(tmp_path
             dg.AssetRecordsFilter(asset_key=dg.AssetKey("kpi_task_completion_daily"), asset_partitions=[day]),
             limit=5,
         ).records
-        rows = len(warehouse.read("kpi_task_completion_daily", date_range=(dt.date.fromisoformat(day),) * 2))
-        assert completion.asset_materialization.metadata["dagster/row_count"].value == rows > 0
+        rows = warehouse.read("kpi_task_completion_daily", date_range=(dt.date.fromisoformat(day),) * 2)
+        shown = {k: v.value for k, v in completion.asset_materialization.metadata.items()}
+        assert shown["dagster/row_count"] == len(rows) > 0
+        assert shown["attempts"] == rows["attempts"].sum()
+        assert shown["completion_rate"] == round(rows["completions"].sum() / rows["attempts"].sum(), 4)
         figures.append(meta["raw_rows"])
     assert len(set(figures)) == 4  # four different days, four different counts
     # The CLI's line for the run adds the days up.

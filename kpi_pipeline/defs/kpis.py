@@ -68,13 +68,22 @@ def day_window(start_offset: int, end_offset: int) -> dg.TimeWindowPartitionMapp
         )
 
 
-def per_day(context: dg.AssetExecutionContext, compute: Callable[[dt.date], pd.DataFrame]) -> pd.DataFrame:
-    """``compute`` for each day of the run (one, or a ranged run's days), rows in date order; each
-    partition's materialization gets its own row count."""
+def per_day(
+    context: dg.AssetExecutionContext,
+    compute: Callable[[dt.date], pd.DataFrame],
+    headline: Callable[[pd.DataFrame], Mapping[str, object]] | None = None,
+) -> pd.DataFrame:
+    """``compute`` for each day of the run (one, or a ranged run's days), rows in date order. Each
+    partition's materialization gets its own row count and ``headline`` of its own rows, so a
+    ranged run shows every day's figures, not the range's."""
     frames = []
     for day in run_days(context):
-        frames.append(compute(day))
-        context.add_asset_metadata({"dagster/row_count": len(frames[-1])}, partition_key=day.isoformat())
+        frame = compute(day)
+        frames.append(frame)
+        figures: dict[str, object] = {"dagster/row_count": len(frame)}
+        if headline is not None and len(frame):
+            figures |= _headline(headline(frame))
+        context.add_asset_metadata(figures, partition_key=day.isoformat())
     filled = [f for f in frames if len(f)]
     return pd.concat(filled, ignore_index=True) if len(filled) > 1 else (filled or frames)[0]
 
@@ -210,8 +219,12 @@ def kpi_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> list[d
     def task_starts_asset(
         context: dg.AssetExecutionContext, telemetry_events: StagedDays
     ) -> dg.Output[pd.DataFrame]:
-        out = per_day(context, lambda day: task_starts(telemetry_events.relation(day, day), day))
-        return _output(out, {"task_ids": len(out)})
+        starts = per_day(
+            context,
+            lambda day: task_starts(telemetry_events.relation(day, day), day),
+            lambda day: {"task_ids": len(day)},
+        )
+        return _output(starts)
 
     @parquet_asset(
         ATTEMPTS,
@@ -265,8 +278,11 @@ def kpi_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> list[d
     def user_days_asset(
         context: dg.AssetExecutionContext, daily_activity: StagedDays
     ) -> dg.Output[pd.DataFrame]:
-        out = per_day(context, lambda day: user_days(daily_activity.day(day)))
-        return _output(out, {"user_days": len(out)})
+        return _output(
+            per_day(
+                context, lambda day: user_days(daily_activity.day(day)), lambda day: {"user_days": len(day)}
+            )
+        )
 
     # user_weeks of D reads user_days of D's week up to D (the 6 days before D cover any weekday).
     @warehouse_asset(
@@ -279,8 +295,9 @@ def kpi_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> list[d
     def user_weeks_asset(
         context: dg.AssetExecutionContext, user_days: pd.DataFrame
     ) -> dg.Output[pd.DataFrame]:
-        out = per_day(context, lambda day: user_weeks(user_days, day))
-        return _output(out, {"user_weeks": len(out)})
+        return _output(
+            per_day(context, lambda day: user_weeks(user_days, day), lambda day: {"user_weeks": len(day)})
+        )
 
     @parquet_asset(
         DAILY_ACTIVITY,
@@ -302,15 +319,14 @@ def kpi_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> list[d
     def kpi_task_completion_daily(
         context: dg.AssetExecutionContext, task_attempts: StagedDays
     ) -> dg.Output[pd.DataFrame]:
-        out = per_day(context, lambda day: task_completion_daily(task_attempts.day(day)))
-        return _output(
-            out,
-            {
-                "attempts": int(out["attempts"].sum()),
-                "completion_rate": _rate(out["completions"], out["attempts"]),
-                "first_pass_rate": _rate(out["first_pass_completions"], out["attempts"]),
-            },
-        )
+        def headline(day: pd.DataFrame) -> dict[str, object]:
+            return {
+                "attempts": int(day["attempts"].sum()),
+                "completion_rate": _rate(day["completions"], day["attempts"]),
+                "first_pass_rate": _rate(day["first_pass_completions"], day["attempts"]),
+            }
+
+        return _output(per_day(context, lambda day: task_completion_daily(task_attempts.day(day)), headline))
 
     @warehouse_asset("kpi_funnel_daily", workflow_owners, True, {"task_attempts": dg.AssetIn()})
     def kpi_funnel_daily(
@@ -333,19 +349,20 @@ def kpi_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> list[d
         telemetry_events: StagedDays,
         support_tickets: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
+        def headline(day: pd.DataFrame) -> dict[str, object]:
+            return {
+                "help_sessions": int(day["help_sessions"].sum()),
+                "deflection_rate": _rate(day["deflected"], day["help_sessions"]),
+            }
+
         out = per_day(
             context,
             lambda day: ticket_deflection_daily(
                 telemetry_events.relation(day, day), support_tickets, config, day
             ),
+            headline,
         )
-        return _output(
-            out,
-            {
-                "help_sessions": int(out["help_sessions"].sum()),
-                "deflection_rate": _rate(out["deflected"], out["help_sessions"]),
-            },
-        )
+        return _output(out)
 
     @warehouse_asset(
         "kpi_engagement_daily",
@@ -368,10 +385,10 @@ def kpi_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> list[d
             seen = warehouse.seen_before(active_on(window, day), day)
             return engagement_daily(window, first_seen_on(window, day, seen), day)
 
-        out = per_day(context, engagement_of)
-        if out.empty:
-            return _output(out)
-        return _output(out, out.iloc[-1][["dau", "wau", "mau", "new_users"]].astype(int).to_dict())
+        def headline(day: pd.DataFrame) -> dict[str, object]:
+            return day.iloc[-1][["dau", "wau", "mau", "new_users"]].astype(int).to_dict()
+
+        return _output(per_day(context, engagement_of, headline))
 
     @warehouse_asset(
         "kpi_feature_adoption_daily",
@@ -391,10 +408,7 @@ def kpi_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> list[d
             window = daily_activity.frame(day - dt.timedelta(days=TRAILING_DAYS - 1), day)
             return feature_adoption_daily(window, day).sort_values("users_28d", ascending=False)
 
-        out = per_day(context, adoption_of)
-        return _output(
-            out, {"features": len(out) if len(run_days(context)) == 1 else out["feature"].nunique()}
-        )
+        return _output(per_day(context, adoption_of, lambda day: {"features": len(day)}))
 
     @warehouse_asset(
         "kpi_roi_daily",
@@ -411,8 +425,9 @@ def kpi_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> list[d
         out = per_day(
             context,
             lambda day: roi_daily(on_date(completion, day), on_date(deflection, day), config),
+            lambda day: {"net_value": float(day["net_value"].sum())},
         )
-        return _output(out, {"net_value": float(out["net_value"].sum())})
+        return _output(out)
 
     @warehouse_asset("kpi_retention_weekly", engagement_owners, False, {"user_weeks": dg.AssetIn()})
     def kpi_retention_weekly(kpi_data: KpiData, user_weeks: pd.DataFrame) -> dg.Output[pd.DataFrame]:
