@@ -9,7 +9,7 @@ so the UI's asset pages always show the truth without a run. *Execute* on a chec
 from __future__ import annotations
 
 import graphlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import dagster as dg
 
@@ -60,7 +60,9 @@ def graph_nodes(assets: Sequence[dg.AssetsDefinition]) -> list[Node]:
     return [nodes[name] for name in order.static_order()]
 
 
-def _records(fetch, records_filter: dg.AssetRecordsFilter) -> Iterator:
+def _records(
+    fetch: Callable[..., dg.EventRecordsResult], records_filter: dg.AssetRecordsFilter
+) -> Iterator[dg.EventLogRecord]:
     """Every event record matching the filter, newest first, a page at a time."""
     cursor = None
     while True:
@@ -211,7 +213,7 @@ def inputs_current_definitions(assets: Sequence[dg.AssetsDefinition]) -> dict[st
     return {"asset_checks": [inputs_current], "sensors": [inputs_current_sensor]}
 
 
-def _newest(fetch, key: dg.AssetKey, after: int) -> int:
+def _newest(fetch: Callable[..., dg.EventRecordsResult], key: dg.AssetKey, after: int) -> int:
     """The storage id of the newest event of ``key`` after ``after`` (``after`` when none)."""
     records = fetch(dg.AssetRecordsFilter(asset_key=key, after_storage_id=after or None), limit=1).records
     return records[0].storage_id if records else after
