@@ -84,6 +84,22 @@ def test_settled_changes_act_once_per_state_and_wait_for_files_being_written() -
     assert ready == {"a": old.key}
 
 
+def test_a_file_rewritten_while_its_run_stages_it_triggers_again() -> None:
+    """The run requested for a file's first state reads it; the file changes before that run
+    commits, so the day is staged after the new modification time with the old content. The
+    change must still get its run: the cursor remembers the state it asked for."""
+    now = 100 * HOUR_NS
+    first, second = FileState(100, now - HOUR_NS), FileState(200, now - HOUR_NS // 2)
+    ready, cursor = settled_changes(FileCursor(), {"a": first}, now, settle_seconds=60)
+    assert ready == {"a": first.key}
+    staged_at = now - HOUR_NS // 4  # the run commits after the rewrite
+    ready, cursor = settled_changes(cursor, {"a": second}, now, 60, processed_ns={"a": staged_at})
+    assert ready == {"a": second.key}
+    # Its own run stages it later: the file leaves the cursor and nothing runs again.
+    ready, cursor = settled_changes(cursor, {"a": second}, now, 60, processed_ns={"a": now})
+    assert (ready, cursor.requested) == ({}, {})
+
+
 def test_scan_skips_files_still_being_written(tmp_path: Path) -> None:
     write(tmp_path, "raw/telemetry/date=2025-01-02/events.jsonl", "{}\n")
     write(tmp_path, "raw/telemetry/date=2025-01-02/events2.jsonl.part", "{")
@@ -197,7 +213,15 @@ def test_ticket_sensor_requests_the_export_refresh_with_the_affected_dates(tmp_p
     write(tmp_path, "raw/tickets/2025-01-06.csv", "ticket_id,created_at\n1,2025-01-02T10:00:00Z\n")
     first = tick("ticket_exports_sensor", tmp_path, instance, None)
     [request] = first.run_requests
-    assert request.asset_selection == [dg.AssetKey("support_tickets")]
+    # The export's staging op makes its quarantine too and cannot run half: the request selects
+    # both, and the run it asks for runs.
+    assert request.asset_selection == [dg.AssetKey("support_tickets"), dg.AssetKey("ticket_quarantine")]
+    exports = build_definitions(settings_for(tmp_path)).resolve_job_def("exports_job")
+    launched = exports.execute_in_process(asset_selection=request.asset_selection, instance=instance)
+    assert {e.asset_key.to_user_string() for e in launched.get_asset_materialization_events()} == {
+        "support_tickets",
+        "ticket_quarantine",
+    }
     assert (
         request.tags["kpi_pipeline/affected_from"] == request.tags["kpi_pipeline/affected_to"] == "2025-01-02"
     )

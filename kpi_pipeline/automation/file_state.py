@@ -106,21 +106,27 @@ def settled_changes(
 ) -> tuple[dict[str, str], FileCursor]:
     """(files whose new state is settled → state key, the cursor to store).
 
-    A file needs a run when its data was not staged after its last change (``processed_ns``: path →
-    when its partition or export was last staged) and no run was requested for its current state.
-    Its state is settled when it equals the state seen on the previous tick, or when the file has not
-    been modified for ``settle_seconds``. A deleted file is forgotten, so putting it back triggers
-    again; a staged one leaves the cursor, which so holds only what is in flight.
+    A file needs a run when a run was requested for an earlier state of it (it changed since,
+    even while that run was staging it), or when the cursor does not know it and its data was not
+    staged after its last change (``processed_ns``: path → when its partition or export was last
+    staged). Its state is settled when it equals the state seen on the previous tick, or when the
+    file has not been modified for ``settle_seconds``. A file requested in its current state leaves
+    the cursor once its data is staged after that change, so the cursor holds only what is in
+    flight. A deleted file is forgotten: put back, it triggers again unless its data was staged
+    after its modification time (a restore that keeps an old time needs a ``touch``).
     """
     processed = processed_ns or {}
     ready: dict[str, str] = {}
     pending: dict[str, str] = {}
     requested: dict[str, str] = {}
     for path, state in current.items():
-        if processed.get(path, -1) >= state.mtime_ns:
+        staged_since = processed.get(path, -1) >= state.mtime_ns
+        asked = cursor.requested.get(path)
+        if asked == state.key:
+            if not staged_since:
+                requested[path] = state.key
             continue
-        if cursor.requested.get(path) == state.key:
-            requested[path] = state.key
+        if asked is None and staged_since:
             continue
         quiet = (now_ns - state.mtime_ns) / 1e9 >= settle_seconds
         if cursor.pending.get(path) == state.key or quiet:

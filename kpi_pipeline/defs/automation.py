@@ -45,6 +45,7 @@ from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.outdated import without_inputs_current
 from kpi_pipeline.defs.partitions import run_days
 from kpi_pipeline.defs.resources import KpiData
+from kpi_pipeline.defs.staging import QUARANTINE_OF
 from kpi_pipeline.sources.files import export_files
 from kpi_pipeline.windows import attempt_readers, trailing_readers
 
@@ -244,7 +245,8 @@ def _export_sensor(name: str, source: str, asset: str, config: KpiConfig) -> dg.
                 tags |= {AFFECTED_FROM: dates[0].isoformat(), AFFECTED_TO: dates[1].isoformat()}
         request = dg.RunRequest(
             run_key=f"{source}:{state_hash((p, s.key) for p, s in current.items())}",
-            asset_selection=[dg.AssetKey(asset)],
+            # The staging op makes the export's quarantine asset too: a run selects both.
+            asset_selection=[dg.AssetKey(asset), dg.AssetKey(QUARANTINE_OF[asset])],
             tags=tags,
         )
         return dg.SensorResult(run_requests=[request], cursor=cursor.to_json())
