@@ -96,6 +96,12 @@ def partition_path(base_dir: Path, asset_path: Sequence[str], partition: str | N
     return folder / f"date={partition}" / FILE_NAME if partition else folder / FILE_NAME
 
 
+def stored_partitions(base_dir: Path, asset_path: Sequence[str]) -> list[str]:
+    """The partitions of an asset that have a stored file, sorted."""
+    folder = base_dir.joinpath(*asset_path)
+    return sorted(p.parent.name.removeprefix("date=") for p in folder.glob(f"date=*/{FILE_NAME}"))
+
+
 def file_token(path: Path) -> str | None:
     """The commit token recorded in a stored file's Parquet metadata (None for older files)."""
     metadata = pq.read_schema(path).metadata or {}

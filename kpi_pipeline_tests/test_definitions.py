@@ -43,7 +43,9 @@ def test_partitions_start_at_the_settings_start_date(tmp_path: Path) -> None:
         )  # raw_telemetry_files, telemetry_events, its quarantine, 11 daily tables
 
 
-def test_partitions_start_at_kpi_start_date_else_kpi_yaml_else_the_first_raw_day(tmp_path: Path) -> None:
+def test_partitions_start_at_kpi_start_date_else_kpi_yaml_else_the_first_day_with_data(
+    tmp_path: Path,
+) -> None:
     no_env = dataclasses.replace(settings_for(tmp_path), start_date=None)
     assert first_partition_day(no_env, KpiConfig()) == CONTRACT_START_DATE == dt.date(2025, 1, 1)
     for day in ("2026-11-09", "2026-11-10", "not-a-date"):
@@ -55,6 +57,11 @@ def test_partitions_start_at_kpi_start_date_else_kpi_yaml_else_the_first_raw_day
     assert first_partition_day(from_env, configured) == dt.date(2026, 11, 10)
     keys = partitions_of(build_definitions(no_env)).get_partition_keys()
     assert keys[0] == "2026-11-09"
+    # Raw retention deleted older folders whose days are staged: those days stay partitions.
+    staged = tmp_path / "staging" / "telemetry_events" / "date=2026-10-20"
+    staged.mkdir(parents=True)
+    (staged / "data.parquet").write_bytes(b"")
+    assert first_partition_day(no_env, KpiConfig()) == dt.date(2026, 10, 20)
 
 
 def test_sample_data_ends_yesterday_unless_a_start_is_given(tmp_path: Path, monkeypatch) -> None:

@@ -9,6 +9,7 @@ import dagster as dg
 
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.ingest.discovery import raw_telemetry_days
+from kpi_pipeline.partition_store import stored_partitions
 from kpi_pipeline.settings import Settings
 from kpi_pipeline.windows import days_between
 
@@ -20,7 +21,8 @@ CONTRACT_START_DATE = dt.date(2025, 1, 1)
 
 def first_partition_day(settings: Settings, config: KpiConfig) -> dt.date:
     """Where the daily partitions start: ``KPI_START_DATE``, else kpi.yaml ``start_date``, else the
-    first ``raw/telemetry/date=…/`` folder, else the contract's 2025-01-01.
+    first day with data — a ``raw/telemetry/date=…/`` folder or a staged day (raw retention may
+    delete old folders; their staged days stay partitions) — else the contract's 2025-01-01.
 
     Following the data keeps the partition list honest (no months of empty days before the first
     export). A day folder added before the start needs a code-location reload to become a partition.
@@ -29,8 +31,9 @@ def first_partition_day(settings: Settings, config: KpiConfig) -> dt.date:
         return settings.start_date
     if config.start_date is not None:
         return config.start_date
-    found = raw_telemetry_days(settings.data_dir)
-    return found[0] if found else CONTRACT_START_DATE
+    staged = stored_partitions(settings.staging_dir, TELEMETRY_KEY.path)
+    days = [*raw_telemetry_days(settings.data_dir)[:1], *(dt.date.fromisoformat(d) for d in staged[:1])]
+    return min(days) if days else CONTRACT_START_DATE
 
 
 def day_partitions(start: dt.date) -> dg.DailyPartitionsDefinition:
