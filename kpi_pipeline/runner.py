@@ -13,6 +13,7 @@ Dagster instance (``$DAGSTER_HOME`` when set), so the UI shows them.
 from __future__ import annotations
 
 import datetime as dt
+import graphlib
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -219,20 +220,15 @@ def _graph(defs: dg.Definitions) -> dict[str, tuple[bool, set[str]]]:
 
 
 def _topological(graph: dict[str, tuple[bool, set[str]]], names: set[str]) -> list[str]:
+    """``names`` in dependency order (``graphlib``), each batch of independent assets by name."""
+    # A day that waits for its own previous day (task_starts, user_days) is no dependency here.
+    sorter = graphlib.TopologicalSorter({name: (graph[name][1] & names) - {name} for name in names})
+    sorter.prepare()
     order: list[str] = []
-    seen: set[str] = set()
-
-    def visit(name: str) -> None:
-        if name in seen:
-            return
-        seen.add(name)
-        for dep in sorted(graph[name][1]):
-            if dep in names:
-                visit(dep)
-        order.append(name)
-
-    for name in sorted(names):
-        visit(name)
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
+        order += ready
+        sorter.done(*ready)
     return order
 
 
