@@ -12,7 +12,7 @@ from kpi_pipeline.automation.file_state import frame_version
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.checks import check_result, merge_checks
 from kpi_pipeline.defs.metadata import counts_markdown, owner, root_path, table_metadata
-from kpi_pipeline.defs.partitions import range_policy, run_days
+from kpi_pipeline.defs.partitions import TELEMETRY_KEY, range_policy, run_days
 from kpi_pipeline.defs.resources import IO_RETRY, KpiData, PendingDays, WarehouseResource
 from kpi_pipeline.ingest.incidents import stage_incidents
 from kpi_pipeline.ingest.raw_files import UnreadableFileError
@@ -36,16 +36,10 @@ from kpi_pipeline.quality.rules import (
 from kpi_pipeline.tables import TELEMETRY_EVENTS, empty_frame, table
 
 STAGING_GROUP = "staging"
-TELEMETRY_KEY = dg.AssetKey("telemetry_events")
-QUARANTINE_NAME = {
-    "telemetry": "telemetry_quarantine",
-    "tickets": "ticket_quarantine",
-    "incidents": "incident_quarantine",
-}
 QUARANTINE_OF = {
-    "telemetry_events": QUARANTINE_NAME["telemetry"],
-    "support_tickets": QUARANTINE_NAME["tickets"],
-    "incidents": QUARANTINE_NAME["incidents"],
+    "telemetry_events": "telemetry_quarantine",
+    "support_tickets": "ticket_quarantine",
+    "incidents": "incident_quarantine",
 }
 """Each staging asset's quarantine asset: the rows of its raw files it did not stage. One op makes
 both, and the staging asset's IO manager commits them in one transaction with the staged data, so
@@ -374,7 +368,7 @@ def _check_specs(asset: str, partition: bool) -> list[dg.AssetCheckSpec]:
 
 
 LOCATED = "rows_located"
-QUARANTINE_KEY = dg.AssetKey(QUARANTINE_NAME["telemetry"])
+QUARANTINE_KEY = dg.AssetKey(QUARANTINE_OF[TELEMETRY_KEY.to_user_string()])
 
 
 def on_asset(key: dg.AssetKey, checks: list[dg.AssetCheckResult]) -> list[dg.AssetCheckResult]:
@@ -393,11 +387,11 @@ def on_asset(key: dg.AssetKey, checks: list[dg.AssetCheckResult]) -> list[dg.Ass
     ]
 
 
-def quarantine_out(source: str, owners: list[str]) -> dict[str, dg.AssetOut]:
-    """The quarantine asset of ``source``'s staging op: no value of its own (its rows are committed
-    with the staged data by the staging asset's IO manager), so no IO manager."""
+def quarantine_out(staged: str, source: str, owners: list[str]) -> dict[str, dg.AssetOut]:
+    """The quarantine asset of the staging asset ``staged`` (of ``source``): no value of its own (its
+    rows are committed with the staged data by the staging asset's IO manager), so no IO manager."""
     return {
-        f"{QUARANTINE_NAME[source]}": dg.AssetOut(
+        QUARANTINE_OF[staged]: dg.AssetOut(
             dagster_type=dg.Nothing,
             owners=owners,
             kinds={"sql"},
@@ -421,10 +415,10 @@ def quarantine_metadata(quarantine: pd.DataFrame) -> dict[str, object]:
     }
 
 
-def _located_spec(source: str) -> dg.AssetCheckSpec:
+def _located_spec(staged: str) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(
         LOCATED,
-        asset=QUARANTINE_NAME[source],
+        asset=QUARANTINE_OF[staged],
         description="Every quarantine row names its file, its line and a contract reason (missing_field "
         "and bad_value with the field), so it can be found and fixed.",
     )
@@ -454,9 +448,9 @@ def staging_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> li
                 ),
                 metadata=table_metadata(TELEMETRY_EVENTS, "telemetry", warehouse_table=False),
             ),
-            **quarantine_out("telemetry", owners),
+            **quarantine_out("telemetry_events", "telemetry", owners),
         },
-        check_specs=[*_check_specs("telemetry_events", partition=True), _located_spec("telemetry")],
+        check_specs=[*_check_specs("telemetry_events", partition=True), _located_spec("telemetry_events")],
         partitions_def=partitions,
         backfill_policy=range_policy,
         retry_policy=IO_RETRY,
@@ -524,13 +518,13 @@ def staging_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> li
                     description=(
                         f"{what} from every export under raw/{source}/ (or its source mapping's path), "
                         "merged: the latest version wins (ties: the file whose path sorts last). Rejected "
-                        f"rows go to `{QUARANTINE_NAME[source]}`. Stored as warehouse table `{table_name}`."
+                        f"rows go to `{QUARANTINE_OF[name]}`. Stored as warehouse table `{table_name}`."
                     ),
                     metadata=table_metadata(spec, source),
                 ),
-                **quarantine_out(source, owners),
+                **quarantine_out(name, source, owners),
             },
-            check_specs=[*_check_specs(name, partition=False), _located_spec(source)],
+            check_specs=[*_check_specs(name, partition=False), _located_spec(name)],
             retry_policy=IO_RETRY,
             group_name=STAGING_GROUP,
         )
@@ -557,10 +551,10 @@ def staging_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> li
             version = dg.DataVersion(frame_version(staged.records, staged.quarantine))
             yield dg.Output(batch, name, metadata=report_metadata(report), data_version=version)
             kpi_data.store.clear_rejected([name], None)
-            yield dg.Output(None, QUARANTINE_NAME[source], metadata=quarantine_metadata(staged.quarantine))
+            yield dg.Output(None, QUARANTINE_OF[name], metadata=quarantine_metadata(staged.quarantine))
             yield from on_asset(dg.AssetKey(name), checks)
-            located = check_result(quarantine_located(QUARANTINE_NAME[source], staged.quarantine), LOCATED)
-            yield from on_asset(dg.AssetKey(QUARANTINE_NAME[source]), [located])
+            located = check_result(quarantine_located(QUARANTINE_OF[name], staged.quarantine), LOCATED)
+            yield from on_asset(dg.AssetKey(QUARANTINE_OF[name]), [located])
 
         return _asset
 
