@@ -24,7 +24,6 @@ from ui_backfill import BIN, GraphQL, free_port, start_dagster, stop_dagster, wa
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DAYS = 6
-CHECK = "inputs_current"
 
 
 def _browser_or_skip() -> None:
@@ -75,8 +74,19 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path, li
         stop_dagster(process)
 
 
-def page_text(page, url: str, expected: str, timeout: float = 120) -> str:  # noqa: ANN001
-    """The text of an asset's checks tab with ``inputs_current`` selected, once it shows ``expected``
+@pytest.fixture
+def page(ui: tuple[int, Path, list[str]]) -> Iterator[object]:
+    """A page of Debian's headless Chromium, driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser.new_page(viewport={"width": 1500, "height": 1000})
+        browser.close()
+
+
+def check_text(page, url: str, check: str, expected: str, timeout: float = 120) -> str:  # noqa: ANN001
+    """The text of an asset's checks tab with ``check`` selected, once it shows ``expected``
     (reloading while the daemon's sensor catches up)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -85,7 +95,7 @@ def page_text(page, url: str, expected: str, timeout: float = 120) -> str:  # no
         skip = page.get_by_role("button", name="Skip")  # Dagster's first-visit newsletter dialog
         if skip.count():
             skip.first.click()
-        page.get_by_text(CHECK, exact=True).first.click()  # the checks tab opens on the first by name
+        page.get_by_text(check, exact=True).first.click()  # the checks tab opens on the first by name
         try:
             page.get_by_text(expected).first.wait_for(timeout=10_000)
             return page.inner_text("body")
@@ -97,57 +107,49 @@ def page_text(page, url: str, expected: str, timeout: float = 120) -> str:  # no
 
 
 def test_the_checks_tab_lists_every_partition_and_table_a_restaged_day_outdates(
-    ui: tuple[int, Path, list[str]],
+    ui: tuple[int, Path, list[str]], page: object
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     port, data, days = ui
     base = f"http://127.0.0.1:{port}"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        completion = page_text(
-            page, f"{base}/assets/kpi_task_completion_daily?view=checks", "need recomputing"
-        )
-        # task_attempts of D reads telemetry D−1 … D+1: the 2nd to the 4th day.
-        listed = "3 partition(s) need recomputing, their inputs changed after they were built (task_attempts)"
-        assert f"{listed}: {days[1]} … {days[3]}" in completion
-        assert "inputs_current" in completion and "Failed" in completion
-        shots = data / "reports"
-        shots.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(shots / "ui_inputs_current.png"), full_page=True)
-        scorecard = page_text(page, f"{base}/assets/kpi_scorecard?view=checks", "needs recomputing")
-        assert (
-            "needs recomputing: kpi_roi_daily, kpi_task_completion_daily, kpi_ticket_deflection_daily"
-            in scorecard
-        )
-        staged = page_text(page, f"{base}/assets/telemetry_events?view=checks", "built after every input")
-        assert f"all {DAYS} built partition(s) built after every input they read" in staged
-        browser.close()
+    completion = check_text(
+        page, f"{base}/assets/kpi_task_completion_daily?view=checks", "inputs_current", "need recomputing"
+    )
+    # task_attempts of D reads telemetry D−1 … D+1: the 2nd to the 4th day.
+    listed = "3 partition(s) need recomputing, their inputs changed after they were built (task_attempts)"
+    assert f"{listed}: {days[1]} … {days[3]}" in completion
+    assert "inputs_current" in completion and "Failed" in completion
+    shots = data / "reports"
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "ui_inputs_current.png"), full_page=True)
+    scorecard = check_text(
+        page, f"{base}/assets/kpi_scorecard?view=checks", "inputs_current", "needs recomputing"
+    )
+    assert (
+        "needs recomputing: kpi_roi_daily, kpi_task_completion_daily, kpi_ticket_deflection_daily"
+        in scorecard
+    )
+    staged = check_text(
+        page, f"{base}/assets/telemetry_events?view=checks", "inputs_current", "built after every input"
+    )
+    assert f"all {DAYS} built partition(s) built after every input they read" in staged
 
 
 def test_the_quarantine_is_an_asset_with_its_lineage_and_its_own_check(
-    ui: tuple[int, Path, list[str]],
+    ui: tuple[int, Path, list[str]], page: object
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
-    port, data, days = ui
+    port, data, _ = ui
     base = f"http://127.0.0.1:{port}"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        page.goto(f"{base}/assets/telemetry_quarantine?view=checks")
-        page.wait_for_load_state("networkidle")
-        skip = page.get_by_role("button", name="Skip")
-        if skip.count():
-            skip.first.click()
-        page.get_by_text("rows_located", exact=True).first.click()
-        page.get_by_text("name their file, line and a contract reason").first.wait_for(timeout=30_000)
-        checks = page.inner_text("body")
-        assert "Succeeded" in checks and "This is a non-blocking asset check." in checks
-        page.goto(f"{base}/assets/telemetry_quarantine?view=lineage")
-        page.get_by_text("raw_telemetry_files").first.wait_for(timeout=30_000)
-        lineage = page.inner_text("body")
-        assert "raw_telemetry_files" in lineage and "telemetry_quarantine" in lineage
-        page.screenshot(path=str(data / "reports" / "ui_quarantine_lineage.png"), full_page=True)
-        browser.close()
+    checks = check_text(
+        page,
+        f"{base}/assets/telemetry_quarantine?view=checks",
+        "rows_located",
+        "name their file, line and a contract reason",
+        timeout=30,
+    )
+    assert "Succeeded" in checks and "This is a non-blocking asset check." in checks
+    page.goto(f"{base}/assets/telemetry_quarantine?view=lineage")
+    page.get_by_text("raw_telemetry_files").first.wait_for(timeout=30_000)
+    lineage = page.inner_text("body")
+    assert "raw_telemetry_files" in lineage and "telemetry_quarantine" in lineage
+    (data / "reports").mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(data / "reports" / "ui_quarantine_lineage.png"), full_page=True)
