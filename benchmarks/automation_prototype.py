@@ -149,7 +149,8 @@ def main() -> None:
 
         run = dg.DagsterRun(job_name="daily_kpi_job", tags={"dagster/partition": day})
         config = load_config(settings.config_path)
-        followup = [r.partition_key for r in followup_requests(run, [d.isoformat() for d in days], config)]
+        staged = [d.isoformat() for d in days]
+        followup = [r.partition_key for r in followup_requests(run, staged, config, nodes)]
         followup_days = day_ranges([p for p in followup if p])
         print(f"{'asset':<30} {'needed (inputs_current)':<34} {'rebuilt by automation':<34}")
         for node in nodes:

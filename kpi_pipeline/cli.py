@@ -29,8 +29,8 @@ from kpi_pipeline.runner import (
     not_recomputed,
     partition_days,
     plan,
-    range_readers,
     ranged,
+    reads_ahead,
     staged_days,
     without_sources,
 )
@@ -171,7 +171,7 @@ def materialize_range(
     staged = staged_days(
         defs, instance, KpiData(data_dir=str(settings.data_dir), warehouse_url=settings.warehouse_url)
     )
-    steps = ranged(plan(defs, days, select, skip, range_readers(days, config, staged)))
+    steps = ranged(plan(defs, days, select, skip, staged))
     where = f"{len(days)} day(s) {start} … {end}" if days else "no daily partitions"
     print(f"materializing {where} in {len(steps)} runs into {shown_url(settings.warehouse_url)}")
     outside = [day for s in steps if s.extra for day in s.days]
@@ -184,7 +184,7 @@ def materialize_range(
         print(line)
     rules = {name: read_rule(source, config) for name, source in STAGING_SOURCES.items()}
     progress = functools.partial(_print_step, rules=rules)
-    results = execute(defs, steps, instance, progress=progress, lookback_days=config.completion_days())
+    results = execute(defs, steps, instance, progress=progress, lookback_days=reads_ahead(defs))
     failed = [r for r in results if not (r.success or r.split)]
     skipped = sum(r.skipped for r in results)
     split = sum(r.split for r in results)

@@ -8,7 +8,7 @@ from kpi_pipeline.config import KpiConfig, load_config
 from kpi_pipeline.defs.automation import EXECUTOR, automation_definitions, raw_telemetry_asset
 from kpi_pipeline.defs.checks import asset_checks
 from kpi_pipeline.defs.kpis import kpi_assets
-from kpi_pipeline.defs.outdated import inputs_current_definitions
+from kpi_pipeline.defs.outdated import graph_nodes, inputs_current_definitions
 from kpi_pipeline.defs.partitions import day_partitions, first_partition_day
 from kpi_pipeline.defs.resources import KpiData, ParquetIOManager, WarehouseIOManager, WarehouseResource
 from kpi_pipeline.defs.staging import staging_assets
@@ -36,8 +36,9 @@ def build_definitions(settings: Settings, config: KpiConfig | None = None) -> dg
     data_dir = _shown(settings, "KPI_DATA_DIR", str(settings.data_dir))
     url = _shown(settings, "KPI_WAREHOUSE_URL", settings.warehouse_url)
     assets = [*staging_assets(config, partitions), *kpi_assets(config, partitions)]
-    automation = automation_definitions(config, partitions)
-    current = inputs_current_definitions(assets)
+    nodes = graph_nodes(assets)  # what each asset reads, from its partition mappings
+    automation = automation_definitions(config, partitions, nodes)
+    current = inputs_current_definitions(nodes)
     return dg.Definitions(
         assets=[raw_telemetry_asset(config, partitions), *assets],
         asset_checks=[*asset_checks(config), *current["asset_checks"]],

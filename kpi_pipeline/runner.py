@@ -4,10 +4,11 @@ Plan: (1) root assets — every telemetry partition of the range, then the
 unpartitioned exports; (2) for each day in order, one run with every
 partitioned asset downstream of the roots (a day may read the next day's
 telemetry, staged in step 1, and earlier days' rollups, written by earlier
-runs) — plus, on staged days outside the range, the KPI assets that read a
-re-staged day (:func:`range_readers`), so consecutive ranges equal one run over
-all of them; (3) one run with the unpartitioned KPIs. Runs are recorded in the
-Dagster instance (``$DAGSTER_HOME`` when set), so the UI shows them.
+runs) — plus, on staged days outside the range, the KPI assets whose partitions
+read what the range changes, as the asset graph's partition mappings say
+(:func:`_day_steps`), so consecutive ranges equal one run over all of them;
+(3) one run with the unpartitioned KPIs. Runs are recorded in the Dagster
+instance (``$DAGSTER_HOME`` when set), so the UI shows them.
 """
 
 from __future__ import annotations
@@ -21,25 +22,24 @@ from dataclasses import dataclass, field, replace
 
 import dagster as dg
 
-from kpi_pipeline.config import KpiConfig
+from kpi_pipeline.automation.outdated import UNPARTITIONED, reached
 from kpi_pipeline.defs.metadata import NEEDS
-from kpi_pipeline.defs.outdated import without_inputs_current
+from kpi_pipeline.defs.outdated import nodes_of, without_inputs_current
 from kpi_pipeline.defs.partitions import MAX_DAYS_PER_RUN, partitions_of
 from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.defs.staging import QUARANTINE_OF, RECONCILIATION_COUNTS
 from kpi_pipeline.run_history import ASSETS_TAG, process_tags
-from kpi_pipeline.windows import attempt_readers, days_between, trailing_readers
+from kpi_pipeline.windows import days_between
 
 TELEMETRY = "telemetry_events"
-ACTIVITY = "daily_activity"
-ATTEMPTS = "task_attempts"  # and its daily descendants: they read telemetry D-1 … D+n
-# Assets whose 7/28-day windows read daily_activity (user_weeks through its week of user_days).
-TRAILING = ("user_weeks", "kpi_engagement_daily", "kpi_feature_adoption_daily")
 # Daily assets that also read every earlier day through a lookup no range bounds: name → (the asset
 # that makes the lookup exist, why a later day that is not recomputed may still show the old range).
 HISTORY_READERS = {
     "kpi_engagement_daily": ("kpi_engagement_daily", "their new_users count users first seen in all history"),
-    ATTEMPTS: ("task_starts", "their attempts look up in task_starts which task_ids started on earlier days"),
+    "task_attempts": (
+        "task_starts",
+        "their attempts look up in task_starts which task_ids started on earlier days",
+    ),
 }
 CLI_JOB = "kpi_pipeline_cli"
 # Dagster's system tags of a ranged run (what a backfill with a BackfillPolicy sets).
@@ -139,70 +139,36 @@ def console_without_errors(init_context: dg.InitLoggerContext) -> logging.Logger
     return logger
 
 
-@dataclass(frozen=True)
-class Readers:
-    """Staged days outside a range whose daily KPIs read a day the range re-stages, each with the
-    re-staged days it reads: through its attempts, or through its 7/28-day windows."""
-
-    attempts: Mapping[dt.date, list[dt.date]]
-    trailing: Mapping[dt.date, list[dt.date]]
-
-
-def range_readers(days: Collection[dt.date], config: KpiConfig, staged: Collection[dt.date]) -> Readers:
-    """The staged days (outside ``days``) whose attempts or trailing windows read a day of ``days``."""
-    restaged = set(days)
-    others = set(staged) - restaged
-
-    def readers(window: Callable[[dt.date], tuple[dt.date, dt.date]]) -> dict[dt.date, list[dt.date]]:
-        out: dict[dt.date, list[dt.date]] = {}
-        for day in sorted(restaged):
-            for reader in days_between(*window(day)):
-                if reader in others:
-                    out.setdefault(reader, []).append(day)
-        return dict(sorted(out.items()))
-
-    return Readers(readers(lambda day: attempt_readers(day, config)), readers(trailing_readers))
-
-
 def _span(days: Sequence[dt.date]) -> str:
     return f"{days[0]}" if len(days) == 1 else f"{days[0]} … {days[-1]}"
 
 
-def _downstream(graph: dict[str, tuple[bool, set[str]]], name: str) -> set[str]:
-    """``name`` and every asset that reads it, directly or not."""
-    out = {name} if name in graph else set()
-    grown = True
-    while grown:
-        more = {n for n, (_, parents) in graph.items() if parents & out} - out
-        out |= more
-        grown = bool(more)
-    return out
-
-
 def _day_steps(
-    graph: dict[str, tuple[bool, set[str]]],
+    defs: dg.Definitions,
     names: set[str],
     partitioned: tuple[str, ...],
     days: Sequence[dt.date],
-    readers: Readers,
+    staged: Collection[dt.date],
 ) -> list[Step]:
-    """One step per requested day with every partitioned asset, and one per reader day with the
-    assets that read what this plan re-stages (telemetry, the activity rollup), in date order."""
-    chain = _downstream(graph, ATTEMPTS) if TELEMETRY in names else set()
-    trailing = set(TRAILING) if ACTIVITY in names else set()
-    by_day = {day: Step(partitioned, day.isoformat()) for day in days}
-    for day in sorted(set(readers.attempts) | set(readers.trailing)):
-        via_attempts = tuple(n for n in partitioned if n in chain) if day in readers.attempts else ()
-        via_windows = tuple(n for n in partitioned if n in trailing) if day in readers.trailing else ()
-        why = []
-        if via_attempts:
-            why.append(f"its attempts read re-staged {_span(readers.attempts[day])}")
-        if via_windows:
-            why.append(f"its 7/28-day windows include re-staged {_span(readers.trailing[day])}")
-        assets = tuple(n for n in partitioned if n in via_attempts or n in via_windows)
-        if assets and day not in by_day:
-            by_day[day] = Step(assets, day.isoformat(), "extra day: " + "; ".join(why))
-    return [by_day[day] for day in sorted(by_day)]
+    """One step per requested day with every partitioned asset, and one per staged day outside
+    them with the assets whose partitions read what the range changes (:func:`reached` over the
+    graph's partition mappings: attempts reading re-staged telemetry, 7/28-day windows reading the
+    re-computed activity rollup), in date order."""
+    nodes = nodes_of(defs)
+    keys = [d.isoformat() for d in days]
+    present = {n.name: [d.isoformat() for d in staged] if n.partitioned else [UNPARTITIONED] for n in nodes}
+    changed = {n.name: keys for n in nodes if n.partitioned and n.name in names}
+    found = reached(nodes, present, changed)
+    extra: dict[str, dict[str, str]] = {}
+    for name in partitioned:
+        for key, why in found.get(name, {}).items():
+            extra.setdefault(key, {})[name] = why
+    by_day = {key: Step(partitioned, key) for key in keys}
+    for key, reasons in extra.items():
+        assets = tuple(n for n in partitioned if n in reasons)
+        inputs = sorted({i for why in reasons.values() for i in why.split(", ")} - set(assets))
+        by_day[key] = Step(assets, key, f"extra day: reads the range's {', '.join(inputs)}")
+    return [by_day[key] for key in sorted(by_day)]
 
 
 def _graph(defs: dg.Definitions) -> dict[str, tuple[bool, set[str]]]:
@@ -255,12 +221,12 @@ def plan(
     days: Sequence[dt.date],
     select: Sequence[str] | None = None,
     skip: Collection[str] = (),
-    readers: Readers | None = None,
+    staged: Collection[dt.date] = (),
 ) -> list[Step]:
     """The ordered runs that materialize ``select`` (default: every asset but ``skip``) for ``days``.
 
-    With ``readers`` (:func:`range_readers` of the staged days), the daily KPI assets that read a
-    re-staged day are recomputed on those days too, each in its date's place among the range's days.
+    On the ``staged`` days (:func:`staged_days`) outside ``days``, the daily assets whose partitions
+    read what the range changes are recomputed too, each in its date's place among the range's days.
     """
     graph = _graph(defs)
     unknown = sorted(set(select or ()) - set(graph))
@@ -285,7 +251,7 @@ def plan(
         if late:
             raise UsageError(f"{name} is partitioned but reads unpartitioned KPI asset(s) {sorted(late)}")
     if partitioned:
-        steps += _day_steps(graph, names, partitioned, days, readers or Readers({}, {}))
+        steps += _day_steps(defs, names, partitioned, days, staged)
     if unpartitioned:
         steps.append(Step(unpartitioned, None))
     return steps
@@ -503,6 +469,14 @@ def _run(
     )
 
 
+def reads_ahead(defs: dg.Definitions) -> int:
+    """The most days after its own that a daily partition reads, from the partition mappings (the
+    attempts of D read telemetry up to D+n for an n-day completion window): how many days before a
+    failed day wait with it in :func:`execute`."""
+    ahead = [r.days[1] for n in nodes_of(defs) for r in n.reads if r.days and r.upstream != n.name]
+    return max([0, *ahead])
+
+
 def execute(
     defs: dg.Definitions,
     steps: Sequence[Step],
@@ -514,7 +488,8 @@ def execute(
 
     When a root asset's partition fails (an unreadable file, or a blocking check such as
     the quarantine rate), the later runs of that partition's KPIs are skipped — and those
-    of the ``lookback_days`` days before it, whose attempts read its telemetry — so the
+    of the ``lookback_days`` days before it (:func:`reads_ahead`), whose attempts read its
+    telemetry — so the
     previous KPI rows of those days stay as they were. When a daily KPI table breaks its
     own invariants (a blocking check on a KPI asset), the unpartitioned KPIs that read
     every day (the scorecard among them) are skipped too. A ranged run (:func:`ranged`) that

@@ -1,7 +1,9 @@
-"""Day-window arithmetic shared by the KPI assets, the follow-up sensor and range runs.
+"""Day-window arithmetic: which days a daily KPI partition reads, decided here once.
 
-Which days a daily KPI partition reads, and so which KPI partitions a re-staged
-telemetry day changes, is decided here once.
+The KPI assets turn these windows into their partition mappings; everything else
+(the CLI's ranges, the follow-up sensor, the ``inputs_current`` checks) derives
+which partitions read a changed day from those mappings
+(``kpi_pipeline.automation.outdated.reached``), never from these numbers again.
 """
 
 from __future__ import annotations
@@ -18,17 +20,6 @@ def attempt_offsets(config: KpiConfig) -> tuple[int, int]:
     """Telemetry days D+start … D+end that the attempts of day D read: the day before (so an
     attempt started on D−1 is not counted again on D) up to the last day its window reaches."""
     return -1, config.completion_days()
-
-
-def attempt_readers(day: dt.date, config: KpiConfig) -> tuple[dt.date, dt.date]:
-    """First and last KPI day whose attempts read telemetry of ``day`` (both included)."""
-    start, end = attempt_offsets(config)
-    return day - dt.timedelta(days=end), day - dt.timedelta(days=start)
-
-
-def trailing_readers(day: dt.date) -> tuple[dt.date, dt.date]:
-    """First and last KPI day whose trailing (7- and 28-day) windows contain ``day``."""
-    return day, day + dt.timedelta(days=TRAILING_DAYS - 1)
 
 
 def days_between(first: dt.date, last: dt.date) -> list[dt.date]:

@@ -17,7 +17,8 @@ from kpi_pipeline.automation.file_state import (
     settled_changes,
     telemetry_data_versions,
 )
-from kpi_pipeline.config import parse_config
+from kpi_pipeline.automation.outdated import Node
+from kpi_pipeline.config import KpiConfig, parse_config
 from kpi_pipeline.definitions import build_definitions
 from kpi_pipeline.defs.automation import (
     daily_kpi_job,
@@ -25,6 +26,7 @@ from kpi_pipeline.defs.automation import (
     followup_requests,
     kpi_day_job,
 )
+from kpi_pipeline.defs.outdated import nodes_of
 from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.runner import execute, plan, ranged
 from kpi_pipeline.sample_data import generate_dataset
@@ -293,21 +295,27 @@ def test_followup_after_a_daily_run_recomputes_the_days_that_read_it(pipeline_ru
     assert requests[0].run_key == f"followup:{result.run_id}:2025-01-04"
 
 
-def test_followup_of_yesterday_recomputes_only_the_day_before() -> None:
+def nodes_for(root: Path, config: KpiConfig) -> list[Node]:
+    """The asset graph's reads (partition mappings) with the windows of ``config``."""
+    return nodes_of(build_definitions(settings_for(root), config))
+
+
+def test_followup_of_yesterday_recomputes_only_the_day_before(tmp_path: Path) -> None:
     run = dg.DagsterRun(job_name=daily_kpi_job.name, run_id="r0", tags={"dagster/partition": "2025-01-10"})
     staged = [f"2025-01-{d:02d}" for d in range(1, 11)]
-    requests = followup_requests(run, staged, parse_config({}))
+    config = parse_config({})
+    requests = followup_requests(run, staged, config, nodes_for(tmp_path, config))
     assert [r.partition_key for r in requests] == ["2025-01-09", None]
     # A 36 h completion window: attempts of the two days before read the 10th.
     wide = parse_config({"windows": {"completion": 36}})
-    assert [r.partition_key for r in followup_requests(run, staged, wide)] == [
+    assert [r.partition_key for r in followup_requests(run, staged, wide, nodes_for(tmp_path, wide))] == [
         "2025-01-08",
         "2025-01-09",
         None,
     ]
 
 
-def test_followup_after_a_ticket_export_recomputes_the_days_that_read_those_tickets() -> None:
+def test_followup_after_a_ticket_export_recomputes_the_days_that_read_those_tickets(tmp_path: Path) -> None:
     run = dg.DagsterRun(
         job_name=exports_job.name,
         run_id="r1",
@@ -318,14 +326,15 @@ def test_followup_after_a_ticket_export_recomputes_the_days_that_read_those_tick
         },
     )
     staged = [f"2025-01-{d:02d}" for d in range(1, 11)]
+    nodes = nodes_for(tmp_path, parse_config({}))
     # Tickets of the 6th count in deflection windows from the 3rd on (72 h).
     expected = ["2025-01-03", "2025-01-04", "2025-01-05", "2025-01-06", "2025-01-07", None]
-    assert [r.partition_key for r in followup_requests(run, staged, parse_config({}))] == expected
+    assert [r.partition_key for r in followup_requests(run, staged, parse_config({}), nodes)] == expected
     # A week-long deflection window reaches 7 days back.
     week = parse_config({"windows": {"deflection": 168}})
-    assert followup_requests(run, staged, week)[0].partition_key == "2025-01-01"
+    assert followup_requests(run, staged, week, nodes)[0].partition_key == "2025-01-01"
     incidents_only = dg.DagsterRun(job_name=exports_job.name, run_id="r2", tags={"kpi_pipeline/trigger": "x"})
-    assert [r.job_name for r in followup_requests(incidents_only, staged, parse_config({}))] == [
+    assert [r.job_name for r in followup_requests(incidents_only, staged, parse_config({}), nodes)] == [
         "refresh_kpis_job"
     ]
 

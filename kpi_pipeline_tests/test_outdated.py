@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kpi_pipeline.automation.outdated import UNPARTITIONED, Node, Read, day_ranges, outdated
+from kpi_pipeline.automation.outdated import UNPARTITIONED, Node, Read, day_ranges, outdated, reached
 
 DAYS = [f"2025-01-0{d}" for d in range(1, 6)]
 NODES = [
@@ -86,3 +86,25 @@ def test_day_ranges_joins_consecutive_days() -> None:
     days = ["2025-01-05", "2025-01-01", "2025-01-02", "2025-01-03", "2025-01-09"]
     assert day_ranges(days) == "2025-01-01 … 2025-01-03, 2025-01-05, 2025-01-09"
     assert day_ranges([]) == ""
+
+
+def test_reached_lists_what_a_run_changes_outside_itself_through_the_graph() -> None:
+    """A run that re-stages telemetry of the 3rd and recomputes attempts of the 3rd: starts of the
+    3rd and attempts of the 2nd read the new telemetry (the 4th's attempts read the 3rd's starts),
+    completion of the 2nd … 4th reads those attempts, and the scorecard reads completion; the run's
+    own partitions are left out, and only partitions that exist are listed."""
+    present = {name: DAYS for name in ("telemetry", "starts", "attempts", "completion")}
+    present |= {"tickets": [UNPARTITIONED], "scorecard": [UNPARTITIONED]}
+    changed = {"telemetry": ["2025-01-03"], "attempts": ["2025-01-03"]}
+    assert reached(NODES, present, changed) == {
+        "starts": {"2025-01-03": "telemetry"},
+        "attempts": {"2025-01-02": "telemetry", "2025-01-04": "starts"},
+        "completion": {"2025-01-02": "attempts", "2025-01-03": "attempts", "2025-01-04": "attempts"},
+        "scorecard": {UNPARTITIONED: "completion"},
+    }
+    # Without the 2nd and 4th staged, only the 3rd's own readers are reached.
+    only = {name: ["2025-01-03"] for name in ("telemetry", "starts", "attempts", "completion")}
+    assert reached(NODES, only, changed) == {
+        "starts": {"2025-01-03": "telemetry"},
+        "completion": {"2025-01-03": "attempts"},
+    }

@@ -11,9 +11,8 @@ import pandas as pd
 import pytest
 
 from kpi_pipeline.cli import main
-from kpi_pipeline.config import parse_config
 from kpi_pipeline.definitions import build_definitions
-from kpi_pipeline.runner import not_recomputed, plan, range_readers
+from kpi_pipeline.runner import not_recomputed, plan, reads_ahead
 from kpi_pipeline.sample_data import generate_dataset
 from kpi_pipeline.tables import TABLES
 from kpi_pipeline.warehouse import Warehouse
@@ -31,51 +30,69 @@ def days(first: int, last: int) -> list[dt.date]:
     return [day(n) for n in range(first, last + 1)]
 
 
-def test_readers_of_a_range_are_the_staged_days_whose_attempts_or_windows_read_it() -> None:
+def extras(defs: dg.Definitions, staged: list[dt.date], select: list[str] | None = None) -> dict[str, tuple]:
+    """Day → the assets a plan re-staging 01-10 … 01-12 recomputes on it outside the range."""
+    return {s.partition: s.assets for s in plan(defs, days(10, 12), select, staged=staged) if s.extra}
+
+
+def test_a_range_recomputes_the_staged_days_whose_attempts_read_it_as_the_window_says(tmp_path: Path) -> None:
+    """The attempts of D read telemetry D-1 … D+n (n = ceil(windows.completion / 24)): the extra
+    days through attempts follow the completion window, through the partition mappings alone."""
     staged = days(1, 31)
-    readers = range_readers(days(10, 12), parse_config({}), staged)
-    # 24 h completion: attempts of D read D-1 … D+1, so 01-09 reads 01-10 and 01-13 reads 01-12.
-    assert readers.attempts == {day(9): [day(10)], day(13): [day(12)]}
-    # Windows of D hold D-27 … D: every later staged day (to 01-31 < 02-08) holds all three days.
-    assert readers.trailing == {d: days(10, 12) for d in days(13, 31)}
+    narrow_defs = build_definitions(settings_for(tmp_path / "24h"))
+    narrow = extras(narrow_defs, staged)
+    # 24 h: 01-09's attempts read 01-10; 01-13's read 01-12.
+    assert [d for d, assets in narrow.items() if "task_attempts" in assets] == ["2025-01-09", "2025-01-13"]
+    (tmp_path / "48h" / "config").mkdir(parents=True)
+    (tmp_path / "48h" / "config" / "kpi.yaml").write_text("windows:\n  completion: 48\n")
+    wide_defs = build_definitions(settings_for(tmp_path / "48h"))
+    wide = extras(wide_defs, staged)
+    # A failed day holds back the KPIs of the days whose attempts read ahead into it.
+    assert (reads_ahead(narrow_defs), reads_ahead(wide_defs)) == (1, 2)
+    # 48 h: 01-08's attempts read 01-08 … 01-10, so they read 01-10 too.
+    assert [d for d, assets in wide.items() if "task_attempts" in assets] == [
+        "2025-01-08",
+        "2025-01-09",
+        "2025-01-13",
+    ]
+    # The 28-day windows of 01-13 … 01-31 hold the range; user_weeks only the week after each day.
+    assert [d for d, assets in narrow.items() if "kpi_feature_adoption_daily" in assets] == [
+        d.isoformat() for d in days(13, 31)
+    ]
+    assert [d for d, assets in narrow.items() if "user_weeks" in assets] == [
+        d.isoformat() for d in days(13, 18)
+    ]
 
-    # A 48 h window reaches two days: 01-08 reads 01-10, 01-09 reads 01-10 and 01-11.
-    wide = range_readers(days(10, 12), parse_config({"windows": {"completion": 48}}), staged)
-    assert wide.attempts == {day(8): [day(10)], day(9): [day(10), day(11)], day(13): [day(12)]}
-
-    # Only staged days are readers; the windows of 01-14 … 02-08 stop at the first unstaged day.
-    sparse = range_readers(days(10, 12), parse_config({}), [day(9), day(20), dt.date(2025, 2, 9)])
-    assert sparse.attempts == {day(9): [day(10)]}
-    assert sparse.trailing == {day(20): days(10, 12)}
+    # Only staged days are recomputed: 01-20's windows hold the range, 02-09's do not.
+    sparse = extras(build_definitions(settings_for(tmp_path / "24h")), [day(9), day(20), dt.date(2025, 2, 9)])
+    assert {d: set(assets) for d, assets in sparse.items()} == {
+        "2025-01-09": set(CHAIN),
+        "2025-01-20": {"kpi_engagement_daily", "kpi_feature_adoption_daily"},
+    }
 
 
 def test_plan_recomputes_the_readers_of_a_range_in_date_order(tmp_path: Path) -> None:
     defs = build_definitions(settings_for(tmp_path))
     staged = [*days(1, 15), dt.date(2025, 2, 10)]
-    steps = plan(defs, days(10, 12), readers=range_readers(days(10, 12), parse_config({}), staged))
+    steps = plan(defs, days(10, 12), staged=staged)
     daily = [s for s in steps if s.partition is not None and s.assets != ("telemetry_events",)]
     full = daily[1].assets
     assert set(CHAIN) | set(WINDOWS) < set(full)
     assert [(s.partition, s.assets, s.extra) for s in daily] == [
-        (
-            "2025-01-09",
-            tuple(a for a in full if a in CHAIN),
-            "extra day: its attempts read re-staged 2025-01-10",
-        ),
+        ("2025-01-09", tuple(a for a in full if a in CHAIN), "extra day: reads the range's telemetry_events"),
         ("2025-01-10", full, ""),
         ("2025-01-11", full, ""),
         ("2025-01-12", full, ""),
         (
             "2025-01-13",
             tuple(a for a in full if a in CHAIN or a in WINDOWS),
-            "extra day: its attempts read re-staged 2025-01-12; "
-            "its 7/28-day windows include re-staged 2025-01-10 … 2025-01-12",
+            "extra day: reads the range's daily_activity, task_starts, telemetry_events, user_days",
         ),
         *(
             (
                 d.isoformat(),
                 tuple(a for a in full if a in WINDOWS),
-                "extra day: its 7/28-day windows include re-staged 2025-01-10 … 2025-01-12",
+                "extra day: reads the range's daily_activity, user_days",
             )
             for d in days(14, 15)
         ),
@@ -93,9 +110,7 @@ def test_plan_recomputes_the_readers_of_a_range_in_date_order(tmp_path: Path) ->
     ]
 
     # A selection without telemetry re-stages nothing, so no reader day is added.
-    only_kpis = plan(
-        defs, days(10, 12), ["kpi_roi_daily"], readers=range_readers(days(10, 12), parse_config({}), staged)
-    )
+    only_kpis = plan(defs, days(10, 12), ["kpi_roi_daily"], staged=staged)
     assert [s.partition for s in only_kpis] == ["2025-01-10", "2025-01-11", "2025-01-12"]
     assert not_recomputed(days(10, 12), staged, only_kpis) == []
 
@@ -139,10 +154,10 @@ def test_ranges_in_any_order_equal_one_run_over_all_days(
     also = "also recomputing the KPIs of 1 staged day(s) outside the range that read its days: 2025-01-02"
     assert out.splitlines().count(also) == 2
     assert (
-        "2025-01-02 7 assets (extra day: its attempts read re-staged 2025-01-01; "
-        "its 7/28-day windows include re-staged 2025-01-01): ok"
+        "2025-01-02 7 assets (extra day: reads the range's daily_activity, task_starts, telemetry_events, "
+        "user_days): ok"
     ) in out
-    assert "2025-01-02 4 assets (extra day: its attempts read re-staged 2025-01-03): ok" in out
+    assert "2025-01-02 4 assets (extra day: reads the range's telemetry_events): ok" in out
 
     expected, got = kpi_tables(whole, 3), kpi_tables(ranges, 3)
     assert sorted(got) == sorted(expected)

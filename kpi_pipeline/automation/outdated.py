@@ -12,7 +12,7 @@ it is not followed, as ``kpi-pipeline materialize`` does not recompute that tail
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +72,25 @@ def outdated(
         if reasons:
             found[node.name] = reasons
     return found
+
+
+def reached(
+    nodes: Sequence[Node], present: Mapping[str, Collection[str]], changed: Mapping[str, Collection[str]]
+) -> dict[str, dict[str, str]]:
+    """What recomputing ``changed`` (asset → partitions) outdates among the partitions that exist
+    (``present``), by the rule of :func:`outdated`: asset → {partition that reads a changed one,
+    directly or through other partitions: the inputs it reads them through}, the changed ones left
+    out. How the CLI's ranges and the follow-up sensor find the days outside a run whose KPIs read
+    what the run changes, from the partition mappings alone."""
+    built = {name: dict.fromkeys(keys, 1) for name, keys in present.items()}
+    for name, keys in changed.items():
+        built.setdefault(name, {}).update(dict.fromkeys(keys, 2))
+    done = {name: set(keys) for name, keys in changed.items()}
+    found = {
+        name: {key: why for key, why in partitions.items() if key not in done.get(name, set())}
+        for name, partitions in outdated(nodes, built).items()
+    }
+    return {name: partitions for name, partitions in found.items() if partitions}
 
 
 def _index(keys: Sequence[str], partitioned: bool) -> pd.Index:

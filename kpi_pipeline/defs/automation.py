@@ -28,6 +28,7 @@ import datetime as dt
 import json
 import time
 import warnings
+from collections.abc import Sequence
 
 import dagster as dg
 
@@ -41,13 +42,13 @@ from kpi_pipeline.automation.file_state import (
     telemetry_data_versions,
     telemetry_day,
 )
+from kpi_pipeline.automation.outdated import UNPARTITIONED, Node, reached
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.outdated import without_inputs_current
 from kpi_pipeline.defs.partitions import run_days
 from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.defs.staging import QUARANTINE_OF
 from kpi_pipeline.sources.files import export_files
-from kpi_pipeline.windows import attempt_readers, trailing_readers
 
 SETTLE_SECONDS = 60.0
 SENSOR_INTERVAL_SECONDS = 30
@@ -271,20 +272,29 @@ def _shift(day: str, days: int) -> str:
     return (dt.date.fromisoformat(day) + dt.timedelta(days=days)).isoformat()
 
 
-def followup_requests(run: dg.DagsterRun, staged_days: list[str], config: KpiConfig) -> list[dg.RunRequest]:
+def day_readers(nodes: Sequence[Node], day: str, staged_days: Sequence[str]) -> list[str]:
+    """The staged days but ``day`` whose KPIs read what a ``daily_kpi_job`` run of ``day`` changes
+    (its telemetry and KPIs), through the asset graph's partition mappings (:func:`reached`)."""
+    present = {n.name: staged_days if n.partitioned else [UNPARTITIONED] for n in nodes}
+    changed = {name: [day] for name in (*DAY_STAGING_ASSETS, *DAY_KPI_ASSETS) if name in present}
+    found = reached(nodes, present, changed)
+    return sorted({d for name in DAY_KPI_ASSETS for d in found.get(name, {})} - {day})
+
+
+def followup_requests(
+    run: dg.DagsterRun, staged_days: list[str], config: KpiConfig, nodes: Sequence[Node]
+) -> list[dg.RunRequest]:
     """The KPI runs a successful run makes necessary (see the module docstring).
 
-    After day D is (re)staged: the days whose attempts read D (D-n … D-1 for an
-    n-day completion window) and the later days whose windows include D (D+1 …
-    D+27: the next day's attempts, wau/mau and 28-day adoption). After tickets
-    change: every staged day from ticket_reach_days() before the first changed
-    ticket to the last.
+    After day D is (re)staged: the staged days whose KPI partitions read D's, directly or not, as the
+    graph's partition mappings say (:func:`day_readers`: D-n … D-1 for an n-day completion window,
+    and D+1 … D+27 for the next day's attempts, wau/mau and 28-day adoption). After tickets change:
+    every staged day from ticket_reach_days() before the first changed ticket to the last (the
+    graph says every day reads the ticket export; the export's dates narrow it).
     """
     partition = run.tags.get("dagster/partition")
     if run.job_name == daily_kpi_job.name and partition is not None:
-        day = dt.date.fromisoformat(partition)
-        first, last = attempt_readers(day, config)[0].isoformat(), trailing_readers(day)[1].isoformat()
-        days = [d for d in staged_days if first <= d <= last and d != partition]
+        days = day_readers(nodes, partition, staged_days)
     elif run.job_name == exports_job.name and AFFECTED_FROM in run.tags:
         first = _shift(run.tags[AFFECTED_FROM], -config.ticket_reach_days())
         days = [d for d in staged_days if first <= d <= run.tags[AFFECTED_TO]]
@@ -300,8 +310,9 @@ def followup_requests(run: dg.DagsterRun, staged_days: list[str], config: KpiCon
     return requests
 
 
-def kpi_followup_sensor(config: KpiConfig) -> dg.SensorDefinition:
-    """The run-status sensor that requests :func:`followup_requests` with the windows of ``config``."""
+def kpi_followup_sensor(config: KpiConfig, nodes: Sequence[Node]) -> dg.SensorDefinition:
+    """The run-status sensor that requests :func:`followup_requests` with the windows of ``config``
+    and the partition mappings of ``nodes``."""
 
     @dg.run_status_sensor(
         run_status=dg.DagsterRunStatus.SUCCESS,
@@ -313,12 +324,14 @@ def kpi_followup_sensor(config: KpiConfig) -> dg.SensorDefinition:
         "recompute the days whose windows see the changed tickets, then the unpartitioned tables.",
     )
     def _sensor(context: dg.RunStatusSensorContext, kpi_data: KpiData) -> list[dg.RunRequest]:
-        return followup_requests(context.dagster_run, _staged_days(kpi_data), config)
+        return followup_requests(context.dagster_run, _staged_days(kpi_data), config, nodes)
 
     return _sensor
 
 
-def automation_definitions(config: KpiConfig, partitions: dg.PartitionsDefinition) -> dict[str, list]:
+def automation_definitions(
+    config: KpiConfig, partitions: dg.PartitionsDefinition, nodes: Sequence[Node]
+) -> dict[str, list]:
     """Jobs, schedules and sensors for :class:`dagster.Definitions` (all stopped by default)."""
     return {
         "jobs": [daily_kpi_job, kpi_day_job, exports_job, refresh_kpis_job, observe_telemetry_job],
@@ -327,6 +340,6 @@ def automation_definitions(config: KpiConfig, partitions: dg.PartitionsDefinitio
             telemetry_files_sensor(partitions),
             _export_sensor("ticket_exports_sensor", "tickets", "support_tickets", config),
             _export_sensor("incident_logs_sensor", "incidents", "incidents", config),
-            kpi_followup_sensor(config),
+            kpi_followup_sensor(config, nodes),
         ],
     }

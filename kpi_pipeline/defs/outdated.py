@@ -60,6 +60,11 @@ def graph_nodes(assets: Sequence[dg.AssetsDefinition]) -> list[Node]:
     return [nodes[name] for name in order.static_order()]
 
 
+def nodes_of(defs: dg.Definitions) -> list[Node]:
+    """:func:`graph_nodes` of the definitions' assets."""
+    return graph_nodes([a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)])
+
+
 def _records(
     fetch: Callable[..., dg.EventRecordsResult], records_filter: dg.AssetRecordsFilter
 ) -> Iterator[dg.EventLogRecord]:
@@ -159,10 +164,10 @@ def _evaluation(node: Node, built: dict[str, int], stale: dict[str, str]) -> dg.
     )
 
 
-def inputs_current_definitions(assets: Sequence[dg.AssetsDefinition]) -> dict[str, list]:
-    """The ``inputs_current`` check of every asset (one multi-asset check: one pass over the event
-    log answers them all) and the sensor that keeps them current."""
-    nodes = graph_nodes(assets)
+def inputs_current_definitions(nodes: Sequence[Node]) -> dict[str, list]:
+    """The ``inputs_current`` check of every asset of ``nodes`` (:func:`graph_nodes`; one
+    multi-asset check: one pass over the event log answers them all) and the sensor that keeps
+    them current."""
     specs = [
         dg.AssetCheckSpec(
             CHECK_NAME,
