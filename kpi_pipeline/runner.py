@@ -1,14 +1,22 @@
-"""Materialize assets over a date range, in dependency order, one Dagster run per step.
+"""Materialize assets over a date range: Dagster's own ranged runs, in an order and with a
+failure policy that a Dagster backfill does not have.
 
-Plan: (1) root assets — every telemetry partition of the range, then the
-unpartitioned exports; (2) for each day in order, one run with every
-partitioned asset downstream of the roots (a day may read the next day's
-telemetry, staged in step 1, and earlier days' rollups, written by earlier
-runs) — plus, on staged days outside the range, the KPI assets whose partitions
-read what the range changes, as the asset graph's partition mappings say
-(:func:`_day_steps`), so consecutive ranges equal one run over all of them;
-(3) one run with the unpartitioned KPIs. Runs are recorded in the Dagster
-instance (``$DAGSTER_HOME`` when set), so the UI shows them.
+Every run is Dagster's in-process execution of an asset job over a partition range (the
+``BackfillPolicy`` ranges a UI backfill makes), and its outcome is read through Dagster's result
+APIs. Which partitions a range reaches comes from the asset graph's partition mappings (the rule
+of the ``inputs_current`` checks). The runner adds three things only:
+
+1. Order without a daemon: every telemetry day of the range is staged (with the exports) before
+   any KPI run, as a day's attempts read the next days' telemetry (a Dagster backfill waits for
+   those partitions the same way, through its daemon); then the daily assets, on the range and
+   on the staged days outside it whose partitions read what the range changes
+   (:func:`_day_steps`); then one run of the unpartitioned tables.
+2. A failed ranged run is run again one day at a time, so one bad day does not hold back the
+   others (a Dagster backfill fails the whole range).
+3. Days whose KPIs read a failed day's telemetry ahead (:func:`reads_ahead`) wait, so their
+   previous rows stay; the tables over all days wait when a daily KPI check fails.
+
+Runs are recorded in the Dagster instance (``$DAGSTER_HOME`` when set), so the UI shows them.
 """
 
 from __future__ import annotations
