@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from kpi_pipeline.config import ConfigError, KpiConfig, load_config
 from kpi_pipeline.contract import INCIDENT_EXTENSIONS, SOURCES, TELEMETRY_EXTENSIONS, TICKET_EXTENSIONS
-from kpi_pipeline.defs.partitions import partitions_of
+from kpi_pipeline.defs.partitions import days_per_run, partitions_of
 from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.ingest.discovery import raw_telemetry_days
 from kpi_pipeline.ingest.incidents import stage_incidents
@@ -171,7 +171,7 @@ def materialize_range(
     staged = staged_days(
         defs, instance, KpiData(data_dir=str(settings.data_dir), warehouse_url=settings.warehouse_url)
     )
-    steps = ranged(plan(defs, days, select, skip, staged))
+    steps = ranged(plan(defs, days, select, skip, staged), days_per_run(defs))
     where = f"{len(days)} day(s) {start} … {end}" if days else "no daily partitions"
     print(f"materializing {where} in {len(steps)} runs into {shown_url(settings.warehouse_url)}")
     outside = [day for s in steps if s.extra for day in s.days]

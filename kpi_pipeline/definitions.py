@@ -9,7 +9,7 @@ from kpi_pipeline.defs.automation import EXECUTOR, automation_definitions, raw_t
 from kpi_pipeline.defs.checks import asset_checks
 from kpi_pipeline.defs.kpis import kpi_assets
 from kpi_pipeline.defs.outdated import graph_nodes, inputs_current_definitions
-from kpi_pipeline.defs.partitions import day_partitions, first_partition_day
+from kpi_pipeline.defs.partitions import day_partitions, first_partition_day, range_policy
 from kpi_pipeline.defs.resources import KpiData, ParquetIOManager, WarehouseIOManager, WarehouseResource
 from kpi_pipeline.defs.staging import staging_assets
 from kpi_pipeline.settings import Settings
@@ -35,7 +35,8 @@ def build_definitions(settings: Settings, config: KpiConfig | None = None) -> dg
     partitions = day_partitions(first_partition_day(settings, config))
     data_dir = _shown(settings, "KPI_DATA_DIR", str(settings.data_dir))
     url = _shown(settings, "KPI_WAREHOUSE_URL", settings.warehouse_url)
-    assets = [*staging_assets(config, partitions), *kpi_assets(config, partitions)]
+    policy = range_policy(settings.max_days_per_run)
+    assets = [*staging_assets(config, partitions, policy), *kpi_assets(config, partitions, policy)]
     nodes = graph_nodes(assets)  # what each asset reads, from its partition mappings
     automation = automation_definitions(config, partitions, nodes)
     current = inputs_current_definitions(nodes)

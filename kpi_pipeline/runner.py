@@ -33,10 +33,11 @@ import dagster as dg
 from kpi_pipeline.automation.outdated import UNPARTITIONED, reached
 from kpi_pipeline.defs.metadata import NEEDS
 from kpi_pipeline.defs.outdated import nodes_of, without_inputs_current
-from kpi_pipeline.defs.partitions import MAX_DAYS_PER_RUN, partitions_of
+from kpi_pipeline.defs.partitions import partitions_of
 from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.defs.staging import QUARANTINE_OF, RECONCILIATION_COUNTS
 from kpi_pipeline.run_history import ASSETS_TAG, process_tags
+from kpi_pipeline.settings import DEFAULT_DAYS_PER_RUN
 from kpi_pipeline.windows import days_between
 
 TELEMETRY = "telemetry_events"
@@ -269,7 +270,7 @@ def _next_day(key: str) -> str:
     return (dt.date.fromisoformat(key) + dt.timedelta(days=1)).isoformat()
 
 
-def ranged(steps: Sequence[Step], max_days: int = MAX_DAYS_PER_RUN) -> list[Step]:
+def ranged(steps: Sequence[Step], max_days: int = DEFAULT_DAYS_PER_RUN) -> list[Step]:
     """The plan with each stretch of runs of the same assets on consecutive days (of the requested
     range, or extra days recomputed for the same reason) merged into ranged runs of at most
     ``max_days`` days, as Dagster's backfill policy runs them: a backfill of N days takes a few

@@ -10,15 +10,21 @@ from pathlib import Path
 from kpi_pipeline.config import FIRST_DATE, LAST_DATE, ConfigError
 from kpi_pipeline.ingest.engine import GLOB_CHARACTERS
 
+DEFAULT_DAYS_PER_RUN = 31
+MAX_DAYS_PER_RUN_LIMIT = 366
+
 
 @dataclass(frozen=True)
 class Settings:
-    """``KPI_DATA_DIR``, ``KPI_WAREHOUSE_URL``, ``KPI_CONFIG`` and ``KPI_START_DATE``, resolved.
+    """``KPI_DATA_DIR``, ``KPI_WAREHOUSE_URL``, ``KPI_CONFIG``, ``KPI_START_DATE`` and
+    ``KPI_MAX_DAYS_PER_RUN``, resolved.
 
     ``config_required`` is True when ``KPI_CONFIG`` names the file: that file must exist, while
     the default ``<KPI_DATA_DIR>/config/kpi.yaml`` may be absent (built-in defaults).
     ``start_date`` is None when ``KPI_START_DATE`` is unset: the partitions then start where
-    kpi.yaml or the data says (``defs.partitions.first_partition_day``).
+    kpi.yaml or the data says (``defs.partitions.first_partition_day``). ``max_days_per_run`` is the
+    most days one ranged run covers (a backfill of N days takes ceil(N / it) runs per asset group):
+    fewer days per run let a queue run more of them at once.
     """
 
     data_dir: Path
@@ -26,6 +32,7 @@ class Settings:
     config_path: Path
     start_date: dt.date | None = None
     config_required: bool = False
+    max_days_per_run: int = DEFAULT_DAYS_PER_RUN
     from_environment: frozenset[str] = frozenset()  # the KPI_* variables that were set
 
     @property
@@ -45,12 +52,14 @@ class Settings:
         named = env.get("KPI_CONFIG") or ""
         config = Path(named) if named else data_dir / "config" / "kpi.yaml"
         raw_start = env.get("KPI_START_DATE") or ""
+        raw_days = env.get("KPI_MAX_DAYS_PER_RUN") or ""
         return cls(
             data_dir=data_dir,
             warehouse_url=url,
             config_path=config,
             start_date=_start_date(raw_start) if raw_start else None,
             config_required=bool(named),
+            max_days_per_run=_days_per_run(raw_days) if raw_days else DEFAULT_DAYS_PER_RUN,
             from_environment=frozenset(
                 name for name in ("KPI_DATA_DIR", "KPI_WAREHOUSE_URL") if env.get(name)
             ),
@@ -68,3 +77,13 @@ def _start_date(text: str) -> dt.date:
             f"KPI_START_DATE must be a date from {FIRST_DATE} to {LAST_DATE} like 2025-01-01, got {text!r}"
         )
     return start
+
+
+def _days_per_run(text: str) -> int:
+    """``KPI_MAX_DAYS_PER_RUN`` as a whole number of days, or a ConfigError that quotes it."""
+    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_DAYS_PER_RUN_LIMIT:
+        raise ConfigError(
+            f"KPI_MAX_DAYS_PER_RUN must be a whole number of days from 1 to {MAX_DAYS_PER_RUN_LIMIT}, "
+            f"got {text!r}"
+        )
+    return int(text)

@@ -12,7 +12,7 @@ import pytest
 from kpi_pipeline.cli import default_sample_start
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.definitions import build_definitions
-from kpi_pipeline.defs.partitions import CONTRACT_START_DATE, first_partition_day, partitions_of
+from kpi_pipeline.defs.partitions import CONTRACT_START_DATE, days_per_run, first_partition_day, partitions_of
 from kpi_pipeline.settings import Settings
 from kpi_pipeline_tests.support import settings_for
 
@@ -113,3 +113,23 @@ def test_runs_use_the_kpi_yaml_the_definitions_were_built_with(tmp_path: Path) -
     assert observed_versions(built) == before
     rebuilt = observed_versions(build_definitions(settings_for(tmp_path)))
     assert sorted(day for day in before if rebuilt[day] != before[day]) == ["2025-01-02"]
+
+
+def test_days_per_run_set_the_backfill_policy_of_every_daily_asset_and_the_cli_ranges(tmp_path: Path) -> None:
+    """KPI_MAX_DAYS_PER_RUN reaches the BackfillPolicy of every partitioned asset (a UI backfill
+    splits by it) and the CLI's ranged runs (days_per_run)."""
+    settings = Settings.from_env({"KPI_DATA_DIR": str(tmp_path), "KPI_START_DATE": "2025-01-01"})
+    assert settings.max_days_per_run == 31
+    ten = dataclasses.replace(settings, max_days_per_run=10)
+    for chosen, days in ((settings, 31), (ten, 10)):
+        defs = build_definitions(chosen)
+        graph = defs.resolve_asset_graph()
+        policies = {
+            graph.get(key).backfill_policy.max_partitions_per_run
+            for key in graph.materializable_asset_keys
+            if graph.get(key).is_partitioned
+        }
+        assert policies == {days}
+        assert days_per_run(defs) == days
+    from_env = Settings.from_env({"KPI_DATA_DIR": str(tmp_path), "KPI_MAX_DAYS_PER_RUN": "7"})
+    assert from_env.max_days_per_run == 7

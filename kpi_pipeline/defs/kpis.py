@@ -30,8 +30,15 @@ import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.metadata import markdown_preview, owner, shown, table_metadata, workflow_owner_table
-from kpi_pipeline.defs.partitions import range_policy, run_days
-from kpi_pipeline.defs.resources import IO_RETRY, KpiData, PendingDays, StagedDays, WarehouseResource
+from kpi_pipeline.defs.partitions import run_days
+from kpi_pipeline.defs.resources import (
+    IO_RETRY,
+    WAREHOUSE_POOL,
+    KpiData,
+    PendingDays,
+    StagedDays,
+    WarehouseResource,
+)
 from kpi_pipeline.kpis.activity import EVENT_COLUMNS as ACTIVITY_EVENT_COLUMNS
 from kpi_pipeline.kpis.activity import daily_activity as build_daily_activity
 from kpi_pipeline.kpis.activity import user_days, user_weeks
@@ -142,7 +149,9 @@ def _rate(numerator: pd.Series, denominator: pd.Series) -> float:
     return float(numerator.sum()) / total if total else float("nan")
 
 
-def kpi_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+def kpi_assets(
+    config: KpiConfig, partitions: dg.PartitionsDefinition, policy: dg.BackfillPolicy
+) -> list[dg.AssetsDefinition]:
     """Every KPI table of the spec plus the attempts and activity rollup they share; ``config`` is the
     kpi.yaml the definitions were built with, which every run of them uses."""
     attempt_window = day_window(*attempt_offsets(config))
@@ -170,8 +179,9 @@ def kpi_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> list[d
         return dg.asset(
             name=name,
             partitions_def=partitions if partitioned else None,
-            backfill_policy=range_policy if partitioned else None,
+            backfill_policy=policy if partitioned else None,
             retry_policy=IO_RETRY,
+            pool=WAREHOUSE_POOL,
             io_manager_key="warehouse_io_manager",
             group_name=group_name,
             owners=owners,
@@ -190,7 +200,7 @@ def kpi_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> list[d
         return dg.asset(
             name=spec.name,
             partitions_def=partitions,
-            backfill_policy=range_policy,
+            backfill_policy=policy,
             retry_policy=IO_RETRY,
             io_manager_key="parquet_io_manager",
             group_name=INTERMEDIATE_GROUP,

@@ -46,11 +46,19 @@ def partitions_of(defs: dg.Definitions) -> dg.PartitionsDefinition:
     return defs.resolve_assets_def(TELEMETRY_KEY).partitions_def
 
 
-MAX_DAYS_PER_RUN = 31
-"""A backfill of N days runs as ceil(N / 31) ranged runs per asset group, not N. Memory stays one
-day's: ranged assets read their inputs a window at a time and stage each day's output aside."""
+def range_policy(max_days: int) -> dg.BackfillPolicy:
+    """A backfill of N days runs as ceil(N / max_days) ranged runs per asset group, not N (31 by
+    default, ``KPI_MAX_DAYS_PER_RUN``). Memory stays one day's: ranged assets read their inputs a
+    window at a time and stage each day's output aside."""
+    return dg.BackfillPolicy.multi_run(max_partitions_per_run=max_days)
 
-range_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PER_RUN)
+
+def days_per_run(defs: dg.Definitions) -> int:
+    """The most days one ranged run of ``defs`` covers (its backfill policy)."""
+    policy = defs.resolve_assets_def(TELEMETRY_KEY).backfill_policy
+    return int(policy.max_partitions_per_run or 1) if policy else 1
+
+
 # backfill_policy is beta in 1.13; its warning at every definition load says nothing a user can act on.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 # A staging job also observes raw_telemetry_files, and an observable source asset takes no backfill

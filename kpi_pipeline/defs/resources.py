@@ -29,6 +29,11 @@ partition writes make that safe. Failures another try cannot fix fail at once, a
 warehouse error that is not a connection or locking problem (:func:`permanent_warehouse_errors`).
 An unexpected error (a bug) is retried too: nothing tells it from a transient driver error."""
 
+WAREHOUSE_POOL = "warehouse"
+"""The concurrency pool of every asset that writes the warehouse (KPI tables, quarantine rows and
+staging commits). Unlimited unless the instance limits it (``deploy/dagster.yaml``): a small SQLite
+or PostgreSQL warehouse then takes a few writers at once however many runs the queue starts."""
+
 
 @contextmanager
 def permanent_warehouse_errors(context: dg.OutputContext) -> Iterator[None]:

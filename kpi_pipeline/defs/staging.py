@@ -12,8 +12,8 @@ from kpi_pipeline.automation.file_state import frame_version
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.checks import check_result, merge_checks
 from kpi_pipeline.defs.metadata import counts_markdown, owner, root_path, table_metadata
-from kpi_pipeline.defs.partitions import TELEMETRY_KEY, range_policy, run_days
-from kpi_pipeline.defs.resources import IO_RETRY, KpiData, PendingDays, WarehouseResource
+from kpi_pipeline.defs.partitions import TELEMETRY_KEY, run_days
+from kpi_pipeline.defs.resources import IO_RETRY, WAREHOUSE_POOL, KpiData, PendingDays, WarehouseResource
 from kpi_pipeline.ingest.incidents import stage_incidents
 from kpi_pipeline.ingest.raw_files import UnreadableFileError
 from kpi_pipeline.ingest.rows import StagingReport, quarantine_frame
@@ -424,7 +424,9 @@ def _located_spec(staged: str) -> dg.AssetCheckSpec:
     )
 
 
-def staging_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+def staging_assets(
+    config: KpiConfig, partitions: dg.PartitionsDefinition, policy: dg.BackfillPolicy
+) -> list[dg.AssetsDefinition]:
     """The three staging assets, owned by the data-quality owner from kpi.yaml; ``config`` is the
     kpi.yaml the definitions were built with, which every run of them uses."""
     owners = [owner(config.owner_for("data_quality"))]
@@ -452,8 +454,9 @@ def staging_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> li
         },
         check_specs=[*_check_specs("telemetry_events", partition=True), _located_spec("telemetry_events")],
         partitions_def=partitions,
-        backfill_policy=range_policy,
+        backfill_policy=policy,
         retry_policy=IO_RETRY,
+        pool=WAREHOUSE_POOL,
         group_name=STAGING_GROUP,
         deps=["raw_telemetry_files"],
     )
@@ -526,6 +529,7 @@ def staging_assets(config: KpiConfig, partitions: dg.PartitionsDefinition) -> li
             },
             check_specs=[*_check_specs(name, partition=False), _located_spec(name)],
             retry_policy=IO_RETRY,
+            pool=WAREHOUSE_POOL,
             group_name=STAGING_GROUP,
         )
         def _asset(
