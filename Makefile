@@ -1,16 +1,18 @@
 # One-command entry points; each sets up the virtualenv first if needed.
 PYTHON ?= python3
 VENV ?= .venv
+# The optional dependencies installed with the project; the image installs deploy (deploy/Dockerfile).
+EXTRAS ?= dev
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: setup demo test browser lint ui bench clean
+.PHONY: setup demo test browser deploy-test lint ui bench clean
 
 $(BIN)/kpi-pipeline: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
 setup: $(BIN)/kpi-pipeline
@@ -27,6 +29,10 @@ test: setup  ## run the whole test suite
 
 browser: setup  ## what the Dagster UI shows, in Debian's headless chromium (skipped without it)
 	$(BIN)/pytest -q -n 0 browser_tests
+
+deploy-test: setup  ## the deployment files, and the PostgreSQL topology of docs/deploy.md (needs KPI_TEST_POSTGRES_URL)
+	$(BIN)/python -m pip install --quiet -e ".[dev,deploy]"
+	$(BIN)/pytest -q -s -n 0 deploy_tests
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,0 +1,2 @@
+-- The KPI warehouse beside the Dagster instance's database, on the same server.
+CREATE DATABASE warehouse;
