@@ -11,7 +11,8 @@ in ``staging_commits``:
 2. one transaction replaces the quarantine rows and records the token;
 3. the pending file is renamed over ``data.parquet``.
 
-Staged files a killed process leaves under ``_pending/`` are deleted by the next stage.
+Staged files a killed process leaves under ``_pending/`` are deleted by the next stage (a file of
+another host or container once it is 6 hours old: its process ids cannot be checked from here).
 
 Killed before (2), the old version stands and the next reader or writer deletes
 the pending file; killed after (2), the next reader or writer finds a pending
@@ -28,7 +29,10 @@ import json
 import os
 import shutil
 import signal
+import socket
+import time
 import uuid
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +50,7 @@ COMMITS_TABLE = "staging_commits"
 FILE_NAME = "data.parquet"
 REJECTED_DIR = "_rejected"
 PENDING_DIR = "_pending"  # staged files of running writers, before their commit
+ABANDONED_SECONDS = 6 * 3600  # a staged file of another host untouched this long: its writer is gone
 
 
 def _alive(pid: int) -> bool:
@@ -57,6 +62,19 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def host_mark() -> str:
+    """This host (or container) in a staged file's name: process ids are only comparable within
+    one host, and containers of one Docker host or pods of one node share a data root."""
+    return f"h{zlib.crc32(socket.gethostname().encode()):08x}"
+
+
+def _writer(name: str) -> tuple[str, int]:
+    """(host mark, process id) of a staged file's name; a name without a host mark (written by an
+    older release) counts as this host's."""
+    first, second, *_ = name.split(".")
+    return (first, int(second)) if first.startswith("h") else (host_mark(), int(first))
 
 
 def fault_point(name: str) -> None:
@@ -188,7 +206,7 @@ class PartitionStore:
         folder.mkdir(parents=True, exist_ok=True)
         self._clean_pending(folder)
         token = uuid.uuid4().hex
-        return folder / f"{os.getpid()}.{token}.parquet", token
+        return folder / f"{host_mark()}.{os.getpid()}.{token}.parquet", token
 
     @staticmethod
     def written(
@@ -207,10 +225,17 @@ class PartitionStore:
 
     @staticmethod
     def _clean_pending(folder: Path) -> None:
-        """Delete staged files whose writing process is gone (killed before it committed them)."""
+        """Delete staged files whose writing process is gone (killed before it committed them): on
+        this host, a process id that no longer runs; from another host or container, whose process
+        ids mean nothing here, a file untouched for ``ABANDONED_SECONDS``."""
+        here, now = host_mark(), time.time()
         for leftover in folder.glob("*.parquet"):
-            pid = int(leftover.name.split(".", 1)[0])
-            if pid != os.getpid() and not _alive(pid):
+            host, pid = _writer(leftover.name)
+            if host == here:
+                gone = pid != os.getpid() and not _alive(pid)
+            else:
+                gone = now - leftover.stat().st_mtime > ABANDONED_SECONDS
+            if gone:
                 leftover.unlink(missing_ok=True)
 
     def commit(self, pending: PendingPartition) -> Path:

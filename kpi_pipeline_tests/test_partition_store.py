@@ -13,13 +13,22 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from kpi_pipeline.ingest.telemetry import stage_telemetry_partition
-from kpi_pipeline.partition_store import FAULT_ENV, PartitionStore, StagedBatch, file_token
+from kpi_pipeline.partition_store import (
+    ABANDONED_SECONDS,
+    FAULT_ENV,
+    PENDING_DIR,
+    PartitionStore,
+    StagedBatch,
+    file_token,
+    host_mark,
+)
 from kpi_pipeline.warehouse import Warehouse
 
 DAY = dt.date(2025, 3, 2)
@@ -111,3 +120,28 @@ def test_without_a_warehouse_a_pending_file_is_left_for_one_that_can_decide(tmp_
     (folder / ".data.parquet.4242.dead.tmp").write_bytes(b"orphan")
     PartitionStore(tmp_path / "staging").ready(ASSET, DAY.isoformat())
     assert sorted(p.name for p in folder.iterdir()) == [".data.parquet.4242.cafe.pending", ".lock"]
+
+
+def test_staged_files_of_dead_writers_go_and_other_hosts_wait_until_abandoned(tmp_path: Path) -> None:
+    """Process ids are checked on the writer's own host only: a file staged by another host or
+    container (a run's pod, a Docker run) is left alone until it is ABANDONED_SECONDS old."""
+    pending = tmp_path / "staging" / PENDING_DIR
+    pending.mkdir(parents=True)
+    exited = [sys.executable, "-c", "import os; print(os.getpid())"]
+    dead_pid = int(subprocess.run(exited, capture_output=True, text=True).stdout)
+    here = host_mark()
+    files = {
+        "mine_dead": pending / f"{here}.{dead_pid}.aa.parquet",
+        "mine_alive": pending / f"{here}.{os.getppid()}.bb.parquet",
+        "old_format_dead": pending / f"{dead_pid}.cc.parquet",
+        "other_fresh": pending / f"h00000000.{dead_pid}.dd.parquet",
+        "other_abandoned": pending / f"h00000000.{dead_pid}.ee.parquet",
+    }
+    for path in files.values():
+        path.write_bytes(b"staged")
+    old = time.time() - ABANDONED_SECONDS - 60
+    os.utime(files["other_abandoned"], (old, old))
+    staged, _ = PartitionStore(tmp_path / "staging").reserve()
+    assert staged.parent == pending and staged.name.startswith(f"{here}.{os.getpid()}.")
+    left = {name for name, path in files.items() if path.exists()}
+    assert left == {"mine_alive", "other_fresh"}
