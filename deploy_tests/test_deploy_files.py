@@ -57,6 +57,8 @@ def test_the_instance_files_load_as_dagster_instances(
             assert config.run_queue_config.max_concurrent_runs == 4
             assert config.pool_config.default_pool_limit == 2
             assert instance.run_retries_enabled and instance.run_monitoring_enabled
+            # A killed run's pool slots come back (the daemon frees them after it ends).
+            assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 60
             expected = "DockerRunLauncher" if path.startswith("docker") else "DefaultRunLauncher"
             assert type(instance.run_launcher).__name__ == expected
 

@@ -188,6 +188,12 @@ def report(what: str, backfill: dict[str, Any], began: float) -> None:
         f"({sum(r['status'] == 'SUCCESS' for r in runs)} succeeded), at most {most_at_once(runs)} at once, "
         f"{max(ends) - began:.0f} s from launch to the last run's end"
     )
+    for run in sorted(runs, key=lambda r: r["startTime"] or 0):
+        tags = {t["key"]: t["value"] for t in run["tags"]}
+        span = f"{tags.get(f'{RANGE}_start', '')} … {tags.get(f'{RANGE}_end', '')}".strip(" …")
+        start, end = run["startTime"], run["endTime"]
+        when = f"+{start - began:.0f} s → +{end - began:.0f} s" if start and end else "not started"
+        print(f"  {run['runId'][:8]} {run['status']:<8} {when:<18} {span or 'unpartitioned'}")
 
 
 def tables(url: str) -> dict[str, pd.DataFrame]:
@@ -207,12 +213,25 @@ def assert_same_tables(got: dict[str, pd.DataFrame], expected: dict[str, pd.Data
         pd.testing.assert_frame_equal(got[name], frame, obj=name)
 
 
-def staged_rows(data: Path) -> dict[str, int]:
-    """Staged telemetry rows per day, as the Parquet files hold them."""
+def staged(data: Path) -> dict[str, int]:
+    """Staged telemetry per day: a hash of the day's rows in a fixed order, as the Parquet files
+    hold them (equal for two stagings of the same raw files, whatever run wrote them)."""
     import pyarrow.parquet as pq
 
-    folder = data / "staging" / "telemetry_events"
-    return {p.parent.name: pq.read_metadata(p).num_rows for p in sorted(folder.glob("date=*/data.parquet"))}
+    out = {}
+    for path in sorted((data / "staging" / "telemetry_events").glob("date=*/data.parquet")):
+        frame = pq.read_table(path).to_pandas()
+        frame = frame.sort_values(list(frame.columns), ignore_index=True)
+        out[path.parent.name] = int(pd.util.hash_pandas_object(frame, index=False).sum())
+    return out
+
+
+def leftovers(data: Path) -> list[str]:
+    """Files a killed writer left: staged files under ``_pending/``, pending or temporary files
+    beside a partition (the next reader or writer of that partition removes them)."""
+    staging = data / "staging"
+    found = [*staging.glob("_pending/*"), *staging.glob("*/date=*/.data.parquet.*")]
+    return sorted(str(path.relative_to(data)) for path in found)
 
 
 def run_worker_pid(gql: Api, run_id: str) -> int | None:
@@ -233,9 +252,13 @@ def kill_a_staging_run(gql: Api, backfill_id: str) -> str:
         for run in data["runs"]:
             busy = any(s["status"] == "IN_PROGRESS" for s in run["stepStats"])
             pid = run_worker_pid(gql, run["runId"]) if run["status"] == "STARTED" and busy else None
-            if pid is not None:
+            if pid is None:
+                continue
+            try:
                 os.kill(pid, signal.SIGKILL)
-                return run["runId"]
+            except ProcessLookupError:  # it finished between the poll and the kill: try another
+                continue
+            return run["runId"]
         time.sleep(0.5)
     pytest.fail("no staging run of the backfill reached its staging step within 300 s")
 
@@ -255,7 +278,7 @@ def test_concurrent_backfills_on_a_postgres_instance_equal_one_sqlite_process(tm
     )
     assert done.returncode == 0, done.stdout + done.stderr
     expected = tables(f"sqlite:///{reference / 'warehouse' / 'kpi.db'}")
-    expected_staged = staged_rows(reference)
+    expected_staged = staged(reference)
     assert len(expected_staged) == 30 and len(expected["kpi_task_completion_daily"]) > 0
 
     with instance_database() as pg, postgres_schema_url() as warehouse_url:
@@ -298,7 +321,7 @@ def test_concurrent_backfills_on_a_postgres_instance_equal_one_sqlite_process(tm
             }
             assert ("2025-01-01", "2025-01-10") in ranges and ("2025-01-21", "2025-01-30") in ranges
             assert_same_tables(tables(warehouse_url), expected)
-            assert staged_rows(data) == expected_staged
+            assert staged(data) == expected_staged
 
             # 2. Staging again, one run worker killed while it stages: the rows stand, the run is
             # retried by the daemon, and the backfill ends with the same tables.
@@ -312,6 +335,10 @@ def test_concurrent_backfills_on_a_postgres_instance_equal_one_sqlite_process(tm
             assert done_second["status"] == "COMPLETED_SUCCESS", done_second["status"]
             by_id = {r["runId"]: r for r in done_second["runs"]}
             assert by_id[killed]["status"] == "FAILURE"
+            # Killed mid-stage: its staging step never succeeded; the retry staged those days.
+            assert [s["status"] for s in by_id[killed]["stepStats"] if s["stepKey"] == "stage_telemetry"] != [
+                "SUCCESS"
+            ]
             retries = [
                 r
                 for r in done_second["runs"]
@@ -319,7 +346,8 @@ def test_concurrent_backfills_on_a_postgres_instance_equal_one_sqlite_process(tm
             ]
             assert [r["status"] for r in retries] == ["SUCCESS"]
             assert_same_tables(tables(warehouse_url), expected)
-            assert staged_rows(data) == expected_staged
+            assert staged(data) == expected_staged
+            assert leftovers(data) == []
         finally:
             for process in processes.values():
                 stop_dagster(process)

@@ -81,9 +81,10 @@ def _start_date(text: str) -> dt.date:
 
 def _days_per_run(text: str) -> int:
     """``KPI_MAX_DAYS_PER_RUN`` as a whole number of days, or a ConfigError that quotes it."""
-    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_DAYS_PER_RUN_LIMIT:
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit()) or not 1 <= int(digits) <= MAX_DAYS_PER_RUN_LIMIT:
         raise ConfigError(
             f"KPI_MAX_DAYS_PER_RUN must be a whole number of days from 1 to {MAX_DAYS_PER_RUN_LIMIT}, "
             f"got {text!r}"
         )
-    return int(text)
+    return int(digits)

@@ -456,7 +456,7 @@ def test_an_edited_config_is_read_again_even_with_the_same_size_and_time(tmp_pat
     assert load_config(path) is load_config(path)  # unchanged content: parsed once
 
 
-@pytest.mark.parametrize("value", ["0", "-3", "ten", "367", "2.5"])
+@pytest.mark.parametrize("value", ["0", "-3", "ten", "367", "2.5", "²"])
 def test_a_bad_days_per_run_is_a_config_error(tmp_path: Path, value: str) -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"KPI_DATA_DIR": str(tmp_path), "KPI_MAX_DAYS_PER_RUN": value})

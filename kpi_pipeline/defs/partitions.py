@@ -48,8 +48,10 @@ def partitions_of(defs: dg.Definitions) -> dg.PartitionsDefinition:
 
 def range_policy(max_days: int) -> dg.BackfillPolicy:
     """A backfill of N days runs as ceil(N / max_days) ranged runs per asset group, not N (31 by
-    default, ``KPI_MAX_DAYS_PER_RUN``). Memory stays one day's: ranged assets read their inputs a
-    window at a time and stage each day's output aside."""
+    default, ``KPI_MAX_DAYS_PER_RUN``). Ranged assets read their inputs a window at a time and the
+    Parquet ones stage each day's output aside, so their memory stays one day's; the assets stored
+    in the warehouse hold their whole range's rows until its one write (small per day, but fewer
+    days per run for 10M-event days: docs/scaling.md)."""
     return dg.BackfillPolicy.multi_run(max_partitions_per_run=max_days)
 
 

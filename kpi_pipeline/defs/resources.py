@@ -30,12 +30,13 @@ warehouse error that is not a connection or locking problem (:func:`permanent_wa
 An unexpected error (a bug) is retried too: nothing tells it from a transient driver error."""
 
 WAREHOUSE_POOL = "warehouse"
-"""The concurrency pool of the assets stored in the warehouse (the KPI tables and the task_starts /
-user_days / user_weeks state), whose steps are mostly warehouse reads and writes. Unlimited unless
+"""The concurrency pool of the assets stored in the warehouse (the KPI tables, the task_starts /
+user_days / user_weeks state and the staged ticket and incident exports), whose steps are mostly
+warehouse reads and writes. Unlimited unless
 the instance limits it (``deploy/dagster.yaml``): a small SQLite or PostgreSQL warehouse then takes
 a few of them at once however many runs the queue starts. A Dagster pool holds its slot for the
-whole step, so the staging steps, which spend their time parsing files in DuckDB and write only
-their quarantine rows and commit, stay out of it: they scale with the runs."""
+whole step, so the telemetry staging step, which spends its time parsing files in DuckDB and writes
+only its quarantine rows and commit, stays out of it: it scales with the runs."""
 
 
 @contextmanager

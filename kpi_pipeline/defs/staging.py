@@ -13,7 +13,7 @@ from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.checks import check_result, merge_checks
 from kpi_pipeline.defs.metadata import counts_markdown, owner, root_path, table_metadata
 from kpi_pipeline.defs.partitions import TELEMETRY_KEY, run_days
-from kpi_pipeline.defs.resources import IO_RETRY, KpiData, PendingDays, WarehouseResource
+from kpi_pipeline.defs.resources import IO_RETRY, WAREHOUSE_POOL, KpiData, PendingDays, WarehouseResource
 from kpi_pipeline.ingest.incidents import stage_incidents
 from kpi_pipeline.ingest.raw_files import UnreadableFileError
 from kpi_pipeline.ingest.rows import StagingReport, quarantine_frame
@@ -528,6 +528,7 @@ def staging_assets(
             },
             check_specs=[*_check_specs(name, partition=False), _located_spec(name)],
             retry_policy=IO_RETRY,
+            pool=WAREHOUSE_POOL,  # its staged rows are a warehouse table, replaced whole
             group_name=STAGING_GROUP,
         )
         def _asset(
