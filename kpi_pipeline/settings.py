@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from kpi_pipeline.config import FIRST_DATE, LAST_DATE, ConfigError
 from kpi_pipeline.ingest.engine import GLOB_CHARACTERS
 
+URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")  # s3://, gs://, az://, file://
 DEFAULT_DAYS_PER_RUN = 31
 MAX_DAYS_PER_RUN_LIMIT = 366
 
@@ -42,7 +44,14 @@ class Settings:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        data_dir = Path(env.get("KPI_DATA_DIR") or "data").resolve()
+        raw_dir = env.get("KPI_DATA_DIR") or "data"
+        if URL_SCHEME.match(raw_dir):
+            # Path() would read s3://bucket/kpi as a local folder "s3:/bucket/kpi", silently.
+            raise ConfigError(
+                f"KPI_DATA_DIR must be a folder of this machine (a mounted volume); object storage URLs "
+                f"are not supported yet, got {raw_dir!r}"
+            )
+        data_dir = Path(raw_dir).resolve()
         if GLOB_CHARACTERS & set(str(data_dir)):
             raise ConfigError(
                 f"KPI_DATA_DIR must not contain *, ? or [ (DuckDB reads the staged files' paths as "

@@ -463,3 +463,13 @@ def test_a_bad_days_per_run_is_a_config_error(tmp_path: Path, value: str) -> Non
     assert str(info.value) == (
         f"KPI_MAX_DAYS_PER_RUN must be a whole number of days from 1 to 366, got {value!r}"
     )
+
+
+@pytest.mark.parametrize("url", ["s3://kpi-bucket/data", "gs://kpi/data", "az://container/kpi"])
+def test_an_object_storage_data_dir_is_a_config_error_not_a_local_folder(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"KPI_DATA_DIR": url})
+    assert str(info.value) == (
+        "KPI_DATA_DIR must be a folder of this machine (a mounted volume); object storage URLs are not "
+        f"supported yet, got {url!r}"
+    )
