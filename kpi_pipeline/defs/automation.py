@@ -45,9 +45,10 @@ from kpi_pipeline.automation.file_state import (
 from kpi_pipeline.automation.outdated import UNPARTITIONED, Node, reached
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.outdated import without_inputs_current
-from kpi_pipeline.defs.partitions import run_days
+from kpi_pipeline.defs.partitions import TELEMETRY_KEY, run_days
 from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.defs.staging import QUARANTINE_OF
+from kpi_pipeline.partition_store import partition_path, stored_partitions
 from kpi_pipeline.sources.files import export_files
 
 SETTLE_SECONDS = 60.0
@@ -257,15 +258,15 @@ def _export_sensor(name: str, source: str, asset: str, config: KpiConfig) -> dg.
 
 def _staged_at(kpi_data: KpiData) -> dict[str, int]:
     """Staged telemetry days → when they were last staged (ns)."""
-    folder = kpi_data.staging / "telemetry_events"
     return {
-        p.parent.name.removeprefix("date="): p.stat().st_mtime_ns for p in folder.glob("date=*/data.parquet")
+        day: partition_path(kpi_data.staging, TELEMETRY_KEY.path, day).stat().st_mtime_ns
+        for day in _staged_days(kpi_data)
     }
 
 
 def _staged_days(kpi_data: KpiData) -> list[str]:
     """Telemetry days that are staged (their KPIs can be recomputed without re-staging)."""
-    return sorted(_staged_at(kpi_data))
+    return stored_partitions(kpi_data.staging, TELEMETRY_KEY.path)
 
 
 def _shift(day: str, days: int) -> str:

@@ -32,11 +32,11 @@ An unexpected error (a bug) is retried too: nothing tells it from a transient dr
 WAREHOUSE_POOL = "warehouse"
 """The concurrency pool of the assets stored in the warehouse (the KPI tables, the task_starts /
 user_days / user_weeks state and the staged ticket and incident exports), whose steps are mostly
-warehouse reads and writes. Unlimited unless
-the instance limits it (``deploy/dagster.yaml``): a small SQLite or PostgreSQL warehouse then takes
-a few of them at once however many runs the queue starts. A Dagster pool holds its slot for the
-whole step, so the telemetry staging step, which spends its time parsing files in DuckDB and writes
-only its quarantine rows and commit, stays out of it: it scales with the runs."""
+warehouse reads and writes. Unlimited unless the instance limits it (``deploy/dagster.yaml``): a
+small SQLite or PostgreSQL warehouse then takes a few of them at once however many runs the queue
+starts. A Dagster pool holds its slot for the whole step, so the telemetry staging step, which
+spends its time parsing files in DuckDB and writes only its quarantine rows and commit, stays out
+of it: it scales with the runs."""
 
 
 @contextmanager
