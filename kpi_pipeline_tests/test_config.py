@@ -425,20 +425,23 @@ def test_settings_require_the_config_only_when_kpi_config_names_it(tmp_path: Pat
         load_config(named.config_path, required=named.config_required)
 
 
+def settings_error(environ: dict[str, str]) -> str:
+    """The one-line ConfigError that reading these environment variables raises."""
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(environ)
+    return str(info.value)
+
+
 @pytest.mark.parametrize("value", ["bogus", "2025-02-30", "0001-01-01"])
 def test_a_bad_start_date_is_a_config_error(tmp_path: Path, value: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        Settings.from_env({"KPI_DATA_DIR": str(tmp_path), "KPI_START_DATE": value})
-    assert str(info.value) == (
+    assert settings_error({"KPI_DATA_DIR": str(tmp_path), "KPI_START_DATE": value}) == (
         f"KPI_START_DATE must be a date from 1900-01-01 to 2200-12-31 like 2025-01-01, got {value!r}"
     )
 
 
 @pytest.mark.parametrize("folder", ["kpi[prod]", "kpi*", "kpi?"])
 def test_a_data_dir_duckdb_would_read_as_a_pattern_is_a_config_error(tmp_path: Path, folder: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        Settings.from_env({"KPI_DATA_DIR": str(tmp_path / folder)})
-    assert str(info.value) == (
+    assert settings_error({"KPI_DATA_DIR": str(tmp_path / folder)}) == (
         "KPI_DATA_DIR must not contain *, ? or [ (DuckDB reads the staged files' paths as patterns), "
         f"got {str(tmp_path / folder)!r}"
     )
@@ -458,18 +461,14 @@ def test_an_edited_config_is_read_again_even_with_the_same_size_and_time(tmp_pat
 
 @pytest.mark.parametrize("value", ["0", "-3", "ten", "367", "2.5", "²"])
 def test_a_bad_days_per_run_is_a_config_error(tmp_path: Path, value: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        Settings.from_env({"KPI_DATA_DIR": str(tmp_path), "KPI_MAX_DAYS_PER_RUN": value})
-    assert str(info.value) == (
+    assert settings_error({"KPI_DATA_DIR": str(tmp_path), "KPI_MAX_DAYS_PER_RUN": value}) == (
         f"KPI_MAX_DAYS_PER_RUN must be a whole number of days from 1 to 366, got {value!r}"
     )
 
 
 @pytest.mark.parametrize("url", ["s3://kpi-bucket/data", "gs://kpi/data", "az://container/kpi"])
 def test_an_object_storage_data_dir_is_a_config_error_not_a_local_folder(url: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        Settings.from_env({"KPI_DATA_DIR": url})
-    assert str(info.value) == (
+    assert settings_error({"KPI_DATA_DIR": url}) == (
         "KPI_DATA_DIR must be a folder of this machine (a mounted volume); object storage URLs are not "
         f"supported yet, got {url!r}"
     )
