@@ -8,7 +8,6 @@ import functools
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -37,6 +36,7 @@ from kpi_pipeline.runner import (
 from kpi_pipeline.settings import Settings
 from kpi_pipeline.sources.files import available_sources
 from kpi_pipeline.sources.importer import TelemetryImportError, import_telemetry
+from kpi_pipeline.storage import StorageError, location
 
 
 def _date(text: str) -> dt.date:
@@ -95,7 +95,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     start = args.start or default_sample_start(Settings.from_env(), args.days)
     summary = generate_dataset(
-        Path(args.out), days=args.days, seed=args.seed, start=start, users=args.users, log=print
+        location(args.out), days=args.days, seed=args.seed, start=start, users=args.users, log=print
     )
     print(
         f"wrote {summary.telemetry_rows:,} telemetry rows ({summary.start} … {summary.end}), "
@@ -227,7 +227,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         return 2
     settings = Settings.from_env()
     mapping = load_config(settings.config_path, required=settings.config_required).sources.telemetry
-    result = import_telemetry(Path(args.file), settings.data_dir, mapping, args.name)
+    result = import_telemetry(location(args.file), settings.data_dir, mapping, args.name)
     days = sorted(result.rows_by_day)
     rows = sum(result.rows_by_day.values())
     print(
@@ -336,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (
         ConfigError,
+        StorageError,
         UsageError,
         UnreadableFileError,
         MissingPartitionError,

@@ -27,6 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from upath import UPath
 
 from kpi_pipeline.contract import EVENT_TYPES
 from kpi_pipeline.sources.model import Sources
@@ -286,12 +287,13 @@ def _yaml_error(exc: yaml.YAMLError) -> str:
     return " ".join(f"{where}{problem}".split())
 
 
-def load_config(path: str | Path | None, required: bool = False) -> KpiConfig:
-    """Load kpi.yaml from ``path``; built-in defaults when ``path`` is None, or absent and not
-    ``required`` (the default location may be absent; a path the user named must exist)."""
+def load_config(path: str | Path | UPath | None, required: bool = False) -> KpiConfig:
+    """Load kpi.yaml from ``path`` (a local path or an object-store ``UPath``); built-in defaults
+    when ``path`` is None, or absent and not ``required`` (the default location may be absent; a
+    path the user named must exist)."""
     if path is None:
         return KpiConfig()
-    path = Path(path)
+    path = Path(path) if isinstance(path, str) else path
     if not path.exists():
         if required:
             raise ConfigError(f"{path}: configuration file not found (named by KPI_CONFIG)")

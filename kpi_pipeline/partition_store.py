@@ -6,7 +6,7 @@ transaction that replaces the quarantine rows and records the new file's token
 in ``staging_commits``:
 
 1. the new file is written under ``_pending/`` (:meth:`PartitionStore.stage`; a ranged run stages
-   every day of its range before committing any), then, under the partition's file lock, moved
+   every day of its range before committing any), then, under the partition's lock, moved
    beside ``data.parquet`` (``.pending``; ``.tmp`` for files without warehouse rows);
 2. one transaction replaces the quarantine rows and records the token;
 3. the pending file is renamed over ``data.parquet``.
@@ -20,6 +20,12 @@ file whose token the warehouse committed and renames it into place. Every
 reader goes through :meth:`PartitionStore.ready` (or :meth:`recover_all`), so a
 kill at any instant never shows a reader half a version. Files written without
 warehouse rows (attempts, the activity rollup) use the same lock and rename.
+
+In an object store (``s3://`` …) the protocol is the same with two substitutions: a "rename" is a
+server-side copy and then a delete (each object write is atomic, so a reader sees the old file or
+the new one; a kill between the copy and the delete leaves a committed pending file, which the
+next reader moves again), and the partition's lock is the warehouse's named lock
+(:meth:`Warehouse.lock`), as object stores have no lock files.
 """
 
 from __future__ import annotations
@@ -27,21 +33,29 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 import signal
 import socket
+import tempfile
 import time
 import uuid
 import zlib
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from filelock import FileLock
 
+from kpi_pipeline.storage import (
+    StoragePath,
+    display,
+    is_remote,
+    move,
+    parquet_metadata,
+    remove_tree,
+    write_parquet,
+)
 from kpi_pipeline.warehouse import Replace, Warehouse
 
 FAULT_ENV = "KPI_FAULT_AT"  # tests only: the write boundary at which the process kills itself
@@ -101,28 +115,28 @@ class PendingPartition:
 
     asset_path: tuple[str, ...]
     partition: str | None
-    path: Path
+    path: StoragePath
     token: str
     rows: int
     quarantine: pd.DataFrame | None = None  # committed with the file (staged telemetry)
     quarantine_where: Mapping[str, str] = field(default_factory=dict)
 
 
-def partition_path(base_dir: Path, asset_path: Sequence[str], partition: str | None) -> Path:
+def partition_path(base_dir: StoragePath, asset_path: Sequence[str], partition: str | None) -> StoragePath:
     """Where an asset's partition (or unpartitioned value) is stored."""
     folder = base_dir.joinpath(*asset_path)
     return folder / f"date={partition}" / FILE_NAME if partition else folder / FILE_NAME
 
 
-def stored_partitions(base_dir: Path, asset_path: Sequence[str]) -> list[str]:
+def stored_partitions(base_dir: StoragePath, asset_path: Sequence[str]) -> list[str]:
     """The partitions of an asset that have a stored file, sorted."""
     folder = base_dir.joinpath(*asset_path)
     return sorted(p.parent.name.removeprefix("date=") for p in folder.glob(f"date=*/{FILE_NAME}"))
 
 
-def file_token(path: Path) -> str | None:
+def file_token(path: StoragePath) -> str | None:
     """The commit token recorded in a stored file's Parquet metadata (None for older files)."""
-    metadata = pq.read_schema(path).metadata or {}
+    metadata = parquet_metadata(path).metadata or {}
     token = metadata.get(TOKEN_KEY)
     return token.decode() if token else None
 
@@ -130,17 +144,26 @@ def file_token(path: Path) -> str | None:
 class PartitionStore:
     """Locked, atomic writes and crash recovery of Parquet partitions under ``base_dir``."""
 
-    def __init__(self, base_dir: Path, warehouse_url: str | None = None) -> None:
+    def __init__(self, base_dir: StoragePath, warehouse_url: str | None = None) -> None:
         self.base_dir = base_dir
         self.warehouse_url = warehouse_url
 
-    def path(self, asset_path: Sequence[str], partition: str | None) -> Path:
+    def path(self, asset_path: Sequence[str], partition: str | None) -> StoragePath:
         return partition_path(self.base_dir, asset_path, partition)
 
-    @staticmethod
-    def _lock(path: Path) -> FileLock:
+    def _lock(self, path: StoragePath) -> AbstractContextManager[object]:
+        """The partition's lock: a lock file beside it on a local disk; in an object store, which
+        has no locks, the warehouse's named lock (every writer of the data root shares its
+        warehouse), or without one a lock file of this machine (one-machine tests)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        return FileLock(path.with_name(".lock"))
+        if not is_remote(path):
+            return FileLock(path.with_name(".lock"))
+        name = f"kpi_pipeline.partition:{display(path.parent)}"
+        if self.warehouse_url:
+            return Warehouse(self.warehouse_url).lock(name)
+        folder = os.path.join(tempfile.gettempdir(), "kpi_pipeline_locks")
+        os.makedirs(folder, exist_ok=True)
+        return FileLock(os.path.join(folder, f"{zlib.crc32(name.encode()):08x}.lock"))
 
     def _committed_token(self, asset: str, partition: str) -> str | None:
         if not self.warehouse_url:
@@ -150,7 +173,7 @@ class PartitionStore:
         )
         return None if rows.empty else str(rows["token"].iloc[0])
 
-    def _recover(self, asset_path: Sequence[str], partition: str | None, path: Path) -> None:
+    def _recover(self, asset_path: Sequence[str], partition: str | None, path: StoragePath) -> None:
         """Roll a committed pending file forward, delete any other leftover (lock held).
 
         ``.tmp`` files (writes without warehouse rows, or of older releases) are always orphans
@@ -162,16 +185,16 @@ class PartitionStore:
             committed = self._committed_token("/".join(asset_path), partition or "")
             for leftover in pending:
                 if committed is not None and leftover.name.endswith(f".{committed}.pending"):
-                    os.replace(leftover, path)
+                    move(leftover, path)
                 else:
                     leftover.unlink(missing_ok=True)
         for orphan in path.parent.glob(f".{FILE_NAME}.*.tmp"):
             orphan.unlink(missing_ok=True)
 
-    def ready(self, asset_path: Sequence[str], partition: str | None) -> Path:
+    def ready(self, asset_path: Sequence[str], partition: str | None) -> StoragePath:
         """The stored file's path, after finishing or discarding a write a killed process left."""
         path = self.path(asset_path, partition)
-        if path.parent.is_dir() and any(path.parent.glob(f".{FILE_NAME}.*")):
+        if any(path.parent.glob(f".{FILE_NAME}.*")):
             with self._lock(path):
                 self._recover(asset_path, partition, path)
         return path
@@ -184,7 +207,7 @@ class PartitionStore:
 
     def write(
         self, asset_path: Sequence[str], partition: str | None, frame: pd.DataFrame, batch: StagedBatch | None
-    ) -> Path:
+    ) -> StoragePath:
         """Store ``frame`` as the partition; with a ``batch``, commit its quarantine rows with it."""
         return self.commit(self.stage(asset_path, partition, frame, batch))
 
@@ -196,10 +219,10 @@ class PartitionStore:
         staged, token = self.reserve()
         table = pa.Table.from_pandas(frame, preserve_index=False)
         metadata = {**(table.schema.metadata or {}), TOKEN_KEY: token.encode()}
-        pq.write_table(table.replace_schema_metadata(metadata), staged)
+        write_parquet(table.replace_schema_metadata(metadata), staged)
         return self.written(asset_path, partition, staged, token, len(frame), batch)
 
-    def reserve(self) -> tuple[Path, str]:
+    def reserve(self) -> tuple[StoragePath, str]:
         """A path under ``_pending/`` and the commit token, for a writer that writes the file itself
         (DuckDB staging a big day); the file's footer must carry the token under ``TOKEN_KEY``."""
         folder = self.base_dir / PENDING_DIR
@@ -212,7 +235,7 @@ class PartitionStore:
     def written(
         asset_path: Sequence[str],
         partition: str | None,
-        path: Path,
+        path: StoragePath,
         token: str,
         rows: int,
         batch: StagedBatch | None,
@@ -224,7 +247,7 @@ class PartitionStore:
         return PendingPartition(tuple(asset_path), partition, path, token, rows, quarantine, where)
 
     @staticmethod
-    def _clean_pending(folder: Path) -> None:
+    def _clean_pending(folder: StoragePath) -> None:
         """Delete staged files whose writing process is gone (killed before it committed them): on
         this host, a process id that no longer runs; from another host or container, whose process
         ids mean nothing here, a file untouched for ``ABANDONED_SECONDS``."""
@@ -238,7 +261,7 @@ class PartitionStore:
             if gone:
                 leftover.unlink(missing_ok=True)
 
-    def commit(self, pending: PendingPartition) -> Path:
+    def commit(self, pending: PendingPartition) -> StoragePath:
         """Make a staged file the partition: moved into the partition's folder, then its quarantine
         rows and token in one transaction, then the rename (see the module docstring for what a
         kill at each point leaves)."""
@@ -249,7 +272,7 @@ class PartitionStore:
             self._recover(asset_path, partition, path)
             suffix = "pending" if pending.quarantine is not None else "tmp"
             aside = path.with_name(f".{FILE_NAME}.{os.getpid()}.{pending.token}.{suffix}")
-            os.replace(pending.path, aside)
+            move(pending.path, aside)
             fault_point("after_pending_write")
             if pending.quarantine is not None:
                 if not self.warehouse_url:
@@ -271,7 +294,7 @@ class PartitionStore:
                     ]
                 )
                 fault_point("after_commit")
-            os.replace(aside, path)
+            move(aside, path)
             fault_point("after_rename")
             self.clear_rejected(asset_path, partition)
         return path
@@ -282,9 +305,9 @@ class PartitionStore:
 
     def clear_rejected(self, asset_path: Sequence[str], partition: str | None) -> None:
         """Forget a rejected version once a good one is stored."""
-        shutil.rmtree(self.rejected_dir(asset_path, partition), ignore_errors=True)
+        remove_tree(self.rejected_dir(asset_path, partition))
 
-    def rejected_dir(self, asset_path: Sequence[str], partition: str | None) -> Path:
+    def rejected_dir(self, asset_path: Sequence[str], partition: str | None) -> StoragePath:
         """Where a version that failed a blocking check is kept for inspection."""
         folder = self.base_dir.joinpath(REJECTED_DIR, *asset_path)
         return folder / f"date={partition}" if partition else folder
@@ -295,16 +318,26 @@ class PartitionStore:
         partition: str | None,
         batch: StagedBatch,
         report: Mapping[str, object],
-    ) -> Path:
-        """Keep a rejected version's quarantine rows and report aside; the stored version is untouched."""
+    ) -> StoragePath:
+        """Keep a rejected version's quarantine rows and report aside; the stored version is untouched.
+
+        On a local disk the two files are written to a fresh folder renamed over the old one, so
+        they always belong to one rejection; an object store has no folder rename: the old files
+        are deleted, then the new ones written."""
         folder = self.rejected_dir(asset_path, partition)
-        fresh = folder.with_name(f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-        fresh.mkdir(parents=True)
-        batch.quarantine.to_parquet(fresh / "quarantine.parquet", index=False)
+        local = not is_remote(folder)
+        fresh = folder.with_name(f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp") if local else folder
+        if not local:
+            remove_tree(folder)
+        fresh.mkdir(parents=True, exist_ok=True)
+        write_parquet(
+            pa.Table.from_pandas(batch.quarantine, preserve_index=False), fresh / "quarantine.parquet"
+        )
         stamped = {"rejected_at": dt.datetime.now(dt.UTC).isoformat(), **report}
         (fresh / "report.json").write_text(
             json.dumps(stamped, indent=2, default=str) + "\n", encoding="utf-8"
         )
-        shutil.rmtree(folder, ignore_errors=True)  # the two files of one rejection stay together
-        os.replace(fresh, folder)
+        if local:
+            remove_tree(folder)  # the two files of one rejection stay together
+            move(fresh, folder)
         return folder

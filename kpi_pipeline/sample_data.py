@@ -41,6 +41,7 @@ from kpi_pipeline.contract import (
     TICKET_STATUSES,
     UNKNOWN_EVENT_TYPE,
 )
+from kpi_pipeline.storage import StoragePath, location
 
 SECOND = 1_000
 MINUTE = 60 * SECOND
@@ -504,7 +505,7 @@ def _encode(data: bytes, name: str) -> bytes:
     return gzip.compress(data, compresslevel=6, mtime=0) if name.endswith(".gz") else data
 
 
-def _write(out: Path, relative: str, data: bytes, files: list[str]) -> None:
+def _write(out: StoragePath, relative: str, data: bytes, files: list[str]) -> None:
     path = out / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -1221,7 +1222,7 @@ def _ticket_bad_rows(
 
 
 def _write_tickets(
-    rng: np.random.Generator, world: _World, pop: _Population, t: _Tickets, out: Path, files: list[str]
+    rng: np.random.Generator, world: _World, pop: _Population, t: _Tickets, out: StoragePath, files: list[str]
 ) -> tuple[int, dict[str, int]]:
     """One CSV export per week (every other one gzipped), incremental: tickets changed since the last."""
     times = _ticket_export_times(world)
@@ -1286,7 +1287,7 @@ def _iso(ms: int) -> str:
     return (dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=ms)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _write_incidents(world: _World, out: Path, files: list[str]) -> tuple[int, int, dict[str, int]]:
+def _write_incidents(world: _World, out: StoragePath, files: list[str]) -> tuple[int, int, dict[str, int]]:
     """Two exports: JSONL while the SEV1 is open, CSV at the end; plus three bad records."""
     sev1 = next(inc for inc in world.incidents if inc.severity == 1)
     first_as_of = sev1.started + HOUR
@@ -1344,7 +1345,7 @@ def _write_incidents(world: _World, out: Path, files: list[str]) -> tuple[int, i
 
 
 def generate_dataset(
-    out: Path,
+    out: StoragePath,
     days: int = 28,
     seed: int = 7,
     start: dt.date = DEFAULT_START,
@@ -1359,7 +1360,7 @@ def generate_dataset(
     """
     if days < 1 or users < 1:
         raise ValueError(f"days and users must be at least 1 (got days={days}, users={users})")
-    out = Path(out)
+    out = location(out) if isinstance(out, str) else out
     files: list[str] = []
     config_path = out / "config" / "kpi.yaml"
     if not config_path.exists():

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from kpi_pipeline.config import FIRST_DATE, LAST_DATE, ConfigError
 from kpi_pipeline.ingest.engine import GLOB_CHARACTERS
+from kpi_pipeline.storage import StorageError, StoragePath, is_remote, location
 
-URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")  # s3://, gs://, az://, file://
 DEFAULT_DAYS_PER_RUN = 31
 MAX_DAYS_PER_RUN_LIMIT = 366
 
@@ -29,37 +27,36 @@ class Settings:
     fewer days per run let a queue run more of them at once.
     """
 
-    data_dir: Path
+    data_dir: StoragePath
     warehouse_url: str
-    config_path: Path
+    config_path: StoragePath
     start_date: dt.date | None = None
     config_required: bool = False
     max_days_per_run: int = DEFAULT_DAYS_PER_RUN
     from_environment: frozenset[str] = frozenset()  # the KPI_* variables that were set
 
     @property
-    def staging_dir(self) -> Path:
+    def staging_dir(self) -> StoragePath:
         return self.data_dir / "staging"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         raw_dir = env.get("KPI_DATA_DIR") or "data"
-        if URL_SCHEME.match(raw_dir):
-            # Path() would read s3://bucket/kpi as a local folder "s3:/bucket/kpi", silently.
-            raise ConfigError(
-                f"KPI_DATA_DIR must be a folder of this machine (a mounted volume); object storage URLs "
-                f"are not supported yet, got {raw_dir!r}"
-            )
-        data_dir = Path(raw_dir).resolve()
+        data_dir = _location("KPI_DATA_DIR", raw_dir)
         if GLOB_CHARACTERS & set(str(data_dir)):
             raise ConfigError(
                 f"KPI_DATA_DIR must not contain *, ? or [ (DuckDB reads the staged files' paths as "
                 f"patterns), got {str(data_dir)!r}"
             )
+        if is_remote(data_dir) and not env.get("KPI_WAREHOUSE_URL"):
+            raise ConfigError(
+                f"KPI_DATA_DIR is in object storage ({raw_dir!r}): set KPI_WAREHOUSE_URL too (the "
+                "default SQLite warehouse is a file under a local data folder)"
+            )
         url = env.get("KPI_WAREHOUSE_URL") or f"sqlite:///{data_dir / 'warehouse' / 'kpi.db'}"
         named = env.get("KPI_CONFIG") or ""
-        config = Path(named) if named else data_dir / "config" / "kpi.yaml"
+        config = _location("KPI_CONFIG", named) if named else data_dir / "config" / "kpi.yaml"
         raw_start = env.get("KPI_START_DATE") or ""
         raw_days = env.get("KPI_MAX_DAYS_PER_RUN") or ""
         return cls(
@@ -73,6 +70,14 @@ class Settings:
                 name for name in ("KPI_DATA_DIR", "KPI_WAREHOUSE_URL") if env.get(name)
             ),
         )
+
+
+def _location(variable: str, text: str) -> StoragePath:
+    """A local path or an object-store URL from a variable, or a ConfigError naming it."""
+    try:
+        return location(text)
+    except StorageError as exc:
+        raise ConfigError(f"{variable}: {exc}") from None
 
 
 def _start_date(text: str) -> dt.date:

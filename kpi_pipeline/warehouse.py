@@ -17,6 +17,7 @@ import datetime as dt
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
+from filelock import FileLock
 from sqlalchemy.engine import Connection, Engine
 
 from kpi_pipeline.tables import TableSpec, conform, empty_frame, table
@@ -48,6 +50,10 @@ _engines_lock = threading.Lock()
 _PG_TABLE_LOCK = sa.text(
     "SELECT pg_advisory_xact_lock(hashtext(coalesce(current_schema(), '') || '.' || :name))"
 )
+# Named locks (:meth:`Warehouse.lock`): two 32-bit keys, a key space of their own beside the tables'.
+_LOCK_SPACE = 0x4B50  # "KP"
+_PG_NAMED_LOCK = sa.text("SELECT pg_advisory_lock(:space, hashtext(:name))")
+_PG_NAMED_UNLOCK = sa.text("SELECT pg_advisory_unlock(:space, hashtext(:name))")
 # Grantees other than the owner in the ACL of one table of the current schema (0 = PUBLIC).
 _PG_FOREIGN_GRANTEES = sa.text(
     "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN '' ELSE pg_get_userbyid(a.grantee) END AS grantee "
@@ -217,6 +223,40 @@ class Warehouse:
         self.url = url
         self.engine = engine_for(url)
         self._is_sqlite = self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold the exclusive lock ``name`` for the block, across every process and machine that
+        shares this warehouse: the partition store's lock when the data root is in an object store,
+        where no lock file can be taken.
+
+        PostgreSQL: a session advisory lock on a connection of its own (the server releases it when a
+        killed holder's connection drops), in the two-key space, apart from the table locks. SQLite:
+        a lock file beside the database file, which only this machine can open anyway.
+        """
+        if self._is_sqlite:
+            database = self.engine.url.database
+            if not database or database == ":memory:":
+                raise WarehouseError(
+                    f"lock {name}: an in-memory SQLite warehouse cannot lock across processes"
+                )
+            folder = Path(database).with_name(f".{Path(database).name}.locks")
+            folder.mkdir(parents=True, exist_ok=True)
+            with FileLock(folder / f"{zlib.crc32(name.encode()):08x}.lock"):
+                yield
+            return
+        if self.engine.dialect.name != "postgresql":
+            raise WarehouseError(
+                f"lock {name}: a {self.engine.dialect.name} warehouse cannot hold the partition store's "
+                "locks; use PostgreSQL (or SQLite on one machine) with an object-store data root"
+            )
+        with _naming("(advisory lock)"), self.engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.execute(_PG_NAMED_LOCK, {"space": _LOCK_SPACE, "name": name})
+            try:
+                yield
+            finally:
+                conn.execute(_PG_NAMED_UNLOCK, {"space": _LOCK_SPACE, "name": name})
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -466,9 +467,48 @@ def test_a_bad_days_per_run_is_a_config_error(tmp_path: Path, value: str) -> Non
     )
 
 
-@pytest.mark.parametrize("url", ["s3://kpi-bucket/data", "gs://kpi/data", "az://container/kpi"])
-def test_an_object_storage_data_dir_is_a_config_error_not_a_local_folder(url: str) -> None:
-    assert settings_error({"KPI_DATA_DIR": url}) == (
-        "KPI_DATA_DIR must be a folder of this machine (a mounted volume); object storage URLs are not "
-        f"supported yet, got {url!r}"
+WAREHOUSE = {"KPI_WAREHOUSE_URL": "postgresql+psycopg://kpi@db.example/kpi"}
+
+
+def test_an_object_storage_data_dir_needs_its_warehouse_named() -> None:
+    assert settings_error({"KPI_DATA_DIR": "s3://kpi-bucket/data"}) == (
+        "KPI_DATA_DIR is in object storage ('s3://kpi-bucket/data'): set KPI_WAREHOUSE_URL too (the "
+        "default SQLite warehouse is a file under a local data folder)"
+    )
+
+
+def test_an_object_storage_data_dir_is_a_url_path_and_kpi_yaml_lies_in_it() -> None:
+    settings = Settings.from_env({"KPI_DATA_DIR": "s3://kpi-bucket/data/", **WAREHOUSE})
+    assert (str(settings.data_dir), str(settings.config_path), str(settings.staging_dir)) == (
+        "s3://kpi-bucket/data",
+        "s3://kpi-bucket/data/config/kpi.yaml",
+        "s3://kpi-bucket/data/staging",
+    )
+    assert not isinstance(settings.data_dir, Path)
+
+
+def test_a_file_url_is_a_local_folder(tmp_path: Path) -> None:
+    settings = Settings.from_env({"KPI_DATA_DIR": f"file://{tmp_path}"})
+    assert settings.data_dir == tmp_path.resolve()
+    assert settings.warehouse_url == f"sqlite:///{tmp_path.resolve() / 'warehouse' / 'kpi.db'}"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://files.example/kpi", "unsupported storage ftp:// (a local folder, or s3://, gs://, az://)"),
+        ("s3://", "name a bucket (or container), e.g. s3://my-bucket/kpi"),
+    ],
+)
+def test_an_unusable_storage_url_is_a_config_error(url: str, message: str) -> None:
+    assert settings_error({"KPI_DATA_DIR": url, **WAREHOUSE}) == f"KPI_DATA_DIR: {url!r}: {message}"
+
+
+def test_a_store_whose_package_is_missing_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "gcsfs", None)  # as if not installed
+    assert settings_error({"KPI_DATA_DIR": "gs://kpi/data", **WAREHOUSE}) == (
+        "KPI_DATA_DIR: 'gs://kpi/data': gs:// needs the gcsfs package (pip install 'kpi_pipeline[gcs]')"
+    )
+    assert settings_error({"KPI_DATA_DIR": "/tmp", "KPI_CONFIG": "gs://kpi/kpi.yaml"}) == (
+        "KPI_CONFIG: 'gs://kpi/kpi.yaml': gs:// needs the gcsfs package (pip install 'kpi_pipeline[gcs]')"
     )

@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from kpi_pipeline.ingest.telemetry import stage_telemetry_partition
@@ -29,6 +28,7 @@ from kpi_pipeline.partition_store import (
     file_token,
     host_mark,
 )
+from kpi_pipeline.storage import StoragePath, location, read_parquet
 from kpi_pipeline.warehouse import Warehouse
 
 DAY = dt.date(2025, 3, 2)
@@ -42,8 +42,8 @@ def event(n: int) -> str:
     )
 
 
-def write_version(root: Path, good: int, bad: int) -> None:
-    """A day file of ``good`` valid lines followed by ``bad`` broken ones."""
+def write_version(root: StoragePath, good: int, bad: int) -> None:
+    """A day file of ``good`` valid lines followed by ``bad`` broken ones (a folder or an object store)."""
     folder = root / "raw" / "telemetry" / f"date={DAY.isoformat()}"
     folder.mkdir(parents=True, exist_ok=True)
     lines = [event(n) for n in range(good)] + ["{broken"] * bad
@@ -52,52 +52,66 @@ def write_version(root: Path, good: int, bad: int) -> None:
 
 def stage_and_store(root: str, url: str) -> None:
     """Stage the day and store it with its quarantine (what the telemetry_events asset does)."""
-    staged = stage_telemetry_partition(Path(root), DAY, ())
+    data = location(root)
+    staged = stage_telemetry_partition(data, DAY, ())
     batch = StagedBatch(
         staged.events, staged.quarantine, {"source": "telemetry", "partition": DAY.isoformat()}
     )
-    PartitionStore(Path(root) / "staging", url).write(ASSET, DAY.isoformat(), staged.events, batch)
+    PartitionStore(data / "staging", url).write(ASSET, DAY.isoformat(), staged.events, batch)
 
 
-def stored(root: Path, url: str) -> tuple[int, int]:
+def stage_killed_at(boundary: str, root: str, url: str) -> None:
+    """:func:`stage_and_store` in another process that kills itself (SIGKILL) at ``boundary``."""
+    code = f"from {__name__} import stage_and_store; stage_and_store({root!r}, {url!r})"
+    env = {**os.environ, FAULT_ENV: boundary}
+    killed = subprocess.run([sys.executable, "-c", code], env=env, cwd=Path(__file__).parents[1], check=False)
+    assert killed.returncode == -signal.SIGKILL
+
+
+def stored(root: StoragePath, url: str) -> tuple[int, int]:
     """(staged rows, quarantined rows) of the day as a reader sees them."""
     path = PartitionStore(root / "staging", url).ready(ASSET, DAY.isoformat())
     quarantined = Warehouse(url).count(
         "quarantine", where={"source": "telemetry", "partition": DAY.isoformat()}
     )
-    return len(pd.read_parquet(path)), quarantined
+    return len(read_parquet(path)), quarantined
 
 
-@pytest.mark.parametrize(
-    ("boundary", "expected"),
-    [
-        ("after_pending_write", (8, 2)),  # nothing committed: version 1 stands
-        ("after_commit", (5, 7)),  # committed in the warehouse, file not yet renamed: rolled forward
-        ("after_rename", (5, 7)),
-    ],
-)
+# Where a writer of version 2 (5 good, 7 bad lines) is killed, and the version readers then see.
+KILLS = [
+    ("after_pending_write", (8, 2)),  # nothing committed: version 1 stands
+    ("after_commit", (5, 7)),  # committed in the warehouse, file not yet renamed: rolled forward
+    ("after_rename", (5, 7)),
+]
+
+
+def kill_a_second_version(
+    root: StoragePath, url: str, boundary: str, expected: tuple[int, int]
+) -> StoragePath:
+    """Store version 1 (8 good, 2 bad lines), kill a writer of version 2 at ``boundary``; check
+    that readers see ``expected``, that no leftover stays and that the stored file is the one the
+    warehouse committed. Returns the day's folder."""
+    write_version(root, good=8, bad=2)
+    stage_and_store(str(root), url)
+    assert stored(root, url) == (8, 2)
+
+    write_version(root, good=5, bad=7)
+    stage_killed_at(boundary, str(root), url)
+
+    assert stored(root, url) == expected
+    folder = root / "staging" / "telemetry_events" / f"date={DAY.isoformat()}"
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".data")] == []
+    commits = Warehouse(url).read("staging_commits")
+    assert commits["token"].tolist() == [file_token(folder / "data.parquet")]
+    return folder
+
+
+@pytest.mark.parametrize(("boundary", "expected"), KILLS)
 def test_kill_at_each_write_boundary_leaves_one_whole_version(
     tmp_path: Path, url: str, boundary: str, expected: tuple[int, int]
 ) -> None:
-    write_version(tmp_path, good=8, bad=2)
-    stage_and_store(str(tmp_path), url)
-    assert stored(tmp_path, url) == (8, 2)
-
-    write_version(tmp_path, good=5, bad=7)
-    code = (
-        "from kpi_pipeline_tests.test_partition_store import stage_and_store; "
-        f"stage_and_store({str(tmp_path)!r}, {url!r})"
-    )
-    env = {**os.environ, FAULT_ENV: boundary}
-    killed = subprocess.run([sys.executable, "-c", code], env=env, cwd=Path(__file__).parents[1], check=False)
-    assert killed.returncode == -signal.SIGKILL
-
-    assert stored(tmp_path, url) == expected
-    folder = tmp_path / "staging" / "telemetry_events" / f"date={DAY.isoformat()}"
-    assert [p.name for p in folder.iterdir() if p.name.startswith(".data")] == []
-    # The file on disk is the version the warehouse committed.
-    commits = Warehouse(url).read("staging_commits")
-    assert commits["token"].tolist() == [file_token(folder / "data.parquet")]
+    folder = kill_a_second_version(tmp_path, url, boundary, expected)
+    assert sorted(p.name for p in folder.iterdir()) == [".lock", "data.parquet"]
 
 
 def test_next_write_cleans_files_left_by_killed_writers(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from filelock import FileLock, Timeout
 
 import kpi_pipeline.warehouse as warehouse_module
 from kpi_pipeline.tables import table
@@ -845,3 +846,31 @@ def test_sqlite_readers_do_not_wait_for_a_writer(tmp_path: Path) -> None:
     finally:
         release.set()
         writer.join(30)
+
+
+def test_a_named_lock_excludes_other_holders_until_released(url: str) -> None:
+    """:meth:`Warehouse.lock` (the partition store's lock over an object store): while one holder
+    has it, another process's attempt fails at once; afterwards it succeeds. PostgreSQL: an
+    advisory lock of the named-lock key space; SQLite: a lock file beside the database file."""
+    warehouse = Warehouse(url)
+    name = "kpi_pipeline.partition:s3://bucket/kpi/staging/telemetry_events/date=2025-01-01"
+
+    def free() -> bool:
+        if warehouse.engine.dialect.name == "postgresql":
+            with admin(url) as conn:
+                taken = conn.execute(
+                    sa.text("SELECT pg_try_advisory_lock(19280, hashtext(:name))"), {"name": name}
+                ).scalar()
+                if taken:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(19280, hashtext(:name))"), {"name": name})
+                return bool(taken)
+        [lock_file] = Path(warehouse.engine.url.database).parent.glob(".warehouse.db.locks/*.lock")
+        try:
+            FileLock(lock_file).acquire(timeout=0).lock.release()
+        except Timeout:
+            return False
+        return True
+
+    with warehouse.lock(name):
+        assert not free()
+    assert free()

@@ -1,6 +1,7 @@
 """File states for the sensors: which raw files are new or changed, and settled.
 
-A file's state is its size and modification time. A sensor acts on a state
+A file's state is its size and modification time (and, in an object store, its ETag: an overwrite
+within the store's one-second modification times still changes the state). A sensor acts on a state
 once (the cursor remembers it); a file still being written waits: it must
 keep the same state for two ticks, or not have changed for ``settle_seconds``.
 Files named ``*.tmp`` / ``*.part`` are never read.
@@ -13,46 +14,49 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
 from kpi_pipeline.config import EventAlias
 from kpi_pipeline.ingest.discovery import IN_PROGRESS_SUFFIXES
+from kpi_pipeline.storage import FileInfo, StoragePath, info, list_tree
 
 
 @dataclass(frozen=True)
 class FileState:
     size: int
     mtime_ns: int
+    version: str = ""  # an object store's ETag
 
     @property
     def key(self) -> str:
-        return f"{self.size}:{self.mtime_ns}"
+        base = f"{self.size}:{self.mtime_ns}"
+        return f"{base}:{self.version}" if self.version else base
 
 
-def states(paths: Iterable[Path], root: Path) -> dict[str, FileState]:
+def states(paths: Iterable[StoragePath], root: StoragePath) -> dict[str, FileState]:
     """File → state for given files, named relative to ``root`` (absolute when outside it)."""
+    return _named((info(path) for path in paths), root)
+
+
+def _named(files: Iterable[FileInfo], root: StoragePath) -> dict[str, FileState]:
     out = {}
-    for path in paths:
-        stat = path.stat()
+    for file in files:
         try:
-            name = path.relative_to(root).as_posix()
+            name = file.path.relative_to(root).as_posix()
         except ValueError:
-            name = path.resolve().as_posix()
-        out[name] = FileState(stat.st_size, stat.st_mtime_ns)
+            name = file.path.resolve().as_posix()
+        out[name] = FileState(file.size, file.mtime_ns, file.version)
     return out
 
 
-def scan(folder: Path, root: Path) -> dict[str, FileState]:
+def scan(folder: StoragePath, root: StoragePath) -> dict[str, FileState]:
     """Every file under ``folder`` (path relative to ``root`` → state), except in-progress and hidden ones."""
-    if not folder.is_dir():
-        return {}
-    return states(
+    return _named(
         (
-            p
-            for p in sorted(folder.rglob("*"))
-            if p.is_file() and not p.name.startswith(".") and not p.name.endswith(IN_PROGRESS_SUFFIXES)
+            f
+            for f in list_tree(folder)
+            if not f.path.name.startswith(".") and not f.path.name.endswith(IN_PROGRESS_SUFFIXES)
         ),
         root,
     )
@@ -192,7 +196,7 @@ def telemetry_data_versions(
     }
 
 
-def created_dates(paths: Iterable[Path]) -> tuple[dt.date, dt.date] | None:
+def created_dates(paths: Iterable[StoragePath]) -> tuple[dt.date, dt.date] | None:
     """First and last UTC ``created_at`` date in native ticket exports (CSV, optionally gzip).
 
     The follow-up sensor recomputes the KPI days whose windows can see those tickets.
@@ -201,7 +205,14 @@ def created_dates(paths: Iterable[Path]) -> tuple[dt.date, dt.date] | None:
     stamps = []
     for path in paths:
         try:
-            column = pd.read_csv(path, usecols=["created_at"], dtype=str, on_bad_lines="skip")["created_at"]
+            with path.open("rb") as handle:
+                column = pd.read_csv(
+                    handle,
+                    usecols=["created_at"],
+                    dtype=str,
+                    on_bad_lines="skip",
+                    compression="gzip" if path.name.lower().endswith(".gz") else None,
+                )["created_at"]
         except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError):
             continue
         stamps.append(pd.to_datetime(column, utc=True, format="ISO8601", errors="coerce").dropna())

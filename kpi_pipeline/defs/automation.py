@@ -48,8 +48,9 @@ from kpi_pipeline.defs.outdated import without_inputs_current
 from kpi_pipeline.defs.partitions import TELEMETRY_KEY, run_days
 from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.defs.staging import QUARANTINE_OF
-from kpi_pipeline.partition_store import partition_path, stored_partitions
+from kpi_pipeline.partition_store import FILE_NAME, stored_partitions
 from kpi_pipeline.sources.files import export_files
+from kpi_pipeline.storage import list_tree, named
 
 SETTLE_SECONDS = 60.0
 SENSOR_INTERVAL_SECONDS = 30
@@ -242,7 +243,7 @@ def _export_sensor(name: str, source: str, asset: str, config: KpiConfig) -> dg.
             return dg.SensorResult(cursor=cursor.to_json())
         tags = {"kpi_pipeline/trigger": name, "kpi_pipeline/changed_files": str(len(ready))}
         if source == "tickets":
-            dates = created_dates(kpi_data.root / path for path in ready)
+            dates = created_dates(named(kpi_data.root, path) for path in ready)
             if dates is not None:
                 tags |= {AFFECTED_FROM: dates[0].isoformat(), AFFECTED_TO: dates[1].isoformat()}
         request = dg.RunRequest(
@@ -257,10 +258,13 @@ def _export_sensor(name: str, source: str, asset: str, config: KpiConfig) -> dg.
 
 
 def _staged_at(kpi_data: KpiData) -> dict[str, int]:
-    """Staged telemetry days → when they were last staged (ns)."""
+    """Staged telemetry days → when they were last staged (ns), from one listing of the asset's
+    folder (an object store answers it in one paginated request, not one per day)."""
+    folder = kpi_data.staging.joinpath(*TELEMETRY_KEY.path)
     return {
-        day: partition_path(kpi_data.staging, TELEMETRY_KEY.path, day).stat().st_mtime_ns
-        for day in _staged_days(kpi_data)
+        f.path.parent.name.removeprefix("date="): f.mtime_ns
+        for f in list_tree(folder)
+        if f.path.name == FILE_NAME and f.path.parent.name.startswith("date=")
     }
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
+from kpi_pipeline.storage import StoragePath
 from kpi_pipeline.tables import TableSpec
 
 
@@ -62,7 +62,7 @@ def shown(value: object) -> object:
     return round(float(value), max(METADATA_DIGITS, METADATA_DIGITS - 1 - magnitude))
 
 
-def root_path(path: Path, root: Path) -> dg.MetadataValue:
+def root_path(path: StoragePath, root: StoragePath) -> dg.MetadataValue:
     """A path as metadata, relative to the data root when inside it: the UI shows where the data is
     the same way on every machine (absolute when the path lies elsewhere)."""
     try:

@@ -6,18 +6,17 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import NoReturn
 
 import dagster as dg
 import duckdb
 import pandas as pd
-import pyarrow.parquet as pq
 
 from kpi_pipeline.defs.metadata import root_path
 from kpi_pipeline.defs.partitions import window_dates
 from kpi_pipeline.ingest.engine import shared_connection
 from kpi_pipeline.partition_store import PartitionStore, PendingPartition, StagedBatch, partition_path
+from kpi_pipeline.storage import StoragePath, duckdb_path, location, parquet_metadata, read_parquet
 from kpi_pipeline.tables import PARQUET_TABLES, TableSpec, empty_frame, table
 from kpi_pipeline.warehouse import Replace, Warehouse, WarehouseError
 
@@ -56,27 +55,28 @@ def permanent_warehouse_errors(context: dg.OutputContext) -> Iterator[None]:
         raise dg.Failure(description=f"{where}: {exc}", allow_retries=False) from exc
 
 
-def scan_parquet(paths: Sequence[Path], columns: Sequence[str] | None) -> duckdb.DuckDBPyRelation:
+def scan_parquet(paths: Sequence[StoragePath], columns: Sequence[str] | None) -> duckdb.DuckDBPyRelation:
     """Stored Parquet files as one DuckDB relation (only ``columns`` when given): read by column and
     out of core, never a frame."""
-    files = shared_connection().read_parquet([str(p) for p in paths], union_by_name=True)
+    con = shared_connection()
+    files = con.read_parquet([duckdb_path(con, p) for p in paths], union_by_name=True)
     return files if columns is None else files.project(", ".join(f'"{c}"' for c in columns))
 
 
 class KpiData(dg.ConfigurableResource):
     """The data root (raw exports, staging files); the kpi.yaml in force is built into the definitions."""
 
-    data_dir: str
+    data_dir: str  # a local folder or an object-store URL (s3://, gs://, az://)
     staging_dir: str = ""  # default: <data_dir>/staging
     warehouse_url: str = ""  # where staged partitions' commits are recorded (crash recovery)
 
     @property
-    def root(self) -> Path:
-        return Path(self.data_dir)
+    def root(self) -> StoragePath:
+        return location(self.data_dir)
 
     @property
-    def staging(self) -> Path:
-        return Path(self.staging_dir) if self.staging_dir else self.root / "staging"
+    def staging(self) -> StoragePath:
+        return location(self.staging_dir) if self.staging_dir else self.root / "staging"
 
     @property
     def store(self) -> PartitionStore:
@@ -89,7 +89,7 @@ class KpiData(dg.ConfigurableResource):
 
     def staged_frame(self, asset_key: dg.AssetKey, partition_key: str) -> pd.DataFrame:
         """One stored partition of a Parquet asset."""
-        return pd.read_parquet(self.store.ready(asset_key.path, partition_key))
+        return read_parquet(self.store.ready(asset_key.path, partition_key))
 
     def staged_rows(self, asset_key: dg.AssetKey, partition_keys: Sequence[str]) -> list[int]:
         """Row counts of the stored partitions among ``partition_keys`` (from Parquet footers)."""
@@ -98,7 +98,7 @@ class KpiData(dg.ConfigurableResource):
     def staged_row_counts(self, asset_key: dg.AssetKey, partition_keys: Sequence[str]) -> list[int | None]:
         """Row count of each of ``partition_keys``, None where it is not stored (Parquet footers)."""
         paths = [self.store.ready(asset_key.path, key) for key in partition_keys]
-        return [pq.read_metadata(path).num_rows if path.exists() else None for path in paths]
+        return [parquet_metadata(path).num_rows if path.exists() else None for path in paths]
 
     def staged_among(self, asset_key: dg.AssetKey, column: str, values: pd.Series) -> set[str]:
         """Which of ``values`` occur in ``column`` of any stored partition. DuckDB scans that one
@@ -133,16 +133,16 @@ class WarehouseResource(dg.ConfigurableResource):
         return set(self.get().lookup("user_days", "user_id", user_ids, before=("date", day.isoformat())))
 
 
-def parquet_path(base_dir: Path, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
+def parquet_path(base_dir: StoragePath, asset_key: dg.AssetKey, partition_key: str | None) -> StoragePath:
     """Where a Parquet asset's partition (or unpartitioned value) is stored."""
     return partition_path(base_dir, asset_key.path, partition_key)
 
 
-def parquet_column_max(base_dir: Path, asset_key: dg.AssetKey, column: str) -> pd.Timestamp | None:
+def parquet_column_max(base_dir: StoragePath, asset_key: dg.AssetKey, column: str) -> pd.Timestamp | None:
     """The largest value of ``column`` over every stored partition, from Parquet statistics only."""
     values = []
     for path in base_dir.joinpath(*asset_key.path).glob("date=*/data.parquet"):
-        meta = pq.read_metadata(path)
+        meta = parquet_metadata(path)
         index = meta.schema.to_arrow_schema().get_field_index(column)
         for group in range(meta.num_row_groups):
             stats = meta.row_group(group).column(index).statistics
@@ -197,7 +197,7 @@ class StagedDays:
             if key not in self._window:
                 path = self.store.ready(self.asset_path, key)
                 columns = None if self.columns is None else list(self.columns)
-                self._window[key] = pd.read_parquet(path, columns=columns) if path.exists() else None
+                self._window[key] = read_parquet(path, columns) if path.exists() else None
         frames = [frame for key in keys if (frame := self._window[key]) is not None]
         if not frames:
             self._missing(keys, first, last)
@@ -209,7 +209,7 @@ class StagedDays:
         existing = self._stored([k for k in self.keys if k in wanted])
         if not existing:
             return empty_frame(self.spec)
-        return pd.concat([pd.read_parquet(path) for path in existing], ignore_index=True)
+        return pd.concat([read_parquet(path) for path in existing], ignore_index=True)
 
     def every_day(self, columns: Sequence[str]) -> duckdb.DuckDBPyRelation | pd.DataFrame:
         """``columns`` of every stored partition as one DuckDB relation over their Parquet files (a
@@ -219,7 +219,7 @@ class StagedDays:
             return empty_frame(self.spec)[list(columns)]
         return scan_parquet(paths, columns)
 
-    def _stored(self, keys: Sequence[str]) -> list[Path]:
+    def _stored(self, keys: Sequence[str]) -> list[StoragePath]:
         paths = [self.store.ready(self.asset_path, k) for k in keys]
         return [path for path in paths if path.exists()]
 
@@ -255,14 +255,14 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     warehouse_url: str = ""
 
     @property
-    def staging(self) -> Path:
-        return Path(self.base_dir) if self.base_dir else Path(self.data_dir) / "staging"
+    def staging(self) -> StoragePath:
+        return location(self.base_dir) if self.base_dir else location(self.data_dir) / "staging"
 
     @property
     def store(self) -> PartitionStore:
         return PartitionStore(self.staging, self.warehouse_url or None)
 
-    def path_for(self, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
+    def path_for(self, asset_key: dg.AssetKey, partition_key: str | None) -> StoragePath:
         return self.store.path(asset_key.path, partition_key)
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | StagedBatch | PendingDays) -> None:
@@ -317,7 +317,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         existing = [p for p in paths if p.exists()]
         name = key.to_user_string()
         if existing:
-            return pd.concat([pd.read_parquet(p) for p in existing], ignore_index=True)
+            return pd.concat([read_parquet(p) for p in existing], ignore_index=True)
         if context.has_partition_key or name not in PARQUET_TABLES:
             partitions = ", ".join(map(str, keys))
             raise dg.Failure(

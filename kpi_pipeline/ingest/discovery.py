@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
+
+from kpi_pipeline.storage import StoragePath, list_tree
 
 IN_PROGRESS_SUFFIXES: tuple[str, ...] = (".tmp", ".part")
 
 
-def list_files(folder: Path, extensions: tuple[str, ...], recursive: bool) -> tuple[list[Path], list[Path]]:
+def list_files(
+    folder: StoragePath, extensions: tuple[str, ...], recursive: bool
+) -> tuple[list[StoragePath], list[StoragePath]]:
     """(files to read, files ignored) under ``folder``, both sorted by path.
 
     Only files ending in one of ``extensions`` are read; anything else (including
     files still being written, ``*.tmp``/``*.part``, hidden files, and files in
     subfolders when not ``recursive``) is ignored and reported.
     """
-    if not folder.is_dir():
-        return [], []
-    candidates = sorted(p for p in folder.rglob("*") if p.is_file())
+    candidates = [f.path for f in list_tree(folder)]
     readable, ignored = [], []
     for path in candidates:
         nested = path.parent != folder and not recursive
@@ -28,7 +29,7 @@ def list_files(folder: Path, extensions: tuple[str, ...], recursive: bool) -> tu
     return readable, ignored
 
 
-def raw_telemetry_days(data_root: Path) -> list[dt.date]:
+def raw_telemetry_days(data_root: StoragePath) -> list[dt.date]:
     """The dates of the ``raw/telemetry/date=YYYY-MM-DD`` folders under the data root, sorted."""
     days = []
     for folder in (data_root / "raw" / "telemetry").glob("date=*"):

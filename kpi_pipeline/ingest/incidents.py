@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
 import pandas as pd
 
@@ -21,6 +19,7 @@ from kpi_pipeline.ingest.rows import (
     with_mapping_reasons,
 )
 from kpi_pipeline.sources.model import INCIDENT_TIMESTAMPS, IncidentMapping
+from kpi_pipeline.storage import StoragePath
 
 TIMESTAMPS: tuple[str, ...] = INCIDENT_TIMESTAMPS
 TEXT_FIELDS: tuple[str, ...] = tuple(f for f in INCIDENT_FIELDS if f not in TIMESTAMPS)
@@ -96,7 +95,7 @@ def validate_incidents(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return valid, rejected
 
 
-def stage_incidents(data_root: Path, mapping: IncidentMapping | None = None) -> StagedExports:
+def stage_incidents(data_root: StoragePath, mapping: IncidentMapping | None = None) -> StagedExports:
     """Read every incident export (under ``raw/incidents``, or where ``mapping`` says, mapped onto
     the contract); the latest version of each incident wins."""
     return stage_exports(

@@ -22,7 +22,6 @@ import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -43,6 +42,7 @@ from kpi_pipeline.contract import (
 )
 from kpi_pipeline.ingest.engine import GLOB_CHARACTERS
 from kpi_pipeline.ingest.raw_files import LINE, Lines, RawFile, read_jsonl_lines
+from kpi_pipeline.storage import StoragePath, duckdb_path
 
 SUFFIXES: tuple[str, ...] = (".jsonl", ".jsonl.gz")
 FAST = "_fast"
@@ -88,7 +88,7 @@ def _tuple(values: Sequence[str]) -> str:
     return "(" + ", ".join(_sql(v) for v in values) + ")"
 
 
-def eligible(path: Path) -> bool:
+def eligible(path: StoragePath) -> bool:
     """A native JSONL file (optionally gzipped) that DuckDB splits into lines exactly as the exact
     reader does: it does not open with a byte-order mark (the exact reader strips it) and holds no
     unit separator, the byte DuckDB splits each line on (a line of only that byte would read as
@@ -98,9 +98,8 @@ def eligible(path: Path) -> bool:
     name = path.name.lower()
     if not name.endswith(SUFFIXES) or GLOB_CHARACTERS & set(str(path)):
         return False  # DuckDB would read a path with *, ? or [ as a pattern (other files too)
-    opener = gzip.open if name.endswith(".gz") else open
     try:
-        with opener(path, "rb") as handle:
+        with path.open("rb") as raw, gzip.open(raw) if name.endswith(".gz") else raw as handle:
             head = handle.read(_BLOCK)
             if head.startswith(_BOM):
                 return False
@@ -126,11 +125,12 @@ def _event_type_sql(aliases: Sequence[EventAlias], day: dt.date) -> str:
     return f"CASE {' '.join(whens)} ELSE s_event_type END" if whens else "s_event_type"
 
 
-def _lines_source(path: Path) -> str:
+def _lines_source(con: duckdb.DuckDBPyConnection, path: StoragePath) -> str:
     """Every line of a file as one text column, in order (split on the unit separator, which
     :func:`eligible` made sure the file does not hold)."""
     return (
-        f"read_csv({_sql(str(path))}, columns = {{'line': 'VARCHAR'}}, delim = {_sql(_SEPARATOR.decode())}, "
+        f"read_csv({_sql(duckdb_path(con, path))}, columns = {{'line': 'VARCHAR'}}, "
+        f"delim = {_sql(_SEPARATOR.decode())}, "
         "quote = '', "
         "escape = '', header = false, auto_detect = false)"
     )
@@ -220,7 +220,7 @@ class FastFile:
     typed values of the ``fast_rows`` lines DuckDB stages), the other non-blank lines as the
     exact reader parses them, and the fields counted on the fast lines."""
 
-    path: Path
+    path: StoragePath
     table: str
     fast_rows: int
     slow: RawFile
@@ -242,7 +242,7 @@ class SubsetLines(Lines):
         return super().records(at, end)
 
 
-def _slow_file(path: Path, numbers: np.ndarray, texts: pa.Array) -> RawFile:
+def _slow_file(path: StoragePath, numbers: np.ndarray, texts: pa.Array) -> RawFile:
     """The exact reader over the given lines (their text without line breaks), at their numbers."""
     data = b"".join(t + b"\n" for t in pc.cast(texts, pa.binary()).to_pylist()) if len(texts) else b""
     raw = read_jsonl_lines(path, Lines(data), TELEMETRY_TEXT_FIELDS, TELEMETRY_NUMBER_FIELDS)
@@ -254,17 +254,24 @@ def _slow_file(path: Path, numbers: np.ndarray, texts: pa.Array) -> RawFile:
 
 
 def read_fast(
-    con: duckdb.DuckDBPyConnection, path: Path, table: str, day: dt.date, aliases: Sequence[EventAlias]
+    con: duckdb.DuckDBPyConnection,
+    path: StoragePath,
+    table: str,
+    day: dt.date,
+    aliases: Sequence[EventAlias],
+    source: StoragePath | None = None,
 ) -> FastFile:
     """Run the fast pass over one file into the DuckDB tables ``table`` (judged lines) and
-    ``<table>_lines`` (every line, for :func:`line_texts`). Raises ``duckdb.Error`` when DuckDB
+    ``<table>_lines`` (every line, for :func:`line_texts`); DuckDB reads ``source`` when given (a
+    local copy of ``path``, which names the file everywhere else). Raises ``duckdb.Error`` when DuckDB
     cannot split the file into lines as the exact reader does (a lone carriage return, mixed line
     breaks, invalid UTF-8, a line over its size limit), for the caller to read the file the exact
     way instead."""
     lines = f"{table}_lines"
     # The table's row ids are the 0-based line numbers (a window's row_number() would hold the
     # whole pass to one thread).
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {lines} AS SELECT line FROM {_lines_source(path)}")
+    reads = _lines_source(con, path if source is None else source)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {lines} AS SELECT line FROM {reads}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_query(lines, day, aliases)}")
     slow = con.sql(f"SELECT {LINE}, line FROM {table} WHERE NOT {FAST} ORDER BY {LINE}").to_arrow_table()
     counted = ", ".join(
@@ -324,7 +331,7 @@ def write_staged(
     files: Sequence[tuple[int, FastFile]],
     slow_staged: pd.DataFrame,
     dropped: pd.DataFrame,
-    out: Path,
+    out: StoragePath,
     metadata: Mapping[str, str],
 ) -> int:
     """Write the partition's staged rows to the Parquet file ``out`` (with key-value ``metadata``) in
@@ -338,7 +345,7 @@ def write_staged(
         (written,) = con.execute(
             f"COPY (SELECT {columns} FROM ({_union('slow_staged', files, columns)}) "
             f"ANTI JOIN dropped USING ({ORDER_KEY}, {LINE}) ORDER BY {ORDER_KEY}, {LINE}) "
-            f"TO {_sql(str(out))} (FORMAT parquet{options})"
+            f"TO {_sql(duckdb_path(con, out))} (FORMAT parquet{options})"
         ).fetchall()[0]
     return int(written)
 

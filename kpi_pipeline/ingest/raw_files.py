@@ -22,7 +22,6 @@ import zipfile
 import zlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import orjson
@@ -31,6 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
+
+from kpi_pipeline.storage import StoragePath
 
 LINE = "_line"
 PRIOR = "_reason"  # a source mapping's quarantine reason for the row (NA where it found none)
@@ -121,7 +122,7 @@ class RawFile:
     (not in ``rows``).
     """
 
-    path: Path
+    path: StoragePath
     rows: pd.DataFrame
     malformed_lines: np.ndarray
     lines: Lines = field(repr=False)
@@ -154,7 +155,7 @@ class RawFile:
         return [text.decode("utf-8", errors="replace") for text in self.record_bytes(line_numbers)]
 
 
-def file_format(path: Path) -> str | None:
+def file_format(path: StoragePath) -> str | None:
     """``jsonl`` or ``csv`` for readable extensions (optionally ``.gz``), else None."""
     name = path.name.lower()
     name = name.removesuffix(".gz")
@@ -165,7 +166,7 @@ def file_format(path: Path) -> str | None:
     return None
 
 
-def _unzip(path: Path, data: bytes) -> bytes:
+def _unzip(path: StoragePath, data: bytes) -> bytes:
     """The one member of a zip archive (exports often arrive zipped)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -178,7 +179,7 @@ def _unzip(path: Path, data: bytes) -> bytes:
         raise UnreadableFileError(f"{path}: not a valid zip file ({exc})") from None
 
 
-def read_bytes(path: Path) -> bytes:
+def read_bytes(path: StoragePath) -> bytes:
     """File contents, gunzipped for ``.gz``, unzipped for a one-file ``.zip``; fails naming the
     file when the archive is broken or the text is not UTF-8."""
     try:
@@ -417,7 +418,7 @@ def _record_rows(
 
 
 def _read_jsonl(
-    path: Path,
+    path: StoragePath,
     lines: Lines,
     numbers: np.ndarray,
     string_fields: tuple[str, ...],
@@ -645,13 +646,13 @@ def _csv_records(lines: Lines, nonblank: np.ndarray, begin_line: int, width: int
     )
 
 
-def _missing_columns_error(path: Path, kind: str, missing: Sequence[str], header_line: str) -> str:
+def _missing_columns_error(path: StoragePath, kind: str, missing: Sequence[str], header_line: str) -> str:
     columns = ", ".join(missing)
     return f"{path}: {kind} header has no {columns} column (header: {header_line!r})"
 
 
 def _read_csv(
-    path: Path,
+    path: StoragePath,
     lines: Lines,
     numbers: np.ndarray,
     required: Sequence[str],
@@ -742,7 +743,7 @@ def _read_csv(
 
 
 def _read_whitespace(
-    path: Path,
+    path: StoragePath,
     lines: Lines,
     numbers: np.ndarray,
     required: Sequence[str],
@@ -788,7 +789,7 @@ FORMATS: tuple[str, ...] = ("csv", "whitespace", "jsonl")
 
 
 def read_table_file(
-    path: Path,
+    path: StoragePath,
     fmt: str,
     required: Sequence[str] = (),
     *,
@@ -816,14 +817,17 @@ def read_table_file(
 
 
 def read_jsonl_lines(
-    path: Path, lines: Lines, string_fields: tuple[str, ...], numeric_fields: tuple[str, ...]
+    path: StoragePath, lines: Lines, string_fields: tuple[str, ...], numeric_fields: tuple[str, ...]
 ) -> RawFile:
     """:func:`read_raw_file` of JSONL text already split into ``lines`` (``path`` names the file)."""
     return _read_jsonl(path, lines, lines.nonblank(), string_fields, numeric_fields)
 
 
 def read_raw_file(
-    path: Path, key_field: str, string_fields: tuple[str, ...] = (), numeric_fields: tuple[str, ...] = ()
+    path: StoragePath,
+    key_field: str,
+    string_fields: tuple[str, ...] = (),
+    numeric_fields: tuple[str, ...] = (),
 ) -> RawFile:
     """Parse ``path`` (jsonl/csv, optionally gzip) into string columns plus line numbers.
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,6 +26,7 @@ from kpi_pipeline.ingest.discovery import list_files
 from kpi_pipeline.ingest.raw_files import LINE, ORDER, PRIOR, RawFile, read_raw_file
 from kpi_pipeline.sources.files import read_mapped_file, source_files
 from kpi_pipeline.sources.model import SourceMapping
+from kpi_pipeline.storage import StoragePath
 from kpi_pipeline.tables import conform, table
 
 QUARANTINE_COLUMNS: tuple[str, ...] = table("quarantine").column_names
@@ -158,7 +158,7 @@ def with_columns(rows: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     return pd.concat([rows, pd.DataFrame(dict.fromkeys(missing, null))], axis=1)
 
 
-def combine(files: Sequence[RawFile], columns: Sequence[str], root: Path) -> pd.DataFrame:
+def combine(files: Sequence[RawFile], columns: Sequence[str], root: StoragePath) -> pd.DataFrame:
     """Parsed rows of several files in file order, with ``_file`` (relative path) and ``_line``
     (and a mapped source's ``_reason`` and ``_order``)."""
     frames = []
@@ -175,7 +175,7 @@ def combine(files: Sequence[RawFile], columns: Sequence[str], root: Path) -> pd.
     return pd.concat(frames, ignore_index=True)
 
 
-def relative(path: Path, root: Path) -> str:
+def relative(path: StoragePath, root: StoragePath) -> str:
     """``path`` relative to the data root, as POSIX text (absolute when outside it)."""
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
@@ -187,7 +187,7 @@ def quarantine_frame(
     source: str,
     partition: str,
     files: Sequence[RawFile],
-    root: Path,
+    root: StoragePath,
     rejected: pd.DataFrame,
 ) -> pd.DataFrame:
     """Quarantine rows for every malformed line plus ``rejected`` (``_file``, ``_line``, ``reason``)."""
@@ -268,9 +268,9 @@ class StagedExports:
 
 def staging_report(
     files: Sequence[RawFile],
-    paths: Sequence[Path],
-    ignored: Sequence[Path],
-    data_root: Path,
+    paths: Sequence[StoragePath],
+    ignored: Sequence[StoragePath],
+    data_root: StoragePath,
     fields: Sequence[str],
     staged_rows: int,
     quarantine: pd.DataFrame,
@@ -308,7 +308,7 @@ Validator = Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame]]
 
 
 def stage_exports(
-    data_root: Path,
+    data_root: StoragePath,
     source: str,
     extensions: tuple[str, ...],
     fields: tuple[str, ...],

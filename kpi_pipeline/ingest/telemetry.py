@@ -17,7 +17,6 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from kpi_pipeline.config import EventAlias
 from kpi_pipeline.contract import (
@@ -56,6 +55,7 @@ from kpi_pipeline.ingest.rows import (
 )
 from kpi_pipeline.sources.files import read_mapped_file
 from kpi_pipeline.sources.model import TelemetryMapping
+from kpi_pipeline.storage import StoragePath, local_copies, write_parquet
 from kpi_pipeline.tables import TELEMETRY_EVENTS, empty_frame
 
 STRING_FIELDS: tuple[str, ...] = TELEMETRY_TEXT_FIELDS
@@ -164,7 +164,7 @@ class EventsFile:
     """Where staging writes a day's events instead of returning them: a Parquet file, with
     key-value ``metadata`` for its footer (a commit token, say)."""
 
-    path: Path
+    path: StoragePath
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -185,15 +185,15 @@ def write_events(frame: pd.DataFrame, out: EventsFile) -> None:
     """Write staged events held in memory to ``out``."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
     footer = {k.encode(): v.encode() for k, v in _file_metadata(out.metadata).items()}
-    pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **footer}), out.path)
+    write_parquet(table.replace_schema_metadata({**(table.schema.metadata or {}), **footer}), out.path)
 
 
-def partition_folder(data_root: Path, day: dt.date) -> Path:
+def partition_folder(data_root: StoragePath, day: dt.date) -> StoragePath:
     return data_root / "raw" / "telemetry" / f"date={day.isoformat()}"
 
 
 def stage_telemetry_partition(
-    data_root: Path,
+    data_root: StoragePath,
     day: dt.date,
     aliases: Sequence[EventAlias],
     mapping: TelemetryMapping | None = None,
@@ -223,31 +223,35 @@ def stage_telemetry_partition(
         files = [read_mapped_file(p, mapping, relative(p, data_root)) for p in paths]
         return _stage_exact(data_root, day, aliases, files, paths, ignored, out)
     paths, ignored = list_files(folder, TELEMETRY_EXTENSIONS, recursive=False)
-    quick_paths = {p for p in paths if jsonl_fast.eligible(p)} if fast else set()
-    if not quick_paths:
-        files = [_read_exact(p) for p in paths]
-        return _stage_exact(data_root, day, aliases, files, paths, ignored, out)
-    if out is not None:
-        return _stage_native(data_root, day, aliases, paths, ignored, quick_paths, out)
     with tempfile.TemporaryDirectory(prefix="kpi_pipeline_stage_") as scratch:
+        # DuckDB reads a local file ~3x faster than through fsspec: the JSONL files of an object
+        # store are fetched once (one request each), then checked and read from the copy.
+        candidates = [p for p in paths if p.name.lower().endswith(jsonl_fast.SUFFIXES)] if fast else []
+        copies = local_copies(candidates, Path(scratch))
+        quick = {path: copy for path, copy in copies.items() if jsonl_fast.eligible(copy)}
+        if not quick:
+            files = [_read_exact(p) for p in paths]
+            return _stage_exact(data_root, day, aliases, files, paths, ignored, out)
+        if out is not None:
+            return _stage_native(data_root, day, aliases, paths, ignored, quick, out)
         written = EventsFile(Path(scratch) / TEMP_FILE)
-        staged = _stage_native(data_root, day, aliases, paths, ignored, quick_paths, written)
+        staged = _stage_native(data_root, day, aliases, paths, ignored, quick, written)
         staged.events = pd.read_parquet(written.path)
     return staged
 
 
-def _read_exact(path: Path) -> RawFile:
+def _read_exact(path: StoragePath) -> RawFile:
     """A native telemetry file read the exact way (every line by the pyarrow reader)."""
     return read_raw_file(path, "event_id", STRING_FIELDS, TELEMETRY_NUMBER_FIELDS)
 
 
 def _stage_exact(
-    data_root: Path,
+    data_root: StoragePath,
     day: dt.date,
     aliases: Sequence[EventAlias],
     files: Sequence[RawFile],
-    paths: Sequence[Path],
-    ignored: Sequence[Path],
+    paths: Sequence[StoragePath],
+    ignored: Sequence[StoragePath],
     out: EventsFile | None,
 ) -> StagedTelemetry:
     """Stage files read the exact way: validate every row, quarantine, report."""
@@ -262,15 +266,16 @@ def _stage_exact(
 
 
 def _stage_native(
-    data_root: Path,
+    data_root: StoragePath,
     day: dt.date,
     aliases: Sequence[EventAlias],
-    paths: Sequence[Path],
-    ignored: Sequence[Path],
-    quick_paths: set[Path],
+    paths: Sequence[StoragePath],
+    ignored: Sequence[StoragePath],
+    quick_paths: Mapping[StoragePath, StoragePath],
     out: EventsFile,
 ) -> StagedTelemetry:
-    """Stage the contract's own files when some can take DuckDB's fast pass (``quick_paths``): the
+    """Stage the contract's own files when some can take DuckDB's fast pass (``quick_paths``, each
+    with the local file DuckDB reads: itself, or its copy from an object store): the
     lines it surely stages are typed there; every other line is read and validated the exact way;
     then the duplicate rule over both, in file and line order; DuckDB writes the staged rows to
     ``out``."""
@@ -282,7 +287,7 @@ def _stage_native(
             done = None
             if path in quick_paths:
                 try:
-                    done = jsonl_fast.read_fast(con, path, _judged(order), day, aliases)
+                    done = jsonl_fast.read_fast(con, path, _judged(order), day, aliases, quick_paths[path])
                 except duckdb.Error:
                     done = None  # DuckDB splits this file's lines differently: read it the exact way
             if done is not None:
@@ -335,7 +340,7 @@ def _with_fast_duplicates(
     con: duckdb.DuckDBPyConnection,
     quick: Sequence[tuple[int, jsonl_fast.FastFile]],
     dropped: pd.DataFrame,
-    data_root: Path,
+    data_root: StoragePath,
     day: dt.date,
 ) -> pd.DataFrame:
     """``quarantine`` with the duplicates among the fast pass's rows (whose text DuckDB holds; the

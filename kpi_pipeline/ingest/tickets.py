@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
 from kpi_pipeline.contract import (
@@ -29,6 +27,7 @@ from kpi_pipeline.ingest.rows import (
     with_mapping_reasons,
 )
 from kpi_pipeline.sources.model import TICKET_TIMESTAMPS, TicketMapping
+from kpi_pipeline.storage import StoragePath
 
 TIMESTAMPS: tuple[str, ...] = TICKET_TIMESTAMPS
 NUMBERS: tuple[str, ...] = ("agent_work_minutes", "reopens")
@@ -74,7 +73,7 @@ def validate_tickets(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return valid, rejected
 
 
-def stage_tickets(data_root: Path, mapping: TicketMapping | None = None) -> StagedExports:
+def stage_tickets(data_root: StoragePath, mapping: TicketMapping | None = None) -> StagedExports:
     """Read every ticket export (under ``raw/tickets``, or where ``mapping`` says, mapped onto the
     contract); the latest version of each ticket wins."""
     return stage_exports(

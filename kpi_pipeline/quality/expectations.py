@@ -18,7 +18,6 @@ import logging
 import threading
 import warnings
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import great_expectations as gx
@@ -34,6 +33,7 @@ from great_expectations.expectations.expectation_configuration import Expectatio
 from kpi_pipeline import contract
 from kpi_pipeline.quality import violations
 from kpi_pipeline.quality.outcome import CheckOutcome
+from kpi_pipeline.storage import StoragePath
 
 DATA_SOURCE = "kpi_pipeline_quality"
 PARTIAL_UNEXPECTED = 5  # unexpected values kept per expectation, as examples in the metadata
@@ -308,7 +308,7 @@ def _validate(name: str, suite: gx.ExpectationSuite, frame: pd.DataFrame) -> Exp
 
 
 def run_suite(
-    name: str, suite: gx.ExpectationSuite, frame: pd.DataFrame | Path, label: str | None = None
+    name: str, suite: gx.ExpectationSuite, frame: pd.DataFrame | StoragePath, label: str | None = None
 ) -> CheckOutcome:
     """Validate ``frame`` (a staged table ``name``) against ``suite`` and summarise it as a CheckOutcome.
 
@@ -324,7 +324,7 @@ def run_suite(
     (a staged day DuckDB wrote), read a batch at a time for the same result.
     """
     prefix = label or name
-    if isinstance(frame, Path):
+    if not isinstance(frame, pd.DataFrame):
         validated, judged, rows = violations.file_rows_for_gx(list(suite.expectations), frame)
     else:
         rows = len(frame)

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import great_expectations as gx
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from great_expectations.expectations import Expectation
 
 from kpi_pipeline.ingest.engine import shared_connection
+from kpi_pipeline.storage import StoragePath, duckdb_path, parquet_file, read_parquet
 
 SAMPLE_ROWS = 10_000  # rows GX always sees (the first ones), besides every row that breaks a rule
 BATCH_ROWS = 1 << 18  # rows of a Parquet file judged at a time
@@ -121,30 +120,33 @@ def _columns(expectation: Expectation) -> list[str]:
     return [c for c in names if c]
 
 
-def _repeated(path: Path, columns: list[str]) -> dict[str, pd.Series]:
+def _repeated(path: StoragePath, columns: list[str]) -> dict[str, pd.Series]:
     """Per column, the non-null values that occur more than once in the Parquet file (DuckDB
     groups out of core, so a 10M-row day is not loaded)."""
     con = shared_connection()
+    name = duckdb_path(con, path)
     return {
         c: con.execute(
             f'SELECT "{c}" FROM read_parquet(?) WHERE "{c}" IS NOT NULL GROUP BY ALL HAVING count(*) > 1',
-            [str(path)],
+            [name],
         ).df()[c]
         for c in columns
     }
 
 
-def file_rows_for_gx(expectations: list[Expectation], path: Path) -> tuple[pd.DataFrame, dict[str, int], int]:
+def file_rows_for_gx(
+    expectations: list[Expectation], path: StoragePath
+) -> tuple[pd.DataFrame, dict[str, int], int]:
     """:func:`rows_for_gx` for a table stored as a Parquet file, read a batch at a time (only the
     columns the expectations name): the rows GX must see, each expectation's judged rows (empty when
     GX sees every row) and the file's row count. A small file, or a suite with an expectation of
     another kind, is read whole."""
-    parquet = pq.ParquetFile(path)
+    parquet = parquet_file(path)
     total = parquet.metadata.num_rows
     names = set(parquet.schema_arrow.names)
     needed = list(dict.fromkeys(c for e in expectations for c in _columns(e)))
     if total <= SAMPLE_ROWS or any(c not in names for c in needed):
-        return pd.read_parquet(path), {}, total
+        return read_parquet(path), {}, total
     unique = [e.column for e in expectations if isinstance(e, gx.expectations.ExpectColumnValuesToBeUnique)]
     repeated = _repeated(path, list(dict.fromkeys(unique)))
     kept: list[pd.DataFrame] = []
@@ -154,7 +156,7 @@ def file_rows_for_gx(expectations: list[Expectation], path: Path) -> tuple[pd.Da
         frame = pa.Table.from_batches([batch]).to_pandas()
         found = [breaks(e, frame, repeated) for e in expectations]
         if any(b is None for b in found):
-            return pd.read_parquet(path), {}, total
+            return read_parquet(path), {}, total
         keep = np.zeros(len(frame), dtype=bool)
         keep[: max(0, SAMPLE_ROWS - start)] = True
         for e, b in zip(expectations, found, strict=True):

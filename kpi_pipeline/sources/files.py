@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,32 +10,51 @@ from kpi_pipeline.ingest.discovery import IN_PROGRESS_SUFFIXES, list_files
 from kpi_pipeline.ingest.raw_files import RawFile, read_table_file
 from kpi_pipeline.sources.mapping import map_rows
 from kpi_pipeline.sources.model import PSEUDO_COLUMNS, SourceMapping, Sources
+from kpi_pipeline.storage import URL_SCHEME, StoragePath, glob_files, location
 
 GLOB_CHARACTERS = "*?["
 
 
-def source_files(data_root: Path, source: str, mapping: SourceMapping) -> tuple[list[Path], list[Path]]:
+def source_files(
+    data_root: StoragePath, source: str, mapping: SourceMapping
+) -> tuple[list[StoragePath], list[StoragePath]]:
     """(files to read, files ignored) of a mapped export source, both sorted by path.
 
     The mapping's ``path`` is a file, a folder (read recursively; files with the
     format's extensions) or a glob; relative paths resolve against the data
-    root. Without ``path`` the files are under ``raw/<source>/``. A path that
-    does not exist yields no files.
+    root (a local folder or an object store), absolute ones are local, and an
+    object-store URL (``s3://…``) names files of its own. Without ``path`` the
+    files are under ``raw/<source>/``. A path that does not exist yields no
+    files.
     """
     pattern = mapping.path or f"raw/{source}"
-    target = Path(pattern).expanduser()
-    if not target.is_absolute():
-        target = data_root / target
-    if any(c in pattern for c in GLOB_CHARACTERS):
+    root, relative_pattern = split_pattern(data_root, pattern)
+    target = root.joinpath(relative_pattern) if relative_pattern else root
+    if any(c in relative_pattern for c in GLOB_CHARACTERS):
         # Only the configured path is a pattern; the data root is taken literally.
-        base = Path(pattern).expanduser()
-        root = Path(glob.escape(str(data_root))) if not base.is_absolute() else Path()
-        matches = sorted(Path(p) for p in glob.glob(str(root / base), recursive=True) if Path(p).is_file())
+        matches = glob_files(root, relative_pattern)
         busy = [p for p in matches if p.name.startswith(".") or p.name.endswith(IN_PROGRESS_SUFFIXES)]
         return [p for p in matches if p not in busy], busy
     if target.is_file():
         return [target], []
     return list_files(target, mapping.extensions(), recursive=True)
+
+
+def split_pattern(data_root: StoragePath, pattern: str) -> tuple[StoragePath, str]:
+    """(the folder a mapping's ``path`` is taken literally from, the rest of it): the data root for a
+    relative path; for an absolute path or a URL, its part before the first folder with a glob
+    character (all of it when it has none)."""
+    url = URL_SCHEME.match(pattern)
+    if not url and not Path(pattern).expanduser().is_absolute():
+        return data_root, Path(pattern).as_posix()
+    parts = pattern.split("/") if url else list(Path(pattern).expanduser().parts)
+    first = len(url.group(0).split("/")) if url else 1  # the scheme and bucket, or the "/", are literal
+    fixed = next(
+        (i for i, part in enumerate(parts) if i >= first and any(c in part for c in GLOB_CHARACTERS)),
+        len(parts),
+    )
+    literal = "/".join(parts[:fixed]) if url else str(Path(*parts[:fixed]))
+    return location(literal), "/".join(parts[fixed:])
 
 
 def list_columns(mapping: SourceMapping) -> tuple[str, ...]:
@@ -46,7 +64,7 @@ def list_columns(mapping: SourceMapping) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n for n in names if n not in PSEUDO_COLUMNS))
 
 
-def read_source_file(path: Path, mapping: SourceMapping) -> RawFile:
+def read_source_file(path: StoragePath, mapping: SourceMapping) -> RawFile:
     """Read ``path`` in the mapping's format: the source's own columns (those the mapping reads)."""
     return read_table_file(
         path,
@@ -60,7 +78,7 @@ def read_source_file(path: Path, mapping: SourceMapping) -> RawFile:
     )
 
 
-def read_mapped_file(path: Path, mapping: SourceMapping, label: str) -> RawFile:
+def read_mapped_file(path: StoragePath, mapping: SourceMapping, label: str) -> RawFile:
     """Read ``path`` as the mapping's format and map its rows onto the contract's fields.
 
     ``label`` is how the quarantine names the file (relative to the data root,
@@ -74,7 +92,7 @@ def read_mapped_file(path: Path, mapping: SourceMapping, label: str) -> RawFile:
     return replace(raw, rows=mapped.rows, columns=mapped.fields, filtered=mapped.filtered)
 
 
-def export_files(data_root: Path, source: str, mapping: SourceMapping | None) -> list[Path]:
+def export_files(data_root: StoragePath, source: str, mapping: SourceMapping | None) -> list[StoragePath]:
     """The files staging reads for an export source (tickets, incidents): its mapping's, or the
     contract's under ``raw/<source>/``."""
     if mapping is not None:
@@ -83,7 +101,7 @@ def export_files(data_root: Path, source: str, mapping: SourceMapping | None) ->
     return list_files(data_root / "raw" / source, extensions, recursive=True)[0]
 
 
-def available_sources(data_root: Path, sources: Sources) -> set[str]:
+def available_sources(data_root: StoragePath, sources: Sources) -> set[str]:
     """Which sources have data under this data root (a run skips what needs the others)."""
     found = set()
     if any(p.is_file() for p in (data_root / "raw" / "telemetry").glob("date=*/*")):

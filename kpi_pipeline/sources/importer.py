@@ -29,6 +29,7 @@ from kpi_pipeline.ingest.telemetry import STRING_FIELDS
 from kpi_pipeline.sources.files import read_source_file
 from kpi_pipeline.sources.mapping import mapped_timestamps
 from kpi_pipeline.sources.model import TelemetryMapping
+from kpi_pipeline.storage import StoragePath, move
 
 # The file written in each day folder ends in the format's first extension.
 OUTPUT_SUFFIX: dict[str, str] = {"csv": ".csv", "whitespace": ".txt", "jsonl": ".jsonl"}
@@ -46,12 +47,12 @@ class ImportResult:
 
     name: str
     rows_by_day: dict[str, int]
-    written: list[Path] = field(default_factory=list)
-    removed: list[Path] = field(default_factory=list)
+    written: list[StoragePath] = field(default_factory=list)
+    removed: list[StoragePath] = field(default_factory=list)
     unplaced_lines: list[int] = field(default_factory=list)
 
 
-def import_name(path: Path) -> str:
+def import_name(path: StoragePath) -> str:
     """The default import name: the file name without compression suffix and extension."""
     name = path.name
     for suffix in COMPRESSION_SUFFIXES:
@@ -59,7 +60,7 @@ def import_name(path: Path) -> str:
     return Path(name).stem or name
 
 
-def _read(path: Path, mapping: TelemetryMapping | None) -> tuple[RawFile, pd.Series, str]:
+def _read(path: StoragePath, mapping: TelemetryMapping | None) -> tuple[RawFile, pd.Series, str]:
     """(the parsed file, each row's UTC occurred_at, the suffix of the files to write)."""
     if mapping is None:
         fmt = file_format(path)
@@ -76,16 +77,19 @@ def _read(path: Path, mapping: TelemetryMapping | None) -> tuple[RawFile, pd.Ser
     return raw, occurred, OUTPUT_SUFFIX[mapping.format]
 
 
-def _write(target: Path, content: bytes) -> None:
+def _write(target: StoragePath, content: bytes) -> None:
     """Write ``content`` under a hidden ``.part`` name (ignored by staging and sensors), then rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.part")
     temporary.write_bytes(content)
-    temporary.replace(target)
+    move(temporary, target)
 
 
 def import_telemetry(
-    path: Path, data_root: Path, mapping: TelemetryMapping | None = None, name: str | None = None
+    path: StoragePath,
+    data_root: StoragePath,
+    mapping: TelemetryMapping | None = None,
+    name: str | None = None,
 ) -> ImportResult:
     """Split the telemetry export ``path`` by UTC event date into ``raw/telemetry/date=…/<name><ext>``.
 
