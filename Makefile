@@ -30,7 +30,7 @@ test: setup  ## run the whole test suite
 browser: setup  ## what the Dagster UI shows, in Debian's headless chromium (skipped without it)
 	$(BIN)/pytest -q -n 0 browser_tests
 
-deploy-test: setup  ## the deployment files, and the PostgreSQL topology of docs/deploy.md (needs KPI_TEST_POSTGRES_URL)
+deploy-test: setup  ## the deployment files, the PostgreSQL topology of docs/deploy.md and the data root in S3 (moto; needs KPI_TEST_POSTGRES_URL)
 	$(BIN)/python -c "import dagster_docker, dagster_k8s" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[dev,deploy]"
 	$(BIN)/pytest -q -s -n 0 deploy_tests
 

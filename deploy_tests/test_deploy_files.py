@@ -85,7 +85,10 @@ def test_compose_services_share_one_image_instance_and_workspace() -> None:
 def test_the_image_installs_the_project_with_the_makefile_setup_recipe() -> None:
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     runs = re.findall(r"^RUN (.+)$", dockerfile, flags=re.M)
-    assert "make setup VENV=/opt/venv EXTRAS=deploy" in runs
+    assert "make setup VENV=/opt/venv EXTRAS=${EXTRAS}" in runs
+    [extras] = re.findall(r"^ARG EXTRAS=(.+)$", dockerfile, flags=re.M)
+    assert extras.split(",") == ["deploy", "s3"]
+    assert set(extras.split(",")) <= set(load_pyproject_extras())
     makefile = (REPO / "Makefile").read_text()
     assert '$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"' in makefile
     copied = re.findall(r"^COPY (.+) \./", dockerfile, flags=re.M)
