@@ -443,6 +443,10 @@ def _floor_child(spec: Mapping[str, Any]) -> None:
     out = Path(spec["out"])
     out.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
+    if any(path.startswith("s3://") for _, path in spec["files"]):
+        import s3fs  # raw files in an object store: read through s3fs, as the project reads them
+
+        con.register_filesystem(s3fs.S3FileSystem())
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"SET temp_directory = {_sql_text(str(out / 'spill'))}")
     phases = {"read_parse_classify": 0.0, "stage_parquet": 0.0}

@@ -2,9 +2,10 @@
 
     python benchmarks/run_all.py [--10m]        # or BENCH_10M=1 python benchmarks/run_all.py
 
-Runs day_vs_floor.py (1M lines), backfill.py and stage_partition.py (1M events, with the exact
-reader alone too); with ``--10m`` or ``BENCH_10M=1`` also both at 10M lines (~2.8 GB of JSONL;
-long). Each script's output passes through; its ``RESULT {json}`` line feeds the table.
+Runs day_vs_floor.py (1M lines), backfill.py, stage_partition.py (1M events, with the exact
+reader alone too) and object_storage.py (1M events staged from S3, on moto's server); with
+``--10m`` or ``BENCH_10M=1`` also the first and third at 10M lines (~2.8 GB of JSONL; long).
+Each script's output passes through; its ``RESULT {json}`` line feeds the table.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def main() -> None:
         ("day_vs_floor.py", ("--lines", "1000000")),
         ("backfill.py", ()),
         ("stage_partition.py", ("--events", "1000000", "--exact")),
+        ("object_storage.py", ("--events", "1000000")),
         *((("day_vs_floor.py", ("--lines", "10000000")),) if ten_million else ()),
         *((("stage_partition.py", ("--events", "10000000")),) if ten_million else ()),
     ):
