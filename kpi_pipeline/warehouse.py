@@ -52,8 +52,8 @@ _PG_TABLE_LOCK = sa.text(
 )
 # Named locks (:meth:`Warehouse.lock`): two 32-bit keys, a key space of their own beside the tables'.
 _LOCK_SPACE = 0x4B50  # "KP"
-_PG_NAMED_LOCK = sa.text("SELECT pg_advisory_lock(:space, hashtext(:name))")
-_PG_NAMED_UNLOCK = sa.text("SELECT pg_advisory_unlock(:space, hashtext(:name))")
+_PG_NAMED_LOCK = sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:name))")
+LOCK_WAIT = "15min"  # the longest a writer waits for a named lock (a commit holds it for seconds)
 # Grantees other than the owner in the ACL of one table of the current schema (0 = PUBLIC).
 _PG_FOREIGN_GRANTEES = sa.text(
     "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN '' ELSE pg_get_userbyid(a.grantee) END AS grantee "
@@ -230,15 +230,18 @@ class Warehouse:
         shares this warehouse: the partition store's lock when the data root is in an object store,
         where no lock file can be taken.
 
-        PostgreSQL: a session advisory lock on a connection of its own (the server releases it when a
-        killed holder's connection drops), in the two-key space, apart from the table locks. SQLite:
-        a lock file beside the database file, which only this machine can open anyway.
+        PostgreSQL: a transaction advisory lock (in the two-key space, apart from the table locks)
+        in a transaction of its own connection, open for the block: it stays on one server
+        connection behind PgBouncer's transaction pooling, and ends with the transaction, or when a
+        killed holder's connection drops. A wait longer than :data:`LOCK_WAIT` fails as a transient
+        error (the step's retry policy runs it again). SQLite: a lock file beside the database file,
+        which only this machine can open anyway.
         """
         if self._is_sqlite:
             database = self.engine.url.database
             if not database or database == ":memory:":
                 raise WarehouseError(
-                    f"lock {name}: an in-memory SQLite warehouse cannot lock across processes"
+                    f"lock {name}: an in-memory SQLite database locks nothing across processes"
                 )
             folder = Path(database).with_name(f".{Path(database).name}.locks")
             folder.mkdir(parents=True, exist_ok=True)
@@ -250,13 +253,11 @@ class Warehouse:
                 f"lock {name}: a {self.engine.dialect.name} warehouse cannot hold the partition store's "
                 "locks; use PostgreSQL (or SQLite on one machine) with an object-store data root"
             )
-        with _naming("(advisory lock)"), self.engine.connect() as conn:
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            conn.execute(_PG_NAMED_LOCK, {"space": _LOCK_SPACE, "name": name})
-            try:
-                yield
-            finally:
-                conn.execute(_PG_NAMED_UNLOCK, {"space": _LOCK_SPACE, "name": name})
+        with self.engine.connect() as conn, conn.begin():
+            with _naming(f"(lock {name})"):
+                conn.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
+                conn.execute(_PG_NAMED_LOCK, {"space": _LOCK_SPACE, "name": name})
+            yield
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
