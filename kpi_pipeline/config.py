@@ -31,6 +31,7 @@ from upath import UPath
 
 from kpi_pipeline.contract import EVENT_TYPES
 from kpi_pipeline.sources.model import Sources
+from kpi_pipeline.storage import URL_SCHEME, location
 
 # Upper bounds of the numeric keys: far above any sensible setting, low enough that no window,
 # horizon or money amount can overflow timestamp or float arithmetic.
@@ -293,7 +294,8 @@ def load_config(path: str | Path | UPath | None, required: bool = False) -> KpiC
     path the user named must exist)."""
     if path is None:
         return KpiConfig()
-    path = Path(path) if isinstance(path, str) else path
+    if isinstance(path, str):
+        path = location(path) if URL_SCHEME.match(path) else Path(path)
     if not path.exists():
         if required:
             raise ConfigError(f"{path}: configuration file not found (named by KPI_CONFIG)")

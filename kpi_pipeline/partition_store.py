@@ -50,6 +50,7 @@ from filelock import FileLock
 from kpi_pipeline.storage import (
     StoragePath,
     display,
+    ensure_folder,
     is_remote,
     move,
     parquet_metadata,
@@ -155,7 +156,7 @@ class PartitionStore:
         """The partition's lock: a lock file beside it on a local disk; in an object store, which
         has no locks, the warehouse's named lock (every writer of the data root shares its
         warehouse), or without one a lock file of this machine (one-machine tests)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_folder(path.parent)
         if not is_remote(path):
             return FileLock(path.with_name(".lock"))
         name = f"kpi_pipeline.partition:{display(path.parent)}"
@@ -226,7 +227,7 @@ class PartitionStore:
         """A path under ``_pending/`` and the commit token, for a writer that writes the file itself
         (DuckDB staging a big day); the file's footer must carry the token under ``TOKEN_KEY``."""
         folder = self.base_dir / PENDING_DIR
-        folder.mkdir(parents=True, exist_ok=True)
+        ensure_folder(folder)
         self._clean_pending(folder)
         token = uuid.uuid4().hex
         return folder / f"{host_mark()}.{os.getpid()}.{token}.parquet", token
@@ -272,7 +273,7 @@ class PartitionStore:
             self._recover(asset_path, partition, path)
             suffix = "pending" if pending.quarantine is not None else "tmp"
             aside = path.with_name(f".{FILE_NAME}.{os.getpid()}.{pending.token}.{suffix}")
-            move(pending.path, aside)
+            move(pending.path, aside, after_copy=lambda: fault_point("after_pending_copy"))
             fault_point("after_pending_write")
             if pending.quarantine is not None:
                 if not self.warehouse_url:
@@ -294,7 +295,7 @@ class PartitionStore:
                     ]
                 )
                 fault_point("after_commit")
-            move(aside, path)
+            move(aside, path, after_copy=lambda: fault_point("after_rename_copy"))
             fault_point("after_rename")
             self.clear_rejected(asset_path, partition)
         return path
@@ -329,7 +330,7 @@ class PartitionStore:
         fresh = folder.with_name(f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp") if local else folder
         if not local:
             remove_tree(folder)
-        fresh.mkdir(parents=True, exist_ok=True)
+        ensure_folder(fresh)
         write_parquet(
             pa.Table.from_pandas(batch.quarantine, preserve_index=False), fresh / "quarantine.parquet"
         )

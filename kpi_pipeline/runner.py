@@ -321,7 +321,7 @@ def staged_days(defs: dg.Definitions, instance: dg.DagsterInstance, kpi_data: Kp
     key = dg.AssetKey(TELEMETRY)
     found = set(instance.get_materialized_partitions(key))
     keys = partitions_of(defs).get_partition_keys()
-    found |= {k for k in keys if kpi_data.staged_rows(key, [k])}
+    found |= set(keys) & kpi_data.staged_keys(key)
     return {dt.date.fromisoformat(k) for k in found}
 
 

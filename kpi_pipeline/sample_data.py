@@ -41,7 +41,7 @@ from kpi_pipeline.contract import (
     TICKET_STATUSES,
     UNKNOWN_EVENT_TYPE,
 )
-from kpi_pipeline.storage import StoragePath, location
+from kpi_pipeline.storage import StoragePath, ensure_folder, location
 
 SECOND = 1_000
 MINUTE = 60 * SECOND
@@ -507,7 +507,7 @@ def _encode(data: bytes, name: str) -> bytes:
 
 def _write(out: StoragePath, relative: str, data: bytes, files: list[str]) -> None:
     path = out / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(path.parent)
     path.write_bytes(data)
     files.append(relative)
 

@@ -15,6 +15,7 @@ import glob
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -69,6 +70,10 @@ def location(text: str) -> StoragePath:
         raise StorageError(
             f"{text!r}: {protocol}:// needs the {package} package (pip install 'kpi_pipeline[{extra}]')"
         ) from None
+    except (ValueError, OSError) as exc:  # e.g. adlfs without an account name
+        raise StorageError(
+            f"{text!r}: {protocol}:// cannot be set up: {' '.join(str(exc).split())}"
+        ) from None
     if not root.path.strip("/"):
         raise StorageError(f"{text!r}: name a bucket (or container), e.g. {protocol}://my-bucket/kpi")
     return root
@@ -80,6 +85,25 @@ def named(root: StoragePath, name: str) -> StoragePath:
     if URL_SCHEME.match(name):
         return location(name)
     return Path(name) if Path(name).is_absolute() else root.joinpath(*name.split("/"))
+
+
+def relative_name(path: StoragePath, root: StoragePath) -> str:
+    """``path`` as the quarantine, the sensors and the UI name it: relative to the data root when
+    inside it, else its absolute path or URL (a mapping may read files of another store or of the
+    local disk)."""
+    if is_remote(path) == is_remote(root):
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return path.as_posix() if not is_remote(path) else str(path)
+
+
+def ensure_folder(folder: StoragePath) -> None:
+    """Create a local folder (and its parents); nothing in an object store, which has no folders
+    (s3fs's mkdir would check, even try to create, the bucket: a role scoped to a prefix may not)."""
+    if not is_remote(folder):
+        folder.mkdir(parents=True, exist_ok=True)
 
 
 def is_remote(path: StoragePath) -> bool:
@@ -140,14 +164,21 @@ def list_tree(folder: StoragePath) -> list[FileInfo]:
     if not is_remote(folder):
         if not folder.is_dir():
             return []
-        return [info(p) for p in sorted(folder.rglob("*")) if p.is_file()]
+        out = []
+        for path in sorted(folder.rglob("*")):
+            try:
+                if path.is_file():
+                    out.append(info(path))
+            except FileNotFoundError:  # renamed away since the listing (a commit's pending file)
+                continue
+        return out
     base = folder.path.rstrip("/")
     try:
         found = folder.fs.find(base, detail=True)
     except FileNotFoundError:
         return []
     out = []
-    for name, entry in sorted(found.items()):
+    for name, entry in sorted(found.items(), key=lambda item: item[0].split("/")):  # as Path sorts
         if entry.get("type") == "directory" or not name.startswith(base + "/"):
             continue
         path = folder.joinpath(*name[len(base) + 1 :].split("/"))
@@ -165,7 +196,7 @@ def glob_files(root: StoragePath, pattern: str) -> list[StoragePath]:
     entries = root.fs.glob(f"{base}/{pattern}", detail=True)
     return [
         root.joinpath(*name[len(base) + 1 :].split("/"))
-        for name, entry in sorted(entries.items())
+        for name, entry in sorted(entries.items(), key=lambda item: item[0].split("/"))
         if entry.get("type") == "file" and name.startswith(base + "/")
     ]
 
@@ -185,14 +216,17 @@ def local_copies(paths: list[StoragePath], folder: Path) -> dict[StoragePath, St
     return copies
 
 
-def move(source: StoragePath, target: StoragePath) -> None:
+def move(source: StoragePath, target: StoragePath, after_copy: Callable[[], None] | None = None) -> None:
     """Put the file ``source`` at ``target``, replacing it: one atomic rename on a local disk; in
     an object store a server-side copy (readers see the old object or the new one, never a part)
-    and then the delete of ``source``."""
+    and then the delete of ``source``, with ``after_copy`` called in between (a test's kill)."""
     if not is_remote(source):
         os.replace(source, target)
         return
-    source.fs.mv(source.path, target.path)
+    source.fs.copy(source.path, target.path)
+    if after_copy is not None:
+        after_copy()
+    source.fs.rm_file(source.path)
 
 
 def remove_tree(folder: StoragePath) -> None:

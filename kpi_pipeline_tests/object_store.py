@@ -15,6 +15,8 @@ from pathlib import Path
 
 from upath import UPath
 
+from kpi_pipeline.storage import location
+
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -68,9 +70,11 @@ def s3_server() -> Iterator[dict[str, str]]:
 
 
 def new_bucket(prefix: str = "kpi") -> UPath:
-    """A new, empty bucket on the running server, as ``s3://<bucket>/<prefix>``."""
+    """A new, empty bucket on the running server, as ``s3://<bucket>/<prefix>`` (the pipeline's own
+    kind of path: no cached listings, so the test sees what every process wrote)."""
     bucket = f"kpi-test-{uuid.uuid4().hex[:12]}"
-    root = UPath(f"s3://{bucket}/{prefix}")
+    root = location(f"s3://{bucket}/{prefix}")
+    assert isinstance(root, UPath)
     root.fs.mkdir(bucket)
     return root
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import os
 import time
+import zipfile
 from pathlib import Path
 
 import dagster as dg
@@ -145,6 +147,14 @@ def test_created_dates_of_native_ticket_exports(tmp_path: Path) -> None:
     # 2025-01-03T23:00-02:00 is 2025-01-04 01:00 UTC.
     assert created_dates([path]) == (dt.date(2025, 1, 4), dt.date(2025, 1, 5))
     assert created_dates([write(tmp_path, "raw/tickets/b.csv", "id,opened\n1,2\n")]) is None
+    # Compressed exports, as pandas reads them by suffix: gzip, and a one-file zip.
+    text = "ticket_id,created_at\n1,2025-01-07T10:00:00Z\n"
+    packed = tmp_path / "raw/tickets/c.csv.gz"
+    packed.write_bytes(gzip.compress(text.encode()))
+    zipped = tmp_path / "raw/tickets/d.csv.zip"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("d.csv", text.replace("07", "09"))
+    assert created_dates([packed, zipped]) == (dt.date(2025, 1, 7), dt.date(2025, 1, 9))
 
 
 # --- sensors -----------------------------------------------------------------------------------

@@ -19,7 +19,9 @@ import pandas as pd
 
 from kpi_pipeline.config import EventAlias
 from kpi_pipeline.ingest.discovery import IN_PROGRESS_SUFFIXES
-from kpi_pipeline.storage import FileInfo, StoragePath, info, list_tree
+from kpi_pipeline.storage import FileInfo, StoragePath, info, list_tree, relative_name
+
+COMPRESSION = {".gz": "gzip", ".zip": "zip"}  # by file suffix, as pandas infers it from a path
 
 
 @dataclass(frozen=True)
@@ -40,14 +42,9 @@ def states(paths: Iterable[StoragePath], root: StoragePath) -> dict[str, FileSta
 
 
 def _named(files: Iterable[FileInfo], root: StoragePath) -> dict[str, FileState]:
-    out = {}
-    for file in files:
-        try:
-            name = file.path.relative_to(root).as_posix()
-        except ValueError:
-            name = file.path.resolve().as_posix()
-        out[name] = FileState(file.size, file.mtime_ns, file.version)
-    return out
+    return {
+        relative_name(file.path, root): FileState(file.size, file.mtime_ns, file.version) for file in files
+    }
 
 
 def scan(folder: StoragePath, root: StoragePath) -> dict[str, FileState]:
@@ -211,7 +208,7 @@ def created_dates(paths: Iterable[StoragePath]) -> tuple[dt.date, dt.date] | Non
                     usecols=["created_at"],
                     dtype=str,
                     on_bad_lines="skip",
-                    compression="gzip" if path.name.lower().endswith(".gz") else None,
+                    compression=COMPRESSION.get(path.suffix.lower()),
                 )["created_at"]
         except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError):
             continue

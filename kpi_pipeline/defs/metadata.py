@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
-from kpi_pipeline.storage import StoragePath
+from kpi_pipeline.storage import StoragePath, relative_name
 from kpi_pipeline.tables import TableSpec
 
 
@@ -64,11 +64,8 @@ def shown(value: object) -> object:
 
 def root_path(path: StoragePath, root: StoragePath) -> dg.MetadataValue:
     """A path as metadata, relative to the data root when inside it: the UI shows where the data is
-    the same way on every machine (absolute when the path lies elsewhere)."""
-    try:
-        return dg.MetadataValue.path(path.relative_to(root).as_posix())
-    except ValueError:
-        return dg.MetadataValue.path(str(path))
+    the same way on every machine (its absolute path or URL when it lies elsewhere)."""
+    return dg.MetadataValue.path(relative_name(path, root))
 
 
 def markdown_preview(frame: pd.DataFrame, rows: int = 10) -> dg.MetadataValue:

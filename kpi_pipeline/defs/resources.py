@@ -15,7 +15,13 @@ import pandas as pd
 from kpi_pipeline.defs.metadata import root_path
 from kpi_pipeline.defs.partitions import window_dates
 from kpi_pipeline.ingest.engine import shared_connection
-from kpi_pipeline.partition_store import PartitionStore, PendingPartition, StagedBatch, partition_path
+from kpi_pipeline.partition_store import (
+    PartitionStore,
+    PendingPartition,
+    StagedBatch,
+    partition_path,
+    stored_partitions,
+)
 from kpi_pipeline.storage import StoragePath, duckdb_path, location, parquet_metadata, read_parquet
 from kpi_pipeline.tables import PARQUET_TABLES, TableSpec, empty_frame, table
 from kpi_pipeline.warehouse import Replace, Warehouse, WarehouseError
@@ -86,6 +92,12 @@ class KpiData(dg.ConfigurableResource):
         """Latest value of a staged Parquet asset's column (e.g. the newest telemetry event)."""
         self.store.recover_all(asset_key.path)
         return parquet_column_max(self.staging, asset_key, column)
+
+    def staged_keys(self, asset_key: dg.AssetKey) -> set[str]:
+        """The stored partitions of a Parquet asset, from one listing (after recovering what killed
+        writes left): an object store answers in a request or two, not a few per day."""
+        self.store.recover_all(asset_key.path)
+        return set(stored_partitions(self.staging, asset_key.path))
 
     def staged_frame(self, asset_key: dg.AssetKey, partition_key: str) -> pd.DataFrame:
         """One stored partition of a Parquet asset."""

@@ -26,7 +26,7 @@ from kpi_pipeline.ingest.discovery import list_files
 from kpi_pipeline.ingest.raw_files import LINE, ORDER, PRIOR, RawFile, read_raw_file
 from kpi_pipeline.sources.files import read_mapped_file, source_files
 from kpi_pipeline.sources.model import SourceMapping
-from kpi_pipeline.storage import StoragePath
+from kpi_pipeline.storage import StoragePath, relative_name
 from kpi_pipeline.tables import conform, table
 
 QUARANTINE_COLUMNS: tuple[str, ...] = table("quarantine").column_names
@@ -176,11 +176,8 @@ def combine(files: Sequence[RawFile], columns: Sequence[str], root: StoragePath)
 
 
 def relative(path: StoragePath, root: StoragePath) -> str:
-    """``path`` relative to the data root, as POSIX text (absolute when outside it)."""
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return path.resolve().as_posix()
+    """``path`` relative to the data root, as POSIX text (its absolute path or URL when outside it)."""
+    return relative_name(path.resolve(), root.resolve())
 
 
 def quarantine_frame(

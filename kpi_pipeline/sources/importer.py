@@ -29,7 +29,7 @@ from kpi_pipeline.ingest.telemetry import STRING_FIELDS
 from kpi_pipeline.sources.files import read_source_file
 from kpi_pipeline.sources.mapping import mapped_timestamps
 from kpi_pipeline.sources.model import TelemetryMapping
-from kpi_pipeline.storage import StoragePath, move
+from kpi_pipeline.storage import StoragePath, ensure_folder, move
 
 # The file written in each day folder ends in the format's first extension.
 OUTPUT_SUFFIX: dict[str, str] = {"csv": ".csv", "whitespace": ".txt", "jsonl": ".jsonl"}
@@ -79,7 +79,7 @@ def _read(path: StoragePath, mapping: TelemetryMapping | None) -> tuple[RawFile,
 
 def _write(target: StoragePath, content: bytes) -> None:
     """Write ``content`` under a hidden ``.part`` name (ignored by staging and sensors), then rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(target.parent)
     temporary = target.with_name(f".{target.name}.part")
     temporary.write_bytes(content)
     move(temporary, target)
