@@ -305,6 +305,11 @@ def test_the_cli_generates_and_imports_into_an_object_store(
     written = {f.relative_to(local).as_posix(): f.read_bytes() for f in local.rglob("*") if f.is_file()}
     assert {f.path.relative_to(root).as_posix(): f.path.read_bytes() for f in list_tree(root)} == written
 
+    monkeypatch.setenv("KPI_DATA_DIR", str(root))
+    monkeypatch.setenv("KPI_WAREHOUSE_URL", warehouse_url)
+    assert main(["check-source", "telemetry", "--date", "2025-02-01", "--rows", "1"]) == 0
+    assert "2025-02-01" in capsys.readouterr().out
+
     export = tmp_path / "export.jsonl"
     days = sorted(local.glob("raw/telemetry/date=*/*.jsonl"))
     export.write_bytes(b"".join(p.read_bytes() for p in days))
@@ -346,3 +351,19 @@ def test_a_mapping_may_read_another_kind_of_storage_than_the_data_root(tmp_path:
         assert len(staged.records) > 10_000
         assert set(staged.records["source_file"]) == {name}
         assert list(states(export_files(root, "tickets", mapping(path)), root)) == [name]
+
+
+def test_a_missing_bucket_is_one_line_naming_it(
+    warehouse_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = "s3://kpi-no-such-bucket/kpi"
+    assert main(["generate", "--out", missing, "--days", "1", "--users", "5", "--start", "2025-01-01"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --out {missing}: The specified bucket does not exist"
+    ]
+    monkeypatch.setenv("KPI_DATA_DIR", missing)
+    monkeypatch.setenv("KPI_WAREHOUSE_URL", warehouse_url)
+    assert main(["materialize", "--start", "2025-01-01", "--end", "2025-01-01"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: The specified bucket does not exist (KPI_DATA_DIR {missing})"
+    ]

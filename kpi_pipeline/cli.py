@@ -37,6 +37,7 @@ from kpi_pipeline.settings import Settings
 from kpi_pipeline.sources.files import available_sources
 from kpi_pipeline.sources.importer import TelemetryImportError, import_telemetry
 from kpi_pipeline.storage import StorageError, location
+from kpi_pipeline.warehouse import database_reason, engine_for
 
 
 def _date(text: str) -> dt.date:
@@ -54,6 +55,18 @@ NATIVE_EXTENSIONS = {
     "incidents": INCIDENT_EXTENSIONS,
 }
 SHOWN_FILES = 10
+
+
+def warehouse_reachable(url: str) -> None:
+    """Fail at once, in one line, when the warehouse cannot be reached (a missing database, a wrong
+    host): otherwise every run, then every day of it, would fail the same way after its retries."""
+    try:
+        with engine_for(url).connect():
+            pass
+    except sa.exc.DBAPIError as exc:
+        raise ConfigError(
+            f"KPI_WAREHOUSE_URL {shown_url(url)}: cannot connect: {database_reason(exc)}"
+        ) from None
 
 
 def shown_url(url: str) -> str:
@@ -94,9 +107,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from kpi_pipeline.sample_data import generate_dataset
 
     start = args.start or default_sample_start(Settings.from_env(), args.days)
-    summary = generate_dataset(
-        location(args.out), days=args.days, seed=args.seed, start=start, users=args.users, log=print
-    )
+    try:
+        summary = generate_dataset(
+            location(args.out), days=args.days, seed=args.seed, start=start, users=args.users, log=print
+        )
+    except (FileNotFoundError, PermissionError) as exc:  # e.g. an object store's missing bucket
+        raise StorageError(f"--out {args.out}: {exc}") from None
     print(
         f"wrote {summary.telemetry_rows:,} telemetry rows ({summary.start} … {summary.end}), "
         f"{summary.ticket_rows:,} ticket rows and {summary.incident_rows:,} incident rows under {args.out}"
@@ -151,6 +167,7 @@ def materialize_range(
     """Materialize the range and print progress; the exit status is 1 when any run failed."""
     from kpi_pipeline.definitions import build_definitions
 
+    warehouse_reachable(settings.warehouse_url)
     config = load_config(settings.config_path, required=settings.config_required)
     defs = build_definitions(settings, config)
     available = available_sources(settings.data_dir, config.sources)
@@ -344,6 +361,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         InstanceLockTimeout,
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, PermissionError) as exc:  # e.g. an object store's missing bucket
+        root = os.environ.get("KPI_DATA_DIR")
+        place = f" (KPI_DATA_DIR {root})" if root and (exc.filename is None or root not in str(exc)) else ""
+        print(f"error: {exc}{place}", file=sys.stderr)
         return 2
 
 

@@ -21,6 +21,7 @@ import kpi_pipeline
 from kpi_pipeline.cli import _print_step, main
 from kpi_pipeline.run_history import cli_instance
 from kpi_pipeline.runner import Step, execute
+from kpi_pipeline_tests.postgres import POSTGRES_ENV, POSTGRES_SKIP_REASON
 
 REPO = Path(kpi_pipeline.__file__).resolve().parents[1]
 DAY = "2025-01-02"
@@ -264,3 +265,23 @@ def test_materialize_and_check_source_list_the_files_they_ignore(
         "    telemetry_events: 2 raw = 2 staged + 0 quarantined",
         f"    telemetry_events: {IGNORED}",
     ]
+
+
+def test_an_unreachable_warehouse_stops_materialize_at_once_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A warehouse that cannot be reached (here a database that does not exist) is one line before
+    any run starts, not the same failure in every run and every day after their retries."""
+    if not os.environ.get(POSTGRES_ENV):
+        pytest.skip(POSTGRES_SKIP_REASON)
+    missing = sa.make_url(os.environ[POSTGRES_ENV]).set(database="kpi_no_such_database")
+    monkeypatch.setenv("KPI_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("KPI_WAREHOUSE_URL", missing.render_as_string(hide_password=False))
+    started = time.monotonic()
+    assert main(["materialize", "--start", "2025-01-01", "--end", "2025-01-02"]) == 2
+    assert time.monotonic() - started < 30
+    out, err = capsys.readouterr()
+    assert out == ""
+    [line] = err.splitlines()
+    assert line.startswith(f"error: KPI_WAREHOUSE_URL {missing.render_as_string()}: cannot connect: ")
+    assert line.endswith('database "kpi_no_such_database" does not exist')
