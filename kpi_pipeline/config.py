@@ -15,7 +15,7 @@ import functools
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -120,6 +120,25 @@ class Scorecard(_Strict):
     threshold: float = number(0.05, ge=0, le=MAX_RATIO)
 
 
+Share = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=1)]
+Severity = Literal["SEV1", "SEV2", "SEV3", "SEV4"]
+DEFAULT_OUTAGE_WEIGHT: dict[str, float] = {"SEV1": 1.0, "SEV2": 1.0, "SEV3": 0.3, "SEV4": 0.0}
+
+
+class Reliability(_Strict):
+    """Uptime and error budget (kpi_uptime_monthly): the SLO, and how much of an outage each
+    incident severity counts as. Severities left out of ``outage_weight`` keep their default
+    weight; a weight is a share in [0, 1], so uptime stays in [0, 1]."""
+
+    slo: float = number(0.999, ge=0, le=1)
+    outage_weight: dict[Severity, Share] = DEFAULT_OUTAGE_WEIGHT
+
+    @field_validator("outage_weight")
+    @classmethod
+    def _with_defaults(cls, weights: dict[str, float]) -> dict[str, float]:
+        return {**DEFAULT_OUTAGE_WEIGHT, **weights}
+
+
 class Quality(_Strict):
     """Thresholds of the data-quality checks."""
 
@@ -170,6 +189,7 @@ class KpiConfig(_Strict):
     default_owner: str = "product-analytics"
     owners: Owners = Owners()
     scorecard: Scorecard = Scorecard()
+    reliability: Reliability = Reliability()
     quality: Quality = Quality()
     automation: Automation = Automation()
     workflows: dict[str, Workflow] = {}

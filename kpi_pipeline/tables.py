@@ -301,6 +301,27 @@ KPI_TABLES: tuple[TableSpec, ...] = (
         "Incident counts, detection and resolution times per week and severity.",
     ),
     TableSpec(
+        "kpi_uptime_monthly",
+        ("month", "service"),
+        (
+            ("month", "date", "first day of the UTC calendar month"),
+            ("service", "string", "service named by the incidents"),
+            ("minutes", "float", "minutes of the month, up to the as-of time in the last month"),
+            ("incidents", "int", "incidents of the service active at some instant of the month"),
+            (
+                "outage_minutes",
+                "float",
+                "integral over the month of the largest outage_weight among the service's active incidents",
+            ),
+            ("uptime", "float", "1 - outage_minutes / minutes (NULL when the month has no minutes yet)"),
+            ("slo", "float", "reliability.slo"),
+            ("error_budget_minutes", "float", "(1 - slo) x minutes"),
+            ("budget_used", "float", "outage_minutes / error_budget_minutes (NULL when the budget is 0)"),
+        ),
+        "Monthly uptime and error budget per service: each incident is an outage of its severity's weight "
+        "from started_at until resolved_at (open ones until the as-of time).",
+    ),
+    TableSpec(
         "kpi_scorecard",
         ("workflow",),
         (

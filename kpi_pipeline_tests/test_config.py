@@ -182,6 +182,7 @@ NUMERIC_KEYS: list[tuple[str, str, float, bool, float]] = [
     ("windows.deflection", "float", 0, True, 8760),
     ("activation_days", "float", 0, False, 3660),
     ("scorecard.threshold", "float", 0, True, 100),
+    ("reliability.slo", "float", 0, True, 1),
     ("quality.quarantine_rate_error", "float", 0, True, 1),
     ("quality.quarantine_rate_warn", "float", 0, True, 1),
     ("quality.volume_tolerance", "float", 0, True, 100),
@@ -512,3 +513,31 @@ def test_a_store_whose_package_is_missing_names_the_extra_to_install(monkeypatch
     assert settings_error({"KPI_DATA_DIR": "/tmp", "KPI_CONFIG": "gs://kpi/kpi.yaml"}) == (
         "KPI_CONFIG: 'gs://kpi/kpi.yaml': gs:// needs the gcsfs package (pip install 'kpi_pipeline[gcs]')"
     )
+
+
+@pytest.mark.parametrize(
+    ("weights", "reason"),
+    [
+        (
+            "{SEV5: 1}",
+            "reliability.outage_weight.SEV5.[key]: Input should be 'SEV1', 'SEV2', 'SEV3' or 'SEV4', "
+            "got 'SEV5'",
+        ),
+        ("{SEV1: 1.5}", "reliability.outage_weight.SEV1: Input should be less than or equal to 1, got 1.5"),
+        (
+            "{SEV2: -0.1}",
+            "reliability.outage_weight.SEV2: Input should be greater than or equal to 0, got -0.1",
+        ),
+        (
+            "{SEV3: '0.3'}",
+            "reliability.outage_weight.SEV3: Input should be a valid number, got '0.3' "
+            "(write numbers without quotes)",
+        ),
+    ],
+)
+def test_outage_weights_are_shares_of_known_severities(tmp_path: Path, weights: str, reason: str) -> None:
+    path = tmp_path / "kpi.yaml"
+    path.write_text(f"reliability:\n  outage_weight: {weights}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: invalid configuration: {reason}"

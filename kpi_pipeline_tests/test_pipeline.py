@@ -44,7 +44,7 @@ def test_every_run_succeeds(pipeline_run: PipelineRun) -> None:
         ("unpartitioned", 1),
         ("unpartitioned", 1),
         (days, 11),
-        ("unpartitioned", 5),
+        ("unpartitioned", 6),
     ]
 
 

@@ -84,6 +84,7 @@ UNPARTITIONED_KPI_ASSETS = (
     "kpi_time_to_value_weekly",
     "kpi_incidents",
     "kpi_reliability_weekly",
+    "kpi_uptime_monthly",
     "kpi_scorecard",
 )
 

@@ -53,6 +53,7 @@ from kpi_pipeline.kpis.reliability import attempt_days, incident_impact, reliabi
 from kpi_pipeline.kpis.retention import TIME_TO_VALUE_ATTEMPT_COLUMNS, retention_weekly, time_to_value_weekly
 from kpi_pipeline.kpis.roi import roi_daily
 from kpi_pipeline.kpis.scorecard import scorecard
+from kpi_pipeline.kpis.uptime import uptime_as_of, uptime_monthly
 from kpi_pipeline.partition_store import PendingPartition
 from kpi_pipeline.tables import ATTEMPTS, DAILY_ACTIVITY, TELEMETRY_EVENTS, TableSpec, empty_frame, table
 from kpi_pipeline.windows import TRAILING_DAYS, WEEK_DAYS, attempt_offsets
@@ -491,6 +492,26 @@ def kpi_assets(
         return _output(reliability_weekly(kpi_incidents))
 
     @warehouse_asset(
+        "kpi_uptime_monthly",
+        reliability_owners,
+        False,
+        {"incidents": dg.AssetIn()},
+        source="incidents",
+        deps=["telemetry_events"],
+    )
+    def kpi_uptime_monthly(kpi_data: KpiData, incidents: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+        # The staged incidents and the newest staged event only: no raw events are read.
+        until = kpi_data.staged_max(dg.AssetKey("telemetry_events"), "occurred_at")
+        as_of = uptime_as_of(incidents, until)
+        out = uptime_monthly(incidents, as_of, config.reliability)
+        headline = {
+            "as_of": None if as_of is None else as_of.isoformat(),
+            "services": int(out["service"].nunique()),
+            "lowest_uptime": float(out["uptime"].min()) if out["uptime"].notna().any() else None,
+        }
+        return _output(out, headline)
+
+    @warehouse_asset(
         "kpi_scorecard",
         workflow_owners,
         False,
@@ -532,5 +553,6 @@ def kpi_assets(
         kpi_time_to_value_weekly,
         kpi_incidents,
         kpi_reliability_weekly,
+        kpi_uptime_monthly,
         kpi_scorecard,
     ]

@@ -49,13 +49,14 @@ ORDERED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "kpi_time_to_value_weekly": (("activated_users", "cohort_users"),),
     "kpi_roi_daily": (("completions", "attempts"),),
     "kpi_reliability_weekly": (("open_incidents", "incidents"),),
+    "kpi_uptime_monthly": (("outage_minutes", "minutes"),),
 }
 
 FUNNEL_TABLE = "kpi_funnel_daily"
 FUNNEL_GROUP: tuple[str, str] = ("date", "workflow")
 FUNNEL_START = "started"
 
-_RATE_NAMES = frozenset({"stickiness", "conversion_from_start", "baseline_completion_rate"})
+_RATE_NAMES = frozenset({"stickiness", "conversion_from_start", "baseline_completion_rate", "uptime", "slo"})
 _RATE_SUFFIXES = ("_rate", "_rate_28d", "_rate_during", "_rate_prev")
 
 
