@@ -17,12 +17,13 @@ import pandas as pd
 import pytest
 
 from kpi_pipeline.cli import main
-from kpi_pipeline.config import parse_config
+from kpi_pipeline.config import Reliability, parse_config
 from kpi_pipeline.ingest.incidents import stage_incidents
 from kpi_pipeline.ingest.telemetry import stage_telemetry_partition
 from kpi_pipeline.ingest.tickets import stage_tickets
 from kpi_pipeline.kpis.activity import daily_activity
 from kpi_pipeline.kpis.retention import retention_weekly
+from kpi_pipeline.kpis.uptime import uptime_as_of, uptime_monthly
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 SERVICENOW = REALDATA / "uci_incident_event_log_servicenow.zip"
@@ -236,3 +237,73 @@ def test_cdnow_purchases_give_weekly_cohorts_of_the_right_size(
     back = {c for c, d in cdnow_purchases if c in cohort and dt.date(1997, 1, 6) <= d <= dt.date(1997, 1, 12)}
     week_one = retention[(retention["cohort_week"] == "1996-12-30") & (retention["week_number"] == 1)]
     assert week_one["retained_users"].tolist() == [len(back)]
+
+
+def test_codespaces_uptime_in_2023_in_the_readme_is_the_raw_files_own(tmp_path: Path) -> None:
+    """The README's monthly uptime of the busiest status-page service of 2023, recomputed from the
+    raw file with plain Python (kpis-v2.md, kpi_uptime_monthly: the largest weight at each instant,
+    open incidents until the as-of time), and through the pipeline: all three agree."""
+    weight = {"critical": 1.0, "major": 1.0, "minor": 0.3, "none": 0.0}
+
+    def stamp(text: str | None) -> dt.datetime | None:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+    incidents = []
+    with gzip.open(STATUSPAGE, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            row = json.loads(line)
+            if row.get("impact") == "maintenance":
+                continue
+            names = [c["name"] if isinstance(c, dict) else c for c in row.get("components") or []]
+            incidents.append((";".join(names) or "unspecified", row))
+    as_of = max(
+        t
+        for _, row in incidents
+        for t in (stamp(row.get(k)) for k in ("started_at", "resolved_at", "updated_at"))
+        if t
+    )
+    starts_2023 = collections.Counter(s for s, row in incidents if row["started_at"].startswith("2023"))
+    service, started = starts_2023.most_common(1)[0]
+    assert (service, started) == ("Codespaces", 27)
+    spans = [
+        (stamp(row["started_at"]), min(stamp(row["resolved_at"]) or as_of, as_of), weight[row["impact"]])
+        for s, row in incidents
+        if s == service
+    ]
+    expected = []
+    for month in range(1, 13):
+        first = dt.datetime(2023, month, 1, tzinfo=dt.UTC)
+        end = dt.datetime(2023 + month // 12, month % 12 + 1, 1, tzinfo=dt.UTC)
+        cuts = sorted({first, end, *(t for a, b, _ in spans for t in (a, b) if first < t < end)})
+        outage = 0.0
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            top = max((w for s, e, w in spans if s <= a and e >= b and e > s), default=0.0)
+            outage += top * (b - a).total_seconds() / 60
+        minutes = (end - first).total_seconds() / 60
+        active = sum(1 for s, e, _ in spans if e > s and s < end and e > first)
+        expected.append(
+            (f"2023-{month:02d}", active, outage, 1 - outage / minutes, outage / (0.001 * minutes))
+        )
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- codespaces-uptime-2023:start -->")[1].split(
+        "<!-- codespaces-uptime-2023:end -->"
+    )[0]
+    shown = [line.strip("| ").split(" | ") for line in block.strip().splitlines()[2:]]
+    assert shown == [
+        [month, str(active), f"{outage:.1f}", f"{uptime * 100:.3f} %", f"{used * 100:.0f} %"]
+        for month, active, outage, uptime, used in expected
+    ]
+
+    mapping = parse_config(
+        {"sources": {"incidents": {"preset": "statuspage_incidents", "path": str(STATUSPAGE)}}}
+    ).sources.incidents
+    staged = stage_incidents(tmp_path, mapping).records
+    assert uptime_as_of(staged, None) == pd.Timestamp(as_of.replace(tzinfo=None))
+    table = uptime_monthly(staged, uptime_as_of(staged, None), Reliability())
+    mine = table[(table["service"] == service) & table["month"].str.startswith("2023")]
+    for row, (month, active, outage, uptime, used) in zip(mine.itertuples(), expected, strict=True):
+        assert (row.month[:7], row.incidents) == (month, active)
+        assert row.outage_minutes == pytest.approx(outage, abs=1e-9)
+        assert row.uptime == pytest.approx(uptime, abs=1e-12)
+        assert row.budget_used == pytest.approx(used, abs=1e-9)
