@@ -21,6 +21,17 @@ def completion_by_workflow(completion: pd.DataFrame) -> pd.DataFrame:
     return sums.reset_index()
 
 
+def uptime_line(uptime: pd.DataFrame) -> str:
+    """The latest month's lowest uptime among the services, and its error budget used."""
+    latest = uptime[uptime["month"] == uptime.loc[uptime["uptime"].notna(), "month"].max()]
+    worst = latest.sort_values(["uptime", "service"]).iloc[0]
+    used = "n/a" if pd.isna(worst["budget_used"]) else f"{worst['budget_used']:.0%}"
+    return (
+        f"uptime in {worst['month'][:7]}: lowest {worst['service']} {worst['uptime']:.3%} of "
+        f"{len(latest)} service(s), error budget used {used} (SLO {worst['slo']:.3%})"
+    )
+
+
 def summary_lines(warehouse: Warehouse, settings: Settings) -> list[str]:
     """Human-readable lines: table locations and counts, then headline KPIs."""
     lines = [
@@ -57,6 +68,9 @@ def summary_lines(warehouse: Warehouse, settings: Settings) -> list[str]:
     if len(roi):
         currency = roi["currency"].iloc[0]
         lines.append(f"net value over all dates: {roi['net_value'].sum():,.0f} {currency}")
+    uptime = warehouse.read("kpi_uptime_monthly")
+    if uptime["uptime"].notna().any():
+        lines.append(uptime_line(uptime))
     card = warehouse.read("kpi_scorecard")
     if len(card):
         lines.append(f"scorecard as of {card['as_of'].iloc[0]}:")

@@ -585,6 +585,53 @@ def expected_reliability(incidents: list[Row]) -> list[Row]:
     return rows
 
 
+def _month_start(ts: pd.Timestamp) -> pd.Timestamp:
+    return pd.Timestamp(year=ts.year, month=ts.month, day=1, tz="UTC")
+
+
+def expected_uptime(inp: Inputs) -> list[Row]:
+    """kpis-v2.md kpi_uptime_monthly: per service and month, the largest weight among the active
+    incidents at each instant, integrated over elementary cuts; open incidents until the as-of time."""
+    cfg = inp.config
+    as_of = inp.events_all["occurred_at"].max()  # any environment
+    by_service: dict[str, list[Row]] = defaultdict(list)
+    for inc in _records(inp.incidents):
+        by_service[inc["service"]].append(inc)
+    rows = []
+    for service, group in by_service.items():
+        spans = []
+        for inc in group:
+            end = min(inc["resolved_at"] if inc["resolved_at"] is not None else as_of, as_of)
+            if end > inc["started_at"]:
+                spans.append((inc["started_at"], end, cfg.reliability.outage_weight[inc["severity"]]))
+        month = _month_start(min(inc["started_at"] for inc in group))
+        while month <= as_of:
+            following = month + pd.DateOffset(months=1)
+            end = min(following, as_of)
+            cuts = sorted({month, end, *(t for a, b, _ in spans for t in (a, b) if month < t < end)})
+            outage = 0.0
+            for lo, hi in zip(cuts, cuts[1:], strict=False):
+                top = max((w for a, b, w in spans if a <= lo and b >= hi), default=0.0)
+                outage += top * (hi - lo).total_seconds() / 60
+            minutes = (end - month).total_seconds() / 60
+            budget = (1 - cfg.reliability.slo) * minutes
+            rows.append(
+                {
+                    "month": _iso(month),
+                    "service": service,
+                    "minutes": minutes,
+                    "incidents": sum(1 for a, b, _ in spans if a < end and b > month),
+                    "outage_minutes": outage,
+                    "uptime": 1 - outage / minutes if minutes else None,
+                    "slo": cfg.reliability.slo,
+                    "error_budget_minutes": budget,
+                    "budget_used": outage / budget if budget else None,
+                }
+            )
+            month = following
+    return rows
+
+
 def expected_scorecard(
     completion: list[Row], deflection: list[Row], roi: list[Row], cfg: KpiConfig
 ) -> list[Row]:
@@ -718,6 +765,13 @@ def test_incidents(pipeline_run: PipelineRun, incidents: list[Row]) -> None:
 def test_reliability_weekly(pipeline_run: PipelineRun, incidents: list[Row]) -> None:
     actual = pipeline_run.warehouse.read("kpi_reliability_weekly")
     assert_table_matches("kpi_reliability_weekly", actual, expected_reliability(incidents))
+
+
+def test_uptime_monthly(pipeline_run: PipelineRun, inputs: Inputs) -> None:
+    expected = expected_uptime(inputs)
+    assert len(expected) >= 5 and any(r["outage_minutes"] > 0 for r in expected)
+    actual = pipeline_run.warehouse.read("kpi_uptime_monthly")
+    assert_table_matches("kpi_uptime_monthly", actual, expected)
 
 
 def test_roi_daily(pipeline_run: PipelineRun, roi: list[Row]) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from kpi_pipeline.config import Reliability, parse_config
 from kpi_pipeline.kpis.uptime import uptime_as_of, uptime_monthly
+from kpi_pipeline.summary import uptime_line
 
 DEFAULT = Reliability()
 
@@ -118,3 +119,15 @@ def test_the_as_of_time_is_the_latest_telemetry_else_the_latest_incident_time() 
     assert uptime_as_of(frame, None) == pd.Timestamp("2025-03-05T06:00:00")
     assert uptime_as_of(frame.iloc[0:0], None) is None
     assert uptime_monthly(frame.iloc[0:0], None, DEFAULT).empty
+
+
+def test_the_demo_summary_names_the_latest_months_lowest_uptime() -> None:
+    frame = incidents(
+        ("api", "SEV1", "2025-02-27T00:00:00Z", "2025-02-27T01:00:00Z"),
+        ("api", "SEV3", "2025-03-01T00:00:00Z", "2025-03-01T10:00:00Z"),  # 180 weighted minutes
+        ("web", "SEV2", "2025-03-02T00:00:00Z", "2025-03-02T00:30:00Z"),  # 30
+    )
+    out = uptime_monthly(frame, at("2025-03-11T00:00:00"), DEFAULT)  # 14,400 minutes of March
+    assert uptime_line(out) == (
+        "uptime in 2025-03: lowest api 98.750% of 2 service(s), error budget used 1250% (SLO 99.900%)"
+    )
