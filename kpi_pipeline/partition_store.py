@@ -49,7 +49,6 @@ from filelock import FileLock
 
 from kpi_pipeline.storage import (
     StoragePath,
-    display,
     ensure_folder,
     is_remote,
     move,
@@ -159,7 +158,7 @@ class PartitionStore:
         ensure_folder(path.parent)
         if not is_remote(path):
             return FileLock(path.with_name(".lock"))
-        name = f"kpi_pipeline.partition:{display(path.parent)}"
+        name = f"kpi_pipeline.partition:{path.parent}"
         if self.warehouse_url:
             return Warehouse(self.warehouse_url).lock(name)
         folder = os.path.join(tempfile.gettempdir(), "kpi_pipeline_locks")

@@ -96,7 +96,7 @@ def relative_name(path: StoragePath, root: StoragePath) -> str:
             return path.relative_to(root).as_posix()
         except ValueError:
             pass
-    return path.as_posix() if not is_remote(path) else str(path)
+    return path.as_posix()  # a UPath's is its URL
 
 
 def ensure_folder(folder: StoragePath) -> None:
@@ -109,11 +109,6 @@ def ensure_folder(folder: StoragePath) -> None:
 def is_remote(path: StoragePath) -> bool:
     """Whether ``path`` is in an object store (not a folder of this machine)."""
     return not isinstance(path, Path)
-
-
-def display(path: StoragePath) -> str:
-    """``path`` as people and DuckDB spell it: a local path, or the object's URL."""
-    return str(path)
 
 
 @dataclass(frozen=True)
@@ -172,18 +167,25 @@ def list_tree(folder: StoragePath) -> list[FileInfo]:
             except FileNotFoundError:  # renamed away since the listing (a commit's pending file)
                 continue
         return out
-    base = folder.path.rstrip("/")
     try:
-        found = folder.fs.find(base, detail=True)
+        found = folder.fs.find(folder.path.rstrip("/"), detail=True)
     except FileNotFoundError:
         return []
-    out = []
-    for name, entry in sorted(found.items(), key=lambda item: item[0].split("/")):  # as Path sorts
-        if entry.get("type") == "directory" or not name.startswith(base + "/"):
-            continue
-        path = folder.joinpath(*name[len(base) + 1 :].split("/"))
-        out.append(FileInfo(path, int(entry.get("size") or 0), _mtime_ns(entry), _version(entry)))
-    return out
+    return [
+        FileInfo(path, int(entry.get("size") or 0), _mtime_ns(entry), _version(entry))
+        for path, entry in _files_under(folder, found)
+    ]
+
+
+def _files_under(root: UPath, entries: dict[str, dict[str, Any]]) -> list[tuple[UPath, dict[str, Any]]]:
+    """The files among an fsspec listing's entries (key → details) that lie under ``root``, as paths
+    of ``root`` (so they keep its storage options), sorted as pathlib sorts paths."""
+    base = root.path.rstrip("/")
+    return [
+        (root.joinpath(*name[len(base) + 1 :].split("/")), entry)
+        for name, entry in sorted(entries.items(), key=lambda item: item[0].split("/"))
+        if entry.get("type") == "file" and name.startswith(base + "/")
+    ]
 
 
 def glob_files(root: StoragePath, pattern: str) -> list[StoragePath]:
@@ -192,13 +194,8 @@ def glob_files(root: StoragePath, pattern: str) -> list[StoragePath]:
     if not is_remote(root):
         found = glob.glob(os.path.join(glob.escape(str(root)), pattern), recursive=True)
         return sorted(Path(p) for p in found if os.path.isfile(p))
-    base = root.path.rstrip("/")
-    entries = root.fs.glob(f"{base}/{pattern}", detail=True)
-    return [
-        root.joinpath(*name[len(base) + 1 :].split("/"))
-        for name, entry in sorted(entries.items(), key=lambda item: item[0].split("/"))
-        if entry.get("type") == "file" and name.startswith(base + "/")
-    ]
+    entries = root.fs.glob(f"{root.path.rstrip('/')}/{pattern}", detail=True)
+    return [path for path, _ in _files_under(root, entries)]
 
 
 def local_copies(paths: list[StoragePath], folder: Path) -> dict[StoragePath, StoragePath]:

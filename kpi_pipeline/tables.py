@@ -313,9 +313,9 @@ KPI_TABLES: tuple[TableSpec, ...] = (
                 "float",
                 "integral over the month of the largest outage_weight among the service's active incidents",
             ),
-            ("uptime", "float", "1 - outage_minutes / minutes (NULL when the month has no minutes yet)"),
+            ("uptime", "float", "1 − outage_minutes / minutes (NULL when the month has no minutes yet)"),
             ("slo", "float", "reliability.slo"),
-            ("error_budget_minutes", "float", "(1 - slo) x minutes"),
+            ("error_budget_minutes", "float", "(1 − slo) × minutes"),
             ("budget_used", "float", "outage_minutes / error_budget_minutes (NULL when the budget is 0)"),
         ),
         "Monthly uptime and error budget per service: each incident is an outage of its severity's weight "

@@ -7,12 +7,11 @@ from pathlib import Path
 
 from kpi_pipeline.contract import INCIDENT_EXTENSIONS, TICKET_EXTENSIONS
 from kpi_pipeline.ingest.discovery import IN_PROGRESS_SUFFIXES, list_files
+from kpi_pipeline.ingest.engine import GLOB_CHARACTERS
 from kpi_pipeline.ingest.raw_files import RawFile, read_table_file
 from kpi_pipeline.sources.mapping import map_rows
 from kpi_pipeline.sources.model import PSEUDO_COLUMNS, SourceMapping, Sources
 from kpi_pipeline.storage import URL_SCHEME, StoragePath, glob_files, location
-
-GLOB_CHARACTERS = "*?["
 
 
 def source_files(
