@@ -82,6 +82,7 @@ class Windows(_Strict):
     completion: float = number(24.0, gt=0, le=MAX_WINDOW_HOURS)
     fallback_ticket: float = number(24.0, ge=0, le=MAX_WINDOW_HOURS)
     deflection: float = number(72.0, ge=0, le=MAX_WINDOW_HOURS)
+    retry: float = number(24.0, gt=0, le=MAX_WINDOW_HOURS)  # failed attempt's start -> its retry's start
 
 
 class Workflow(_Strict):
@@ -90,6 +91,10 @@ class Workflow(_Strict):
     steps: tuple[str, ...] = ()
     topics: tuple[str, ...] = ()
     minutes_saved_per_completion: float = number(0.0, ge=0, le=MAX_MINUTES)
+    # A task_step slower than this is slow (kpi_step_latency_daily); None: no budget, slow columns NULL.
+    latency_budget_ms: float | None = Field(
+        None, strict=True, allow_inf_nan=False, ge=0, le=MAX_WINDOW_HOURS * 3_600_000
+    )
 
 
 class EventAlias(_Strict):
@@ -174,6 +179,7 @@ class Owners(_Strict):
     engagement: str | None = None
     support: str | None = None
     reliability: str | None = None
+    releases: str | None = None  # kpi_release_quality: the product owner who decides on releases
     data_quality: str | None = None
 
 
@@ -216,6 +222,10 @@ class KpiConfig(_Strict):
     def completion_days(self) -> int:
         """Days after its start that an attempt's events can arrive on (1 for a 24 h window)."""
         return math.ceil(self.windows.completion / 24)
+
+    def retry_days(self) -> int:
+        """Days after a failed attempt's start that its retry can start on (1 for a 24 h window)."""
+        return math.ceil(self.windows.retry / 24)
 
     def ticket_reach_days(self) -> int:
         """Days before a ticket's creation whose KPIs it can change: deflection windows, and

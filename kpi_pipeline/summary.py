@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 
 from kpi_pipeline.settings import Settings
@@ -30,6 +32,63 @@ def uptime_line(uptime: pd.DataFrame) -> str:
         f"uptime in {worst['month'][:7]}: lowest {worst['service']} {worst['uptime']:.3%} of "
         f"{len(latest)} service(s), error budget used {used} (SLO {worst['slo']:.3%})"
     )
+
+
+def step_latency_line(latency: pd.DataFrame) -> str:
+    """The slowest step by p95 on the latest date, and its share over the workflow's budget."""
+    latest = latency[latency["date"] == latency["date"].max()]
+    row = latest.sort_values(["p95_ms", "workflow"], ascending=[False, True]).iloc[0]
+    slow = "no latency budget" if pd.isna(row["slow_rate"]) else f"{_pct(row['slow_rate'])} over budget"
+    step = "(unnamed step)" if pd.isna(row["step"]) else row["step"]
+    return (
+        f"slowest step on {row['date']}: {row['workflow']} / {step} p95 {row['p95_ms'] / 1000:,.1f} s, "
+        f"median {row['median_ms'] / 1000:,.1f} s, {slow}"
+    )
+
+
+def errors_line(errors: pd.DataFrame) -> str:
+    """The error code with the most error attempts over every date, and how often users recovered."""
+    sums = errors.groupby(["workflow", "error_code"])[["error_attempts", "recovered_attempts"]].sum()
+    (workflow, code), top = next(iter(sums.sort_values("error_attempts", ascending=False).iterrows()))
+    return (
+        f"most frequent error over all dates: {code} in {workflow}, {int(top['error_attempts']):,} attempts, "
+        f"{_pct(top['recovered_attempts'] / top['error_attempts'])} still completed"
+    )
+
+
+def retry_line(retries: pd.DataFrame) -> str:
+    """How often failed attempts were retried and the retry completed, over every date."""
+    failed = retries["failed_attempts"].sum()
+    retried, recovered = (
+        retries[c].sum() / failed if failed else float("nan") for c in ("retried", "recovered")
+    )
+    return (
+        f"failed attempts over all dates: {int(failed):,}, retried {_pct(retried)}, "
+        f"recovered by the retry {_pct(recovered)}"
+    )
+
+
+def release_line(releases: pd.DataFrame) -> str:
+    """The release whose completion rate fell furthest against the release before it."""
+    compared = releases.dropna(subset=["completion_rate_delta"])
+    if compared.empty:
+        return f"release quality: {len(releases)} release(s), none with a previous release to compare"
+    worst = compared.sort_values(["completion_rate_delta", "workflow"]).iloc[0]
+    p = worst["completion_p_value"]
+    shown = "n/a" if pd.isna(p) else "< 0.001" if p < 0.001 else f"{p:.3f}"
+    return (
+        f"largest completion change between releases: {worst['workflow']} {worst['release']} "
+        f"{worst['completion_rate_delta'] * 100:+.1f} points against {worst['previous_release']} (p {shown})"
+    )
+
+
+# One summary line per observability table that has rows.
+OBSERVABILITY_LINES: dict[str, Callable[[pd.DataFrame], str]] = {
+    "kpi_step_latency_daily": step_latency_line,
+    "kpi_errors_daily": errors_line,
+    "kpi_retry_daily": retry_line,
+    "kpi_release_quality": release_line,
+}
 
 
 def summary_lines(warehouse: Warehouse, settings: Settings) -> list[str]:
@@ -68,6 +127,10 @@ def summary_lines(warehouse: Warehouse, settings: Settings) -> list[str]:
     if len(roi):
         currency = roi["currency"].iloc[0]
         lines.append(f"net value over all dates: {roi['net_value'].sum():,.0f} {currency}")
+    for name, line in OBSERVABILITY_LINES.items():
+        rows = warehouse.read(name)
+        if len(rows):
+            lines.append(line(rows))
     uptime = warehouse.read("kpi_uptime_monthly")
     if uptime["uptime"].notna().any():
         lines.append(uptime_line(uptime))

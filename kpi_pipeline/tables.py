@@ -301,6 +301,101 @@ KPI_TABLES: tuple[TableSpec, ...] = (
         "Incident counts, detection and resolution times per week and severity.",
     ),
     TableSpec(
+        "kpi_step_latency_daily",
+        ("date", "workflow", "step"),
+        (
+            ("date", "date", "UTC date the attempts started"),
+            ("workflow", "string", "workflow of the attempts"),
+            ("step", "string", "task_step name as written (NULL for step events without one)"),
+            ("events", "int", "task_step events with a duration_ms in the windows of those attempts"),
+            ("attempts", "int", "distinct attempts among those events"),
+            ("median_ms", "float", "median duration_ms (continuous)"),
+            ("p95_ms", "float", "95th percentile of duration_ms (continuous)"),
+            (
+                "slow_events",
+                "int",
+                "events slower than the workflow's latency_budget_ms; NULL without a budget",
+            ),
+            ("slow_rate", "float", "slow_events / events; NULL without a budget"),
+        ),
+        "How long each step of a workflow takes, and how often it is slower than its latency budget.",
+        partition_column="date",
+    ),
+    TableSpec(
+        "kpi_errors_daily",
+        ("date", "workflow", "error_code"),
+        (
+            ("date", "date", "UTC date the attempts started"),
+            ("workflow", "string", "workflow of the attempts"),
+            ("error_code", "string", "error_code of the task_error; 'unknown' when missing"),
+            ("error_attempts", "int", "attempts with a task_error of the code in their window"),
+            ("error_events", "int", "task_error events of the code in those windows"),
+            _rate("error_attempt_rate", "error_attempts / attempts of the (date, workflow)"),
+            (
+                "recovered_attempts",
+                "int",
+                "of error_attempts, those first completed strictly after their first error of the code",
+            ),
+            _rate("recovery_rate", "recovered_attempts / error_attempts"),
+            ("fallback_attempts", "int", "of error_attempts, those with a task_fallback"),
+        ),
+        "Which errors users hit in each workflow, and whether they still completed afterwards.",
+        partition_column="date",
+    ),
+    TableSpec(
+        "kpi_retry_daily",
+        ("date", "workflow"),
+        (
+            ("date", "date", "UTC date the attempts started"),
+            ("workflow", "string", "workflow of the attempts"),
+            ("failed_attempts", "int", "attempts started on the date that did not complete"),
+            (
+                "retried",
+                "int",
+                "of those, retried: the same user started the workflow again within windows.retry hours",
+            ),
+            _rate("retry_rate", "retried / failed_attempts"),
+            ("recovered", "int", "of those, whose retry completed"),
+            _rate("recovery_rate", "recovered / failed_attempts"),
+            ("fallback_without_retry", "int", "failed attempts with a task_fallback and no retry"),
+        ),
+        "Failure and recovery: how often a failed attempt is retried and the retry completes.",
+        partition_column="date",
+    ),
+    TableSpec(
+        "kpi_release_quality",
+        ("workflow", "release"),
+        (
+            ("workflow", "string", "workflow"),
+            ("release", "string", "release of the attempts' start events; 'unknown' when missing"),
+            ("first_seen_at", "timestamp", "earliest start of the release's attempts of the workflow"),
+            ("attempts", "int", "attempts of the release (all staged days)"),
+            ("completions", "int", "of those, completed"),
+            _rate("completion_rate", "completions / attempts"),
+            _rate("first_pass_rate", "first-pass completions / attempts"),
+            _rate("error_rate", "attempts with a task_error / attempts"),
+            ("median_seconds_to_complete", "float", "median of completion − start over its completions"),
+            (
+                "p95_step_ms",
+                "float",
+                "95th percentile of duration_ms of task_step events in its attempts' windows",
+            ),
+            (
+                "previous_release",
+                "string",
+                "the workflow's release first seen latest before this one; NULL for none",
+            ),
+            ("completion_rate_delta", "float", "completion_rate − the previous release's"),
+            (
+                "completion_p_value",
+                "float",
+                "two-sided pooled two-proportion z-test against the previous release; NULL when undefined",
+            ),
+        ),
+        "Quality of each release per workflow, against the release before it: did a deployment make "
+        "the user journey better or worse?",
+    ),
+    TableSpec(
         "kpi_uptime_monthly",
         ("month", "service"),
         (
@@ -457,6 +552,7 @@ ATTEMPTS = TableSpec(
         ("channel", "string", "channel of the earliest task_started"),
         ("date", "date", "UTC date of the start"),
         ("started_at", "timestamp", "earliest task_started"),
+        ("release", "string", "release of the earliest task_started; 'unknown' when missing"),
         ("completed", "bool", "a task_completed within windows.completion hours (both ends included)"),
         ("completed_at", "timestamp", "first completion in the window"),
         ("seconds_to_complete", "float", "completed_at − started_at"),
@@ -468,6 +564,26 @@ ATTEMPTS = TableSpec(
         ("steps_reached", "string", "';'-joined sorted task_step names in the window"),
     ),
     "One row per attempt (a task_id with a task_started), production events only (Parquet).",
+)
+
+ATTEMPT_EVENTS = TableSpec(
+    "attempt_events",
+    ("event_id",),
+    (
+        ("event_id", "string", "the event"),
+        ("date", "date", "UTC date the attempt started"),
+        ("task_id", "string", "the attempt"),
+        ("workflow", "string", "workflow of the attempt"),
+        ("release", "string", "release of the attempt"),
+        ("event_type", "string", "task_step or task_error"),
+        ("step", "string", "step of a task_step"),
+        ("error_code", "string", "error_code of a task_error; 'unknown' when missing"),
+        ("duration_ms", "float", "duration_ms of a task_step"),
+        ("occurred_at", "timestamp", "when it happened"),
+    ),
+    "The task_step events with a duration_ms and the task_error events in the windows of each day's "
+    "attempts, production only (Parquet). Feeds step latency, errors and release quality without "
+    "re-reading telemetry.",
 )
 
 DAILY_ACTIVITY = TableSpec(
@@ -486,7 +602,9 @@ DAILY_ACTIVITY = TableSpec(
 
 
 # The Parquet-stored assets, by name (their column schemas; empty frames for absent data).
-PARQUET_TABLES: dict[str, TableSpec] = {t.name: t for t in (TELEMETRY_EVENTS, ATTEMPTS, DAILY_ACTIVITY)}
+PARQUET_TABLES: dict[str, TableSpec] = {
+    t.name: t for t in (TELEMETRY_EVENTS, ATTEMPTS, ATTEMPT_EVENTS, DAILY_ACTIVITY)
+}
 
 
 def empty_frame(spec: TableSpec) -> pd.DataFrame:

@@ -22,6 +22,19 @@ def attempt_offsets(config: KpiConfig) -> tuple[int, int]:
     return -1, config.completion_days()
 
 
+def attempt_event_offsets(config: KpiConfig) -> tuple[int, int]:
+    """Telemetry days D … D+end whose events fall in the windows of day D's attempts (which
+    attempts those are is already known from ``task_attempts``, so the day before is not read)."""
+    return 0, config.completion_days()
+
+
+def retry_offsets(config: KpiConfig) -> tuple[int, int]:
+    """Attempt days D … D+end that can hold the retry of an attempt started on D: up to
+    ``windows.retry`` hours later. Each of those days' attempts reads its own completion window,
+    so day D's retries see their completions through ``task_attempts``."""
+    return 0, config.retry_days()
+
+
 def days_between(first: dt.date, last: dt.date) -> list[dt.date]:
     """Every day from ``first`` to ``last``, both included (empty when last < first)."""
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]

@@ -180,6 +180,7 @@ NUMERIC_KEYS: list[tuple[str, str, float, bool, float]] = [
     ("windows.completion", "float", 0, False, 8760),
     ("windows.fallback_ticket", "float", 0, True, 8760),
     ("windows.deflection", "float", 0, True, 8760),
+    ("windows.retry", "float", 0, False, 8760),
     ("activation_days", "float", 0, False, 3660),
     ("scorecard.threshold", "float", 0, True, 100),
     ("reliability.slo", "float", 0, True, 1),
@@ -192,6 +193,7 @@ NUMERIC_KEYS: list[tuple[str, str, float, bool, float]] = [
     ("quality.unknown_requester_share", "float", 0, True, 1),
     ("automation.daily_hour_utc", "int", 0, True, 23),
     ("workflows.w.minutes_saved_per_completion", "float", 0, True, 525600),
+    ("workflows.w.latency_budget_ms", "float", 0, True, 31536000000),
 ]
 
 
@@ -212,7 +214,7 @@ def numeric_fields(model: type, prefix: str = "") -> set[str]:
             out |= numeric_fields(Workflow, f"{path}.w.")
         elif isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
             out |= numeric_fields(info.annotation, f"{path}.")
-        elif info.annotation in (int, float, "int", "float"):
+        elif info.annotation in (int, float, "int", "float", float | None):
             out.add(path)
     return out
 

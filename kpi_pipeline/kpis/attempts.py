@@ -12,15 +12,25 @@ from collections.abc import Collection
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
-from kpi_pipeline.kpis.common import PRODUCTION, Events, query, utc_date_sql
-from kpi_pipeline.tables import ATTEMPTS
+from kpi_pipeline.kpis.common import PRODUCTION, Events, query, utc_date_sql, window_micros
+from kpi_pipeline.tables import ATTEMPT_EVENTS, ATTEMPTS
 
 ATTEMPT_COLUMNS: tuple[str, ...] = ATTEMPTS.column_names
 
 _WINDOW_EVENT_TYPES: tuple[str, ...] = ("task_step", "task_completed", "task_error", "task_fallback")
 TASK_START_COLUMNS: tuple[str, ...] = ("date", "task_id", "started_at")
 _TASK_START_TYPES = {"date": "string", "task_id": "string", "started_at": "datetime64[us, UTC]"}
-_FROM_SQL = ("task_id", "workflow", "user_id", "account_id", "persona", "channel", "date", "started_at")
+_FROM_SQL = (
+    "task_id",
+    "workflow",
+    "user_id",
+    "account_id",
+    "persona",
+    "channel",
+    "date",
+    "started_at",
+    "release",
+)
 _ATTEMPT_SQL_TYPES = {
     **{c: ATTEMPTS.dtypes()[c] for c in (*_FROM_SQL, "completed_at", "first_fallback_at", "steps_reached")},
     "error_at": "datetime64[us, UTC]",
@@ -38,7 +48,20 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "persona",
     "channel",
     "environment",
+    "release",
 )
+# What the v2 tables need of the events in an attempt's window (attempt_events).
+WINDOW_EVENT_COLUMNS: tuple[str, ...] = (
+    "event_id",
+    "occurred_at",
+    "event_type",
+    "task_id",
+    "step",
+    "environment",
+    "duration_ms",
+    "error_code",
+)
+ATTEMPT_EVENT_COLUMNS: tuple[str, ...] = ATTEMPT_EVENTS.column_names
 
 
 # How a step name becomes an item of the ';'-joined ``steps_reached`` list: '%' and ';' percent-encoded,
@@ -60,6 +83,7 @@ def _starts_sql(source: str) -> str:
     return f"""
         SELECT task_id, workflow, user_id, account_id, coalesce(persona, 'unknown') AS persona,
             coalesce(channel, 'unknown') AS channel, occurred_at AS started_at,
+            coalesce(release, 'unknown') AS release,
             {utc_date_sql("occurred_at")} AS date
         FROM {source}
         WHERE event_type = 'task_started' AND task_id IS NOT NULL
@@ -114,7 +138,7 @@ def _attempts_sql(day: dt.date | None, window: pd.Timedelta) -> str:
     """Attempts (started on ``day``, or all) with the first completion, error and fallback in their
     window and the steps reached, as the columns :func:`build_attempts` finishes."""
     on_day = f"WHERE date = '{day.isoformat()}'" if day is not None else ""
-    micros = window // pd.Timedelta(microseconds=1)
+    micros = window_micros(window)
     kinds = ", ".join(f"'{t}'" for t in _WINDOW_EVENT_TYPES)
     return f"""
         WITH starts AS (SELECT * FROM ({_starts_sql(PRODUCTION)}) {on_day}),
@@ -175,3 +199,31 @@ def build_attempts(
     attempts["first_pass"] = attempts["completed"] & ~error_before & ~fallback_before
     attempts["fallback_ticket"] = _fallback_tickets(attempts, tickets, config)
     return attempts[list(ATTEMPT_COLUMNS)].reset_index(drop=True)
+
+
+def _attempt_events_sql(window: pd.Timedelta) -> str:
+    """The task_step events with a duration_ms and the task_error events of ``day_attempts`` in
+    their windows (production only), with the attempt's date, workflow and release."""
+    return f"""
+        SELECT e.event_id, a.date, a.task_id, a.workflow, a.release, e.event_type,
+            CASE WHEN e.event_type = 'task_step' THEN e.step END AS step,
+            CASE WHEN e.event_type = 'task_error' THEN coalesce(e.error_code, 'unknown') END AS error_code,
+            CASE WHEN e.event_type = 'task_step' THEN e.duration_ms END AS duration_ms,
+            e.occurred_at
+        FROM {PRODUCTION} e JOIN day_attempts a USING (task_id)
+        WHERE ((e.event_type = 'task_step' AND e.duration_ms IS NOT NULL) OR e.event_type = 'task_error')
+            AND e.occurred_at BETWEEN a.started_at AND a.started_at + to_microseconds({window_micros(window)})
+        ORDER BY a.task_id, e.occurred_at, e.event_id
+    """
+
+
+def attempt_events(events: Events, attempts: pd.DataFrame, config: KpiConfig) -> pd.DataFrame:
+    """The events of ``attempts``' windows that the step latency, error and release tables read:
+    task_steps with a duration_ms and task_errors (a missing error_code is ``unknown``).
+
+    ``events`` should hold telemetry of the attempts' start day up to the last day their
+    ``windows.completion`` reaches; ``attempts`` are the day's ``task_attempts`` rows.
+    """
+    window = pd.Timedelta(hours=config.windows.completion)
+    keys = attempts[["task_id", "date", "workflow", "release", "started_at"]]
+    return query(events, _attempt_events_sql(window), ATTEMPT_EVENTS.dtypes(), {"day_attempts": keys})

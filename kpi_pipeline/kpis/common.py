@@ -41,11 +41,26 @@ def relation(events: Events) -> duckdb.DuckDBPyRelation:
     return shared_connection().from_df(typed)
 
 
-def query(events: Events, sql: str, dtypes: Mapping[str, str]) -> pd.DataFrame:
-    """Run ``sql``, which reads the events as ``events``, and return its (small) result with
-    ``dtypes``."""
-    result = relation(events).query("events", sql).to_arrow_table().to_pandas()
+def query(
+    events: Events, sql: str, dtypes: Mapping[str, str], others: Mapping[str, Events] | None = None
+) -> pd.DataFrame:
+    """Run ``sql``, which reads the events as ``events`` (and each of ``others`` by its name), and
+    return its (small) result with ``dtypes``."""
+    events_relation = relation(events)
+    con = shared_connection()
+    for name, other in (others or {}).items():
+        con.register(name, relation(other))
+    try:
+        result = events_relation.query("events", sql).to_arrow_table().to_pandas()
+    finally:
+        for name in others or {}:
+            con.unregister(name)
     return result.astype(dict(dtypes))
+
+
+def window_micros(window: pd.Timedelta) -> int:
+    """A window as whole microseconds, for ``to_microseconds`` in SQL."""
+    return window // pd.Timedelta(microseconds=1)
 
 
 def ratio(numerator: pd.Series, denominator: pd.Series | float) -> pd.Series:
