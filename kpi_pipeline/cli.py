@@ -191,7 +191,7 @@ def materialize_range(
     steps = ranged(plan(defs, days, select, skip, staged), days_per_run(defs))
     where = f"{len(days)} day(s) {start} … {end}" if days else "no daily partitions"
     print(f"materializing {where} in {len(steps)} runs into {shown_url(settings.warehouse_url)}")
-    outside = [day for s in steps if s.extra for day in s.days]
+    outside = sorted({day for s in steps if s.extra for day in s.days})  # a day may have two runs
     if outside:
         print(
             f"also recomputing the KPIs of {len(outside)} staged day(s) outside the range that read its "

@@ -10,7 +10,8 @@ of the ``inputs_current`` checks). The runner adds three things only:
    any KPI run, as a day's attempts read the next days' telemetry (a Dagster backfill waits for
    those partitions the same way, through its daemon); then the daily assets, on the range and
    on the staged days outside it whose partitions read what the range changes
-   (:func:`_day_steps`); then one run of the unpartitioned tables.
+   (:func:`_day_steps`), those reading later days of another daily KPI asset (retries) after
+   all days of the rest; then one run of the unpartitioned tables.
 2. A failed ranged run is run again one day at a time, so one bad day does not hold back the
    others (a Dagster backfill fails the whole range).
 3. Days whose KPIs read a failed day's telemetry ahead (:func:`reads_ahead`) wait, so their
@@ -207,6 +208,26 @@ def _topological(graph: dict[str, tuple[bool, set[str]]], names: set[str]) -> li
     return order
 
 
+def _reading_ahead(
+    defs: dg.Definitions, graph: dict[str, tuple[bool, set[str]]], partitioned: tuple[str, ...]
+) -> set[str]:
+    """The ``partitioned`` assets that read a later day of another of them (from the partition
+    mappings), and everything downstream of those."""
+    inner = set(partitioned)
+    ahead = {
+        n.name
+        for n in nodes_of(defs)
+        if n.name in inner
+        and any(r.days and r.days[1] > 0 and r.upstream in inner and r.upstream != n.name for r in n.reads)
+    }
+    grown = True
+    while grown:
+        more = {name for name in inner - ahead if graph[name][1] & ahead}
+        grown = bool(more)
+        ahead |= more
+    return ahead
+
+
 def needed_sources(defs: dg.Definitions) -> dict[str, str]:
     """Asset name → the source (telemetry, tickets, incidents) it cannot do without."""
     graph = defs.resolve_asset_graph()
@@ -260,7 +281,15 @@ def plan(
         if late:
             raise UsageError(f"{name} is partitioned but reads unpartitioned KPI asset(s) {sorted(late)}")
     if partitioned:
-        steps += _day_steps(defs, names, partitioned, days, staged)
+        # Assets that read a daily KPI asset's later days (a day's retries are the next days'
+        # attempts) run after every day of the others, so no ranged run reads ahead of what exists.
+        later = _reading_ahead(defs, graph, partitioned)
+        for wave in (
+            tuple(n for n in partitioned if n not in later),
+            tuple(n for n in partitioned if n in later),
+        ):
+            if wave:
+                steps += _day_steps(defs, names, wave, days, staged)
     if unpartitioned:
         steps.append(Step(unpartitioned, None))
     return steps

@@ -296,13 +296,14 @@ def test_followup_after_a_daily_run_recomputes_the_days_that_read_it(pipeline_ru
         resources={"kpi_data": kpi_data(pipeline_run.settings.data_dir)},
     )
     requests = pipeline_run.defs.resolve_sensor_def("kpi_followup_sensor")(context)
-    # The 21-day sample: the day before (its attempts read the 5th) and the 16 staged days after it
-    # (the 6th's attempts read the 5th as D-1; wau/mau/28-day adoption of later days include it).
-    expected = ["2025-01-04", *(f"2025-01-{d:02d}" for d in range(6, 22))]
+    # The 21-day sample: the day before (its attempts read the 5th), the day before that (its
+    # retries are the 4th's attempts) and the 16 staged days after it (the 6th's attempts read the
+    # 5th as D-1; wau/mau/28-day adoption of later days include it).
+    expected = ["2025-01-03", "2025-01-04", *(f"2025-01-{d:02d}" for d in range(6, 22))]
     assert [r.partition_key for r in requests] == [*expected, None]
     assert {r.job_name for r in requests[:-1]} == {"kpi_day_job"}
     assert requests[-1].job_name == "refresh_kpis_job"
-    assert requests[0].run_key == f"followup:{result.run_id}:2025-01-04"
+    assert requests[0].run_key == f"followup:{result.run_id}:2025-01-03"
 
 
 def nodes_for(root: Path, config: KpiConfig) -> list[Node]:
@@ -310,15 +311,25 @@ def nodes_for(root: Path, config: KpiConfig) -> list[Node]:
     return nodes_of(build_definitions(settings_for(root), config))
 
 
-def test_followup_of_yesterday_recomputes_only_the_day_before(tmp_path: Path) -> None:
+def test_followup_of_yesterday_recomputes_the_days_whose_windows_reach_it(tmp_path: Path) -> None:
     run = dg.DagsterRun(job_name=daily_kpi_job.name, run_id="r0", tags={"dagster/partition": "2025-01-10"})
     staged = [f"2025-01-{d:02d}" for d in range(1, 11)]
     config = parse_config({})
     requests = followup_requests(run, staged, config, nodes_for(tmp_path, config))
-    assert [r.partition_key for r in requests] == ["2025-01-09", None]
+    # The 9th's attempts read the 10th; the 8th's retries are the 9th's attempts.
+    assert [r.partition_key for r in requests] == ["2025-01-08", "2025-01-09", None]
     # A 36 h completion window: attempts of the two days before read the 10th.
     wide = parse_config({"windows": {"completion": 36}})
     assert [r.partition_key for r in followup_requests(run, staged, wide, nodes_for(tmp_path, wide))] == [
+        "2025-01-07",
+        "2025-01-08",
+        "2025-01-09",
+        None,
+    ]
+    # A 48 h retry window: the 7th's retries can be the 9th's attempts too.
+    late = parse_config({"windows": {"retry": 48}})
+    assert [r.partition_key for r in followup_requests(run, staged, late, nodes_for(tmp_path, late))] == [
+        "2025-01-07",
         "2025-01-08",
         "2025-01-09",
         None,

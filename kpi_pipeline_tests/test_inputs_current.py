@@ -21,13 +21,18 @@ from kpi_pipeline_tests.support import START, settings_for
 
 D = [(START + dt.timedelta(days=n)).isoformat() for n in range(5)]  # 2025-01-01 … 2025-01-05
 UNPARTITIONED_KPIS = {"kpi_incidents", "kpi_reliability_weekly", "kpi_retention_weekly"}
-UNPARTITIONED_KPIS |= {"kpi_time_to_value_weekly", "kpi_uptime_monthly", "kpi_scorecard"}
+UNPARTITIONED_KPIS |= {
+    "kpi_time_to_value_weekly",
+    "kpi_uptime_monthly",
+    "kpi_scorecard",
+    "kpi_release_quality",
+}
 
 
 def failing(result: dg.SensorResult | dg.SkipReason) -> dict[str, str]:
     """Asset → the partitions its inputs_current evaluation lists ('' for a table)."""
     assert isinstance(result, dg.SensorResult)
-    assert len(result.asset_events) == 23  # every materializable asset has the check
+    assert len(result.asset_events) == 28  # every materializable asset has the check
     return {
         e.asset_key.to_user_string(): str(e.metadata["partitions"].value)
         for e in result.asset_events
@@ -71,6 +76,10 @@ def test_inputs_current_lists_what_a_change_outdates_until_materialize_repairs_i
             "kpi_task_completion_daily": two_to_four,
             "kpi_funnel_daily": two_to_four,
             "kpi_roi_daily": two_to_four,
+            "attempt_events": two_to_four,  # telemetry D … D+1 and the attempts of D
+            "kpi_step_latency_daily": two_to_four,
+            "kpi_errors_daily": two_to_four,
+            "kpi_retry_daily": f"{D[0]} … {D[3]}",  # the attempts of D … D+1
             "user_weeks": three_to_five,  # the week to date
             "kpi_engagement_daily": three_to_five,  # 28-day windows
             "kpi_feature_adoption_daily": three_to_five,
@@ -105,7 +114,7 @@ def test_the_follow_up_sensor_reaches_exactly_the_days_the_asset_graph_says_read
 ) -> None:
     """kpi_followup_sensor and the inputs_current rule agree: after day D is re-staged (a newer
     storage id), the days the sensor requests are the days the rule finds outdated, except D, and
-    they span the completion window before D and the 28-day windows after it."""
+    they span the completion and retry windows before D and the 28-day windows after it."""
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "kpi.yaml").write_text(f"windows:\n  completion: {completion_hours}\n")
     settings = settings_for(tmp_path)
@@ -124,7 +133,8 @@ def test_the_follow_up_sensor_reaches_exactly_the_days_the_asset_graph_says_read
     config = load_config(settings.config_path)
     requested = {r.partition_key for r in followup_requests(run, days, config, nodes) if r.partition_key}
     assert requested == reading - {restaged}
-    assert min(requested) == days[30 - config.completion_days()]
+    # Attempts read the completion window ahead; retries read the attempts of the retry window ahead.
+    assert min(requested) == days[30 - config.completion_days() - config.retry_days()]
     assert max(requested) == days[30 + 27]  # the 28-day windows
 
 

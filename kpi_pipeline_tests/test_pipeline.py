@@ -37,14 +37,16 @@ def test_every_run_succeeds(pipeline_run: PipelineRun) -> None:
     failed = [(r.step, r.message) for r in pipeline_run.results if not r.success]
     assert failed == []
     # As the CLI runs 21 days: their telemetry in one ranged run, tickets, incidents, the 21 KPI
-    # days in one ranged run, then the unpartitioned KPIs.
+    # days in one ranged run, their retries (which read the next days' attempts) in another, then
+    # the unpartitioned KPIs.
     days = f"{pipeline_run.days[0]} … {pipeline_run.days[-1]}"
     assert [(r.step.label, len(r.step.assets)) for r in pipeline_run.results] == [
         (days, 1),
         ("unpartitioned", 1),
         ("unpartitioned", 1),
-        (days, 11),
-        ("unpartitioned", 6),
+        (days, 14),
+        (days, 1),
+        ("unpartitioned", 7),
     ]
 
 
@@ -288,6 +290,7 @@ def test_stored_paths_show_relative_to_the_data_root(pipeline_run: PipelineRun) 
     assert staged == {
         "telemetry_events": "staging/telemetry_events",  # a ranged run: the asset's folder
         "task_attempts": "staging/task_attempts",
+        "attempt_events": "staging/attempt_events",
         "daily_activity": "staging/daily_activity",
     }
     root = pipeline_run.settings.data_dir

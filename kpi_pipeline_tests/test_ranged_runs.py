@@ -81,12 +81,14 @@ def test_ranged_runs_store_exactly_what_one_run_per_day_stores(tmp_path: Path) -
     merged = run(ranges, lambda steps: ranged(steps, max_days=4))
 
     assert all(r.success for r in daily) and all(r.success for r in merged)
-    assert len(daily) == 6 + 2 + 6 + 1
+    assert len(daily) == 6 + 2 + 6 + 6 + 1  # telemetry, exports, the KPIs, then their retries, by day
     assert [r.step.label for r in merged] == [
         "2025-01-01 … 2025-01-04",
         "2025-01-05 … 2025-01-06",
         "unpartitioned",
         "unpartitioned",
+        "2025-01-01 … 2025-01-04",
+        "2025-01-05 … 2025-01-06",
         "2025-01-01 … 2025-01-04",
         "2025-01-05 … 2025-01-06",
         "unpartitioned",

@@ -18,7 +18,16 @@ from kpi_pipeline.tables import TABLES
 from kpi_pipeline.warehouse import Warehouse
 from kpi_pipeline_tests.support import START, settings_for
 
-CHAIN = ("task_attempts", "kpi_funnel_daily", "kpi_task_completion_daily", "kpi_roi_daily")
+CHAIN = (
+    "task_attempts",
+    "attempt_events",
+    "kpi_funnel_daily",
+    "kpi_task_completion_daily",
+    "kpi_errors_daily",
+    "kpi_roi_daily",
+    "kpi_step_latency_daily",
+)
+RETRIES = "kpi_retry_daily"  # reads the attempts of the next day: it runs after every other day's
 WINDOWS = ("user_weeks", "kpi_engagement_daily", "kpi_feature_adoption_daily")
 
 
@@ -32,7 +41,11 @@ def days(first: int, last: int) -> list[dt.date]:
 
 def extras(defs: dg.Definitions, staged: list[dt.date], select: list[str] | None = None) -> dict[str, tuple]:
     """Day → the assets a plan re-staging 01-10 … 01-12 recomputes on it outside the range."""
-    return {s.partition: s.assets for s in plan(defs, days(10, 12), select, staged=staged) if s.extra}
+    out: dict[str, tuple] = {}
+    for step in plan(defs, days(10, 12), select, staged=staged):
+        if step.extra:
+            out[step.partition] = out.get(step.partition, ()) + step.assets
+    return dict(sorted(out.items()))
 
 
 def test_a_range_recomputes_the_staged_days_whose_attempts_read_it_as_the_window_says(tmp_path: Path) -> None:
@@ -66,17 +79,26 @@ def test_a_range_recomputes_the_staged_days_whose_attempts_read_it_as_the_window
     # Only staged days are recomputed: 01-20's windows hold the range, 02-09's do not.
     sparse = extras(build_definitions(settings_for(tmp_path / "24h")), [day(9), day(20), dt.date(2025, 2, 9)])
     assert {d: set(assets) for d, assets in sparse.items()} == {
-        "2025-01-09": set(CHAIN),
+        "2025-01-09": {*CHAIN, RETRIES},
         "2025-01-20": {"kpi_engagement_daily", "kpi_feature_adoption_daily"},
     }
+    # The retries of a day are the next day's attempts: 01-08's read 01-09's, which read 01-10.
+    assert [d for d, assets in narrow.items() if RETRIES in assets] == [
+        "2025-01-08",
+        "2025-01-09",
+        "2025-01-13",
+    ]
 
 
 def test_plan_recomputes_the_readers_of_a_range_in_date_order(tmp_path: Path) -> None:
     defs = build_definitions(settings_for(tmp_path))
     staged = [*days(1, 15), dt.date(2025, 2, 10)]
     steps = plan(defs, days(10, 12), staged=staged)
-    daily = [s for s in steps if s.partition is not None and s.assets != ("telemetry_events",)]
+    daily = [
+        s for s in steps if s.partition is not None and s.assets not in (("telemetry_events",), (RETRIES,))
+    ]
     full = daily[1].assets
+    assert RETRIES not in full
     assert set(CHAIN) | set(WINDOWS) < set(full)
     assert [(s.partition, s.assets, s.extra) for s in daily] == [
         ("2025-01-09", tuple(a for a in full if a in CHAIN), "extra day: reads the range's telemetry_events"),
@@ -97,6 +119,17 @@ def test_plan_recomputes_the_readers_of_a_range_in_date_order(tmp_path: Path) ->
             for d in days(14, 15)
         ),
     ]
+    # Then the retries, once every day's attempts exist, and the tables over all days.
+    retries = [(s.partition, s.extra) for s in steps if s.assets == (RETRIES,)]
+    reads = "extra day: reads the range's task_attempts"
+    assert retries == [
+        ("2025-01-08", reads),
+        ("2025-01-09", reads),
+        *((d.isoformat(), "") for d in days(10, 12)),
+        ("2025-01-13", reads),
+    ]
+    assert steps.index(next(s for s in steps if s.assets == (RETRIES,))) > steps.index(daily[-1])
+    assert steps[-1].partition is None and "kpi_release_quality" in steps[-1].assets
     assert [s.partition for s in steps[:3]] == ["2025-01-10", "2025-01-11", "2025-01-12"]
     assert steps[-1].partition is None and "kpi_scorecard" in steps[-1].assets
     # 02-10 is past every window of the range: only all-history lookups still read the range there.
@@ -151,13 +184,16 @@ def test_ranges_in_any_order_equal_one_run_over_all_days(
     materialize(ranges, day(1), day(1), monkeypatch)
     materialize(ranges, day(3), day(3), monkeypatch)
     out = capsys.readouterr().out
-    also = "also recomputing the KPIs of 1 staged day(s) outside the range that read its days: 2025-01-02"
-    assert out.splitlines().count(also) == 2
+    also = "also recomputing the KPIs of {} staged day(s) outside the range that read its days: {}"
+    # 01-01 then reaches 01-02; 01-03 reaches 01-02's attempts, and 01-01's retries read those.
+    assert out.splitlines().count(also.format(1, "2025-01-02")) == 1
+    assert out.splitlines().count(also.format(2, "2025-01-01, 2025-01-02")) == 1
     assert (
-        "2025-01-02 7 assets (extra day: reads the range's daily_activity, task_starts, telemetry_events, "
+        "2025-01-02 10 assets (extra day: reads the range's daily_activity, task_starts, telemetry_events, "
         "user_days): ok"
     ) in out
-    assert "2025-01-02 4 assets (extra day: reads the range's telemetry_events): ok" in out
+    assert "2025-01-02 7 assets (extra day: reads the range's telemetry_events): ok" in out
+    assert "2025-01-01 … 2025-01-02 kpi_retry_daily (extra day: reads the range's task_attempts): ok" in out
 
     expected, got = kpi_tables(whole, 3), kpi_tables(ranges, 3)
     assert sorted(got) == sorted(expected)

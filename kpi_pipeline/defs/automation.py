@@ -69,11 +69,15 @@ DAY_STAGING_ASSETS = ("raw_telemetry_files", "telemetry_events", "telemetry_quar
 DAY_KPI_ASSETS = (
     "task_starts",
     "task_attempts",
+    "attempt_events",
     "daily_activity",
     "user_days",
     "user_weeks",
     "kpi_task_completion_daily",
     "kpi_funnel_daily",
+    "kpi_step_latency_daily",
+    "kpi_errors_daily",
+    "kpi_retry_daily",
     "kpi_ticket_deflection_daily",
     "kpi_engagement_daily",
     "kpi_feature_adoption_daily",
@@ -84,6 +88,7 @@ UNPARTITIONED_KPI_ASSETS = (
     "kpi_time_to_value_weekly",
     "kpi_incidents",
     "kpi_reliability_weekly",
+    "kpi_release_quality",
     "kpi_uptime_monthly",
     "kpi_scorecard",
 )

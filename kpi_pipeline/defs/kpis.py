@@ -44,19 +44,43 @@ from kpi_pipeline.kpis.activity import daily_activity as build_daily_activity
 from kpi_pipeline.kpis.activity import user_days, user_weeks
 from kpi_pipeline.kpis.adoption import feature_adoption_daily
 from kpi_pipeline.kpis.attempts import EVENT_COLUMNS as ATTEMPT_EVENT_COLUMNS
-from kpi_pipeline.kpis.attempts import build_attempts, drop_earlier_starts, task_starts
+from kpi_pipeline.kpis.attempts import (
+    WINDOW_EVENT_COLUMNS,
+    attempt_events,
+    build_attempts,
+    drop_earlier_starts,
+    task_starts,
+)
 from kpi_pipeline.kpis.completion import funnel_daily, task_completion_daily
 from kpi_pipeline.kpis.deflection import EVENT_COLUMNS as DEFLECTION_EVENT_COLUMNS
 from kpi_pipeline.kpis.deflection import ticket_deflection_daily
 from kpi_pipeline.kpis.engagement import active_on, engagement_daily, first_seen_on
+from kpi_pipeline.kpis.errors import ERROR_ATTEMPT_COLUMNS, errors_daily
+from kpi_pipeline.kpis.latency import step_latency_daily
+from kpi_pipeline.kpis.releases import RELEASE_ATTEMPT_COLUMNS, RELEASE_EVENT_COLUMNS, release_quality
 from kpi_pipeline.kpis.reliability import attempt_days, incident_impact, reliability_weekly
 from kpi_pipeline.kpis.retention import TIME_TO_VALUE_ATTEMPT_COLUMNS, retention_weekly, time_to_value_weekly
+from kpi_pipeline.kpis.retries import RETRY_ATTEMPT_COLUMNS, retry_daily
 from kpi_pipeline.kpis.roi import roi_daily
 from kpi_pipeline.kpis.scorecard import scorecard
 from kpi_pipeline.kpis.uptime import uptime_as_of, uptime_monthly
 from kpi_pipeline.partition_store import PendingPartition
-from kpi_pipeline.tables import ATTEMPTS, DAILY_ACTIVITY, TELEMETRY_EVENTS, TableSpec, empty_frame, table
-from kpi_pipeline.windows import TRAILING_DAYS, WEEK_DAYS, attempt_offsets
+from kpi_pipeline.tables import (
+    ATTEMPT_EVENTS,
+    ATTEMPTS,
+    DAILY_ACTIVITY,
+    TELEMETRY_EVENTS,
+    TableSpec,
+    empty_frame,
+    table,
+)
+from kpi_pipeline.windows import (
+    TRAILING_DAYS,
+    WEEK_DAYS,
+    attempt_event_offsets,
+    attempt_offsets,
+    retry_offsets,
+)
 
 KPI_GROUP = "kpis"
 INTERMEDIATE_GROUP = "intermediate"
@@ -164,6 +188,7 @@ def kpi_assets(
     engagement_owners = [owner(config.owner_for("engagement"))]
     support_owners = [owner(config.owner_for("support"))]
     reliability_owners = [owner(config.owner_for("reliability"))]
+    release_owners = [owner(config.owner_for("releases"))]
 
     def warehouse_asset(
         name: str,
@@ -277,6 +302,39 @@ def kpi_assets(
         days, headline = staged_per_day(context, kpi_data, attempts_of, count)
         return dg.Output(days, metadata=_headline({**headline, **restarted}))
 
+    @parquet_asset(
+        ATTEMPT_EVENTS,
+        workflow_owners,
+        {
+            "telemetry_events": dg.AssetIn(
+                partition_mapping=day_window(*attempt_event_offsets(config)),
+                metadata={"columns": list(WINDOW_EVENT_COLUMNS)},
+            ),
+            "task_attempts": dg.AssetIn(),
+        },
+    )
+    def attempt_events_asset(
+        context: dg.AssetExecutionContext,
+        kpi_data: KpiData,
+        telemetry_events: StagedDays,
+        task_attempts: StagedDays,
+    ) -> dg.Output[PendingDays]:
+        first, last = attempt_event_offsets(config)
+
+        def events_of(day: dt.date) -> pd.DataFrame:
+            window = telemetry_events.relation(day + dt.timedelta(days=first), day + dt.timedelta(days=last))
+            return attempt_events(window, task_attempts.day(day), config)
+
+        def count(events: pd.DataFrame) -> dict[str, int]:
+            kinds = events["event_type"]
+            return {
+                "step_events": int((kinds == "task_step").sum()),
+                "error_events": int((kinds == "task_error").sum()),
+            }
+
+        days, headline = staged_per_day(context, kpi_data, events_of, count)
+        return dg.Output(days, metadata=_headline(headline))
+
     # user_days of D waits for D-1's (a chain, as task_starts): new users of D look up every earlier day.
     @warehouse_asset(
         "user_days",
@@ -344,6 +402,75 @@ def kpi_assets(
         context: dg.AssetExecutionContext, task_attempts: StagedDays
     ) -> dg.Output[pd.DataFrame]:
         return _output(per_day(context, lambda day: funnel_daily(task_attempts.day(day), config)))
+
+    @warehouse_asset("kpi_step_latency_daily", workflow_owners, True, {"attempt_events": dg.AssetIn()})
+    def kpi_step_latency_daily(
+        context: dg.AssetExecutionContext, attempt_events: StagedDays
+    ) -> dg.Output[pd.DataFrame]:
+        def headline(day: pd.DataFrame) -> dict[str, object]:
+            slow = day["slow_events"].dropna()
+            return {
+                "step_events": int(day["events"].sum()),
+                "slowest_p95_ms": float(day["p95_ms"].max()),
+                "slow_rate": _rate(slow, day.loc[slow.index, "events"]),
+            }
+
+        out = per_day(
+            context, lambda day: step_latency_daily(attempt_events.relation(day, day), config), headline
+        )
+        return _output(out)
+
+    @warehouse_asset(
+        "kpi_errors_daily",
+        workflow_owners,
+        True,
+        {
+            "task_attempts": dg.AssetIn(metadata={"columns": list(ERROR_ATTEMPT_COLUMNS)}),
+            "attempt_events": dg.AssetIn(),
+        },
+    )
+    def kpi_errors_daily(
+        context: dg.AssetExecutionContext, task_attempts: StagedDays, attempt_events: StagedDays
+    ) -> dg.Output[pd.DataFrame]:
+        def headline(day: pd.DataFrame) -> dict[str, object]:
+            return {
+                "error_attempts": int(day["error_attempts"].sum()),
+                "recovery_rate": _rate(day["recovered_attempts"], day["error_attempts"]),
+            }
+
+        out = per_day(
+            context, lambda day: errors_daily(task_attempts.day(day), attempt_events.day(day)), headline
+        )
+        return _output(out)
+
+    @warehouse_asset(
+        "kpi_retry_daily",
+        workflow_owners,
+        True,
+        {
+            "task_attempts": dg.AssetIn(
+                partition_mapping=day_window(*retry_offsets(config)),
+                metadata={"columns": list(RETRY_ATTEMPT_COLUMNS)},
+            )
+        },
+    )
+    def kpi_retry_daily(
+        context: dg.AssetExecutionContext, task_attempts: StagedDays
+    ) -> dg.Output[pd.DataFrame]:
+        first, last = retry_offsets(config)
+
+        def retries_of(day: dt.date) -> pd.DataFrame:
+            window = task_attempts.frame(day + dt.timedelta(days=first), day + dt.timedelta(days=last))
+            return retry_daily(window, day, config)
+
+        def headline(day: pd.DataFrame) -> dict[str, object]:
+            return {
+                "failed_attempts": int(day["failed_attempts"].sum()),
+                "retry_rate": _rate(day["retried"], day["failed_attempts"]),
+                "recovery_rate": _rate(day["recovered"], day["failed_attempts"]),
+            }
+
+        return _output(per_day(context, retries_of, headline))
 
     @warehouse_asset(
         "kpi_ticket_deflection_daily",
@@ -492,6 +619,21 @@ def kpi_assets(
         return _output(reliability_weekly(kpi_incidents))
 
     @warehouse_asset(
+        "kpi_release_quality",
+        release_owners,
+        False,
+        {"task_attempts": dg.AssetIn(), "attempt_events": dg.AssetIn()},
+        engine="duckdb",
+    )
+    def kpi_release_quality(task_attempts: StagedDays, attempt_events: StagedDays) -> dg.Output[pd.DataFrame]:
+        # Every staged day's attempts and step durations, read by column out of core: no raw events.
+        out = release_quality(
+            task_attempts.every_day(RELEASE_ATTEMPT_COLUMNS), attempt_events.every_day(RELEASE_EVENT_COLUMNS)
+        )
+        regressions = out["completion_rate_delta"] < 0
+        return _output(out, {"releases": len(out), "completion_drops": int(regressions.sum())})
+
+    @warehouse_asset(
         "kpi_uptime_monthly",
         reliability_owners,
         False,
@@ -540,11 +682,15 @@ def kpi_assets(
     return [
         task_starts_asset,
         task_attempts,
+        attempt_events_asset,
         daily_activity,
         user_days_asset,
         user_weeks_asset,
         kpi_task_completion_daily,
         kpi_funnel_daily,
+        kpi_step_latency_daily,
+        kpi_errors_daily,
+        kpi_retry_daily,
         kpi_ticket_deflection_daily,
         kpi_engagement_daily,
         kpi_feature_adoption_daily,
@@ -553,6 +699,7 @@ def kpi_assets(
         kpi_time_to_value_weekly,
         kpi_incidents,
         kpi_reliability_weekly,
+        kpi_release_quality,
         kpi_uptime_monthly,
         kpi_scorecard,
     ]

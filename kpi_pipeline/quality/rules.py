@@ -50,6 +50,18 @@ ORDERED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "kpi_roi_daily": (("completions", "attempts"),),
     "kpi_reliability_weekly": (("open_incidents", "incidents"),),
     "kpi_uptime_monthly": (("outage_minutes", "minutes"),),
+    "kpi_step_latency_daily": (("slow_events", "events"), ("attempts", "events")),
+    "kpi_errors_daily": (
+        ("recovered_attempts", "error_attempts"),
+        ("fallback_attempts", "error_attempts"),
+        ("error_attempts", "error_events"),
+    ),
+    "kpi_retry_daily": (
+        ("recovered", "retried"),
+        ("retried", "failed_attempts"),
+        ("fallback_without_retry", "failed_attempts"),
+    ),
+    "kpi_release_quality": (("completions", "attempts"),),
 }
 
 FUNNEL_TABLE = "kpi_funnel_daily"
@@ -57,11 +69,11 @@ FUNNEL_GROUP: tuple[str, str] = ("date", "workflow")
 FUNNEL_START = "started"
 
 _RATE_NAMES = frozenset({"stickiness", "conversion_from_start", "baseline_completion_rate", "uptime", "slo"})
-_RATE_SUFFIXES = ("_rate", "_rate_28d", "_rate_during", "_rate_prev")
+_RATE_SUFFIXES = ("_rate", "_rate_28d", "_rate_during", "_rate_prev", "_p_value")
 
 
 def is_rate_column(name: str, kind: str) -> bool:
-    """Whether a KPI column is a rate bounded to [0, 1]; ratios and deltas that may leave that
+    """Whether a KPI column is a rate (or a p-value) bounded to [0, 1]; ratios and deltas that may leave that
     range by definition (conversion_from_previous, self_service_ratio, completion_rate_delta)
     are not."""
     return kind == "float" and (name in _RATE_NAMES or name.endswith(_RATE_SUFFIXES))
