@@ -68,6 +68,9 @@ class Attempt:
     first_pass: bool = False
     fallback_ticket: bool = False
     steps: set[str] = field(default_factory=set)
+    release: str = "unknown"
+    # The attempt's window: (occurred_at, event_id, event_type, step, duration_ms, error_code).
+    window: list[tuple[Any, ...]] = field(default_factory=list)
 
     @property
     def completed(self) -> bool:
@@ -184,8 +187,20 @@ def compute_attempts(inp: Inputs) -> dict[str, Attempt]:
     cfg = inp.config
     window = pd.Timedelta(hours=cfg.windows.completion)
     ticket_window = pd.Timedelta(hours=cfg.windows.fallback_ticket)
-    task_events: dict[str, list[tuple[pd.Timestamp, str, str, Any, Any, Any, Any, Any]]] = defaultdict(list)
-    columns = ["occurred_at", "event_id", "event_type", "step", "workflow", "user_id", "persona", "channel"]
+    task_events: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    columns = [
+        "occurred_at",
+        "event_id",
+        "event_type",
+        "step",
+        "workflow",
+        "user_id",
+        "persona",
+        "channel",
+        "release",
+        "duration_ms",
+        "error_code",
+    ]
     task_rows = inp.events[inp.events["event_type"].isin(TASK_TYPES)]
     for row in task_rows[["task_id", *columns]].itertuples(index=False):
         task_events[row[0]].append(tuple(row[1:]))
@@ -200,9 +215,11 @@ def compute_attempts(inp: Inputs) -> dict[str, Attempt]:
         starts = sorted((e for e in evs if e[2] == "task_started"), key=lambda e: (e[0], e[1]))
         if not starts:
             continue
-        at, _, _, _, workflow, user, persona, channel = starts[0]
+        at, _, _, _, workflow, user, persona, channel, release = starts[0][:9]
         attempt = Attempt(task_id, workflow, user, persona, channel, at, _iso(at))
+        attempt.release = "unknown" if _norm(release) is None else release
         in_window = sorted((e for e in evs if at <= e[0] <= at + window), key=lambda e: (e[0], e[1]))
+        attempt.window = [(e[0], e[1], e[2], _norm(e[3]), _norm(e[9]), _norm(e[10])) for e in in_window]
         completions = [e[0] for e in in_window if e[2] == "task_completed"]
         fallbacks = [e[0] for e in in_window if e[2] == "task_fallback"]
         errors = [e[0] for e in in_window if e[2] == "task_error"]
@@ -686,6 +703,174 @@ def expected_scorecard(
     return rows
 
 
+# --------------------------------------------------------------------------- observability (kpis-v2.md)
+
+
+def expected_step_latency(attempts: Iterable[Attempt], cfg: KpiConfig) -> list[Row]:
+    """Per (date, workflow, step): the task_step events with a duration_ms in the attempts' windows."""
+    groups: dict[tuple[str, str, Any], list[tuple[str, float]]] = defaultdict(list)
+    for a in attempts:
+        for _, _, kind, step, duration, _ in a.window:
+            if kind == "task_step" and duration is not None:
+                groups[(a.date, a.workflow, step)].append((a.task_id, duration))
+    rows = []
+    for (date, workflow, step), events in groups.items():
+        durations = [d for _, d in events]
+        wf = cfg.workflows.get(workflow)
+        budget = wf.latency_budget_ms if wf else None
+        slow = None if budget is None else sum(d > budget for d in durations)
+        rows.append(
+            {
+                "date": date,
+                "workflow": workflow,
+                "step": step,
+                "events": len(events),
+                "attempts": len({t for t, _ in events}),
+                "median_ms": _quantile(durations, 0.5),
+                "p95_ms": _quantile(durations, 0.95),
+                "slow_events": slow,
+                "slow_rate": None if slow is None else _ratio(slow, len(events)),
+            }
+        )
+    return rows
+
+
+def expected_errors(attempts: Iterable[Attempt]) -> list[Row]:
+    """Per (date, workflow, error_code): attempts with a task_error of the code in their window."""
+    started: dict[tuple[str, str], int] = defaultdict(int)
+    groups: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for a in attempts:
+        started[(a.date, a.workflow)] += 1
+        first: dict[str, pd.Timestamp] = {}
+        count: dict[str, int] = defaultdict(int)
+        for at, _, kind, _, _, code in a.window:
+            if kind == "task_error":
+                code = "unknown" if code is None else code
+                count[code] += 1
+                first.setdefault(code, at)  # the window is in time order
+        for code, n in count.items():
+            g = groups[(a.date, a.workflow, code)]
+            g[0] += 1
+            g[1] += n
+            g[2] += a.completed_at is not None and a.completed_at > first[code]
+            g[3] += a.fallback
+    return [
+        {
+            "date": date,
+            "workflow": workflow,
+            "error_code": code,
+            "error_attempts": n,
+            "error_events": events,
+            "error_attempt_rate": _ratio(n, started[(date, workflow)]),
+            "recovered_attempts": recovered,
+            "recovery_rate": _ratio(recovered, n),
+            "fallback_attempts": fallbacks,
+        }
+        for (date, workflow, code), (n, events, recovered, fallbacks) in groups.items()
+    ]
+
+
+def expected_retries(attempts: Iterable[Attempt], cfg: KpiConfig, dates: Iterable[str]) -> list[Row]:
+    """Per (date, workflow) with attempts: failed attempts, and whether the same user's next attempt
+    of the workflow within windows.retry hours (the earliest, ties: smaller task_id) completed."""
+    window = pd.Timedelta(hours=cfg.windows.retry)
+    everything = list(attempts)
+    by_user: dict[tuple[Any, str], list[Attempt]] = defaultdict(list)
+    for a in everything:
+        by_user[(a.user_id, a.workflow)].append(a)
+    wanted = set(dates)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for a in everything:
+        if a.date not in wanted:
+            continue
+        g = groups.setdefault((a.date, a.workflow), [0, 0, 0, 0])
+        if a.completed:
+            continue
+        later = [
+            b
+            for b in (by_user[(a.user_id, a.workflow)] if a.user_id is not None else [])
+            if a.started_at < b.started_at <= a.started_at + window
+        ]
+        retry = min(later, key=lambda b: (b.started_at, b.task_id)) if later else None
+        g[0] += 1
+        g[1] += retry is not None
+        g[2] += retry is not None and retry.completed
+        g[3] += a.fallback and retry is None
+    return [
+        {
+            "date": date,
+            "workflow": workflow,
+            "failed_attempts": failed,
+            "retried": retried,
+            "retry_rate": _ratio(retried, failed),
+            "recovered": recovered,
+            "recovery_rate": _ratio(recovered, failed),
+            "fallback_without_retry": without,
+        }
+        for (date, workflow), (failed, retried, recovered, without) in groups.items()
+    ]
+
+
+def _z_p_value(x1: int, n1: int, x2: int, n2: int) -> float | None:
+    """The pooled two-proportion z-test, two-sided, by hand (math.erfc, no scipy)."""
+    if not n1 or not n2:
+        return None
+    pooled = (x1 + x2) / (n1 + n2)
+    if pooled in (0.0, 1.0):
+        return None
+    z = (x1 / n1 - x2 / n2) / math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
+def expected_release_quality(attempts: Iterable[Attempt]) -> list[Row]:
+    """Per (workflow, release) over all attempts, against the release first seen latest before it."""
+    groups: dict[tuple[str, str], list[Attempt]] = defaultdict(list)
+    for a in attempts:
+        groups[(a.workflow, a.release)].append(a)
+    rows: dict[tuple[str, str], Row] = {}
+    for (workflow, release), group in groups.items():
+        n = len(group)
+        completions = sum(a.completed for a in group)
+        seconds = [
+            (a.completed_at - a.started_at).total_seconds() for a in group if a.completed_at is not None
+        ]
+        steps = [
+            d for a in group for _, _, kind, _, d, _ in a.window if kind == "task_step" and d is not None
+        ]
+        rows[(workflow, release)] = {
+            "workflow": workflow,
+            "release": release,
+            "first_seen_at": min(a.started_at for a in group),
+            "attempts": n,
+            "completions": completions,
+            "completion_rate": _ratio(completions, n),
+            "first_pass_rate": _ratio(sum(a.first_pass for a in group), n),
+            "error_rate": _ratio(sum(a.error for a in group), n),
+            "median_seconds_to_complete": _quantile(seconds, 0.5),
+            "p95_step_ms": _quantile(steps, 0.95),
+            "previous_release": None,
+            "completion_rate_delta": None,
+            "completion_p_value": None,
+        }
+    for (workflow, release), row in rows.items():
+        if release == "unknown":
+            continue
+        before = [
+            r
+            for (w, name), r in rows.items()
+            if w == workflow and name != "unknown" and r["first_seen_at"] < row["first_seen_at"]
+        ]
+        if not before:
+            continue
+        prev = max(before, key=lambda r: (r["first_seen_at"], r["release"]))
+        row["previous_release"] = prev["release"]
+        row["completion_rate_delta"] = row["completion_rate"] - prev["completion_rate"]
+        row["completion_p_value"] = _z_p_value(
+            row["completions"], row["attempts"], prev["completions"], prev["attempts"]
+        )
+    return list(rows.values())
+
+
 # --------------------------------------------------------------------------- expected tables
 
 
@@ -772,6 +957,68 @@ def test_uptime_monthly(pipeline_run: PipelineRun, inputs: Inputs) -> None:
     assert len(expected) >= 5 and any(r["outage_minutes"] > 0 for r in expected)
     actual = pipeline_run.warehouse.read("kpi_uptime_monthly")
     assert_table_matches("kpi_uptime_monthly", actual, expected)
+
+
+def test_step_latency_daily(pipeline_run: PipelineRun, attempts: dict[str, Attempt], inputs: Inputs) -> None:
+    expected = expected_step_latency(attempts.values(), inputs.config)
+    assert any(r["slow_events"] for r in expected) and any(r["slow_events"] is None for r in expected)
+    actual = pipeline_run.warehouse.read("kpi_step_latency_daily")
+    assert_table_matches("kpi_step_latency_daily", actual, expected)
+
+
+def test_errors_daily(pipeline_run: PipelineRun, attempts: dict[str, Attempt]) -> None:
+    expected = expected_errors(attempts.values())
+    assert any(r["recovered_attempts"] for r in expected)
+    assert_table_matches("kpi_errors_daily", pipeline_run.warehouse.read("kpi_errors_daily"), expected)
+
+
+def test_retry_daily(pipeline_run: PipelineRun, attempts: dict[str, Attempt], inputs: Inputs) -> None:
+    expected = expected_retries(attempts.values(), inputs.config, inputs.partition_dates)
+    assert sum(r["recovered"] for r in expected) > 0
+    assert_table_matches("kpi_retry_daily", pipeline_run.warehouse.read("kpi_retry_daily"), expected)
+
+
+def test_release_quality(pipeline_run: PipelineRun, attempts: dict[str, Attempt]) -> None:
+    expected = expected_release_quality(attempts.values())
+    assert sum(r["completion_p_value"] is not None for r in expected) >= 4
+    actual = pipeline_run.warehouse.read("kpi_release_quality")
+    assert_table_matches("kpi_release_quality", actual, expected)
+
+
+def test_observability_tables_at_the_window_edges() -> None:
+    """The oracle and the KPI functions agree on the hand-made fixture of every window edge
+    (test_kpis_observability): a step and a retry at exactly the window's end and 1 µs beyond, a
+    retry at the same instant as the failed start, two codes in one attempt, an error at the
+    completion's instant, an ``unknown`` release and a budget-less workflow."""
+    from kpi_pipeline_tests import test_kpis_observability as fixture
+
+    events = fixture._events()
+    events["date"] = events["occurred_at"].dt.strftime("%Y-%m-%d")
+    inp = Inputs(fixture.CONFIG, events, events, fixture._tickets(), pd.DataFrame(), ["2025-01-10"])
+    oracle = compute_attempts(inp)
+    built = fixture.build_days()
+    day_attempts, day_events = built[fixture.D]
+    all_attempts = pd.concat([built[fixture.D][0], built[fixture.NEXT][0]], ignore_index=True)
+    all_events = pd.concat([built[fixture.D][1], built[fixture.NEXT][1]], ignore_index=True)
+    of_day = [a for a in oracle.values() if a.date == "2025-01-10"]
+    assert_table_matches(
+        "kpi_step_latency_daily",
+        fixture.step_latency_daily(day_events, fixture.CONFIG),
+        expected_step_latency(of_day, fixture.CONFIG),
+    )
+    assert_table_matches(
+        "kpi_errors_daily", fixture.errors_daily(day_attempts, day_events), expected_errors(of_day)
+    )
+    assert_table_matches(
+        "kpi_retry_daily",
+        fixture.retry_daily(all_attempts, fixture.D, fixture.CONFIG),
+        expected_retries(oracle.values(), fixture.CONFIG, ["2025-01-10"]),
+    )
+    assert_table_matches(
+        "kpi_release_quality",
+        fixture.release_quality(all_attempts, all_events),
+        expected_release_quality(oracle.values()),
+    )
 
 
 def test_roi_daily(pipeline_run: PipelineRun, roi: list[Row]) -> None:
@@ -896,3 +1143,35 @@ def test_first_and_last_day_windows(pipeline_run: PipelineRun, inputs: Inputs) -
     first_cohort = retention[retention["cohort_week"] == "2024-12-30"]
     assert sorted(first_cohort["week_number"]) == [0, 1, 2, 3]
     assert retention["week_number"].max() == 3
+
+
+def test_the_sample_exercises_the_observability_tables(
+    pipeline_run: PipelineRun, attempts: dict[str, Attempt], inputs: Inputs
+) -> None:
+    """What issue 13 asks of the sample data, read from the staged data and the tables."""
+    incidents = inputs.incidents.set_index("incident_id")
+    sev1 = incidents.loc["INC-0003"]
+    timeouts = [
+        at
+        for a in attempts.values()
+        for at, _, kind, _, _, code in a.window
+        if kind == "task_error" and code == "E_INTEGRATION_TIMEOUT"
+    ]
+    # The integration timeout clusters while the SEV1 is open (its attempts' errors follow soon after).
+    assert len(timeouts) >= 5
+    assert all(sev1["started_at"] <= at <= sev1["resolved_at"] + pd.Timedelta(hours=2) for at in timeouts)
+    # Two incidents of one service overlap, and one incident is still open.
+    overlap = incidents.loc["INC-0006"]
+    assert overlap["service"] == sev1["service"] and overlap["started_at"] < sev1["started_at"]
+    assert sev1["started_at"] < overlap["resolved_at"] < sev1["resolved_at"]
+    assert incidents["resolved_at"].isna().sum() == 1
+    # A slow step: approver_selected's median is several times access_request's other steps'.
+    latency = pipeline_run.warehouse.read("kpi_step_latency_daily")
+    steps = latency[latency["workflow"] == "access_request"].groupby("step")["median_ms"].median()
+    assert steps["approver_selected"] > 3 * max(steps["form_opened"], steps["submitted"])
+    assert latency.loc[latency["step"] == "approver_selected", "slow_rate"].min() > 0.5
+    # Releases: the bug release is a visible, significant regression of invoice_download.
+    releases = pipeline_run.warehouse.read("kpi_release_quality").set_index(["workflow", "release"])
+    bug = releases.loc[("invoice_download", "4.2.0")]
+    assert bug["completion_rate_delta"] < -0.5 and bug["completion_p_value"] < 1e-6
+    assert releases.loc["invoice_download"].index.nunique() >= 3
