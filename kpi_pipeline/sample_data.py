@@ -84,7 +84,7 @@ ERROR_CODES: tuple[str, ...] = (
     "E_PERMISSION_DENIED",
     "E_RATE_LIMITED",
     "E_INTERNAL",
-    "E_UPSTREAM_UNAVAILABLE",
+    "E_INTEGRATION_TIMEOUT",  # the SEV1 incident's error: it clusters while the incident is open
 )
 UNKNOWN_EVENT_NAMES: tuple[str, ...] = ("page_view", "session_start", "click")
 BAD_TIMESTAMPS: tuple[str, ...] = ("not-a-timestamp", "2025-02-30T12:00:00Z", "T25:61:00Z", "yesterday")
@@ -179,6 +179,10 @@ class _WorkflowModel:
     weight: float  # relative share of attempts
 
 
+# Steps much slower than the rest of their workflow (a factor on their duration), so the step
+# latency table has a step that blows its budget: approvers are looked up in a slow directory.
+_SLOW_STEPS: dict[tuple[str, str], float] = {("access_request", "approver_selected"): 6.0}
+
 _KNOWN_MODELS: dict[str, _WorkflowModel] = {
     "access_request": _WorkflowModel(0.80, 0.35, 0.30, 40.0, 1800.0, 0.30),
     "invoice_download": _WorkflowModel(0.91, 0.30, 0.45, 15.0, 8.0, 0.30),
@@ -260,6 +264,19 @@ _INCIDENT_PLAN: tuple[_IncidentPlan, ...] = (
         title="Data exports failing",
         root_cause="Storage quota exhausted on export workers",
     ),
+    _IncidentPlan(  # overlaps INC-0003 on the same service: uptime counts the larger weight once
+        incident_id="INC-0006",
+        day_index=SEV1_DAY_INDEX,
+        minute=13 * 60 + 30,
+        detect_minutes=4,
+        resolve_minutes=90,
+        severity=3,
+        spellings=("SEV3", "sev3"),
+        service="export-service",
+        affected=(),
+        title="Export queue backlog",
+        root_cause="Worker autoscaling lagged behind the queue",
+    ),
     _IncidentPlan(
         incident_id="INC-0004",
         day_index=15,
@@ -304,6 +321,7 @@ class _World:
     weights: np.ndarray
     step_names: tuple[str, ...]
     step_table: np.ndarray  # (workflow, step index) -> step code, -1 padded
+    step_slowdown: np.ndarray  # factor on each step's duration (_SLOW_STEPS), 1.0 for most
     topics: tuple[str, ...]
     topic_weights: np.ndarray
     topic_table: np.ndarray  # (workflow, topic index) -> topic code, -1 padded
@@ -588,9 +606,11 @@ def _build_world(
     max_steps = max([len(wf.steps) for wf in config.workflows.values()] + [1])
     max_topics = max([len(wf.topics) for wf in config.workflows.values()] + [1])
     step_table = np.full((len(names), max_steps), -1, dtype=np.int64)
+    step_slowdown = np.ones((len(names), max_steps))
     topic_table = np.full((len(names), max_topics), -1, dtype=np.int64)
     for i, wf in enumerate(config.workflows.values()):
         step_table[i, : len(wf.steps)] = [step_names.index(s) for s in wf.steps]
+        step_slowdown[i, : len(wf.steps)] = [_SLOW_STEPS.get((names[i], s), 1.0) for s in wf.steps]
         topic_table[i, : len(wf.topics)] = [topics.index(t) for t in wf.topics]
     topic_weights = np.ones(len(topics))
     topic_weights[workflow_topic_count:] = [
@@ -609,6 +629,7 @@ def _build_world(
         weights=np.array([m.weight for m in models]),
         step_names=tuple(step_names),
         step_table=step_table,
+        step_slowdown=step_slowdown,
         topics=tuple(topics),
         topic_weights=topic_weights / topic_weights.sum(),
         topic_table=topic_table,
@@ -727,7 +748,8 @@ def _attempt_batch(
     n_steps = (world.step_table >= 0).sum(axis=1)[wf]
     reached = np.where(completed, n_steps, np.floor(rng.random(n) * (n_steps + 1)).astype(np.int64))
     width = world.step_table.shape[1]
-    gaps = (rng.lognormal(0.0, 0.6, (n, width)) * world.step_seconds[wf][:, None] * SECOND).astype(np.int64)
+    gaps = rng.lognormal(0.0, 0.6, (n, width)) * world.step_seconds[wf][:, None] * world.step_slowdown[wf]
+    gaps = (gaps * SECOND).astype(np.int64)
     gaps += SECOND
     milestones = start[:, None] + np.cumsum(gaps, axis=1)
     rows = np.arange(n)

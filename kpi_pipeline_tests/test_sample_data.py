@@ -389,7 +389,7 @@ def test_incident_exports(dataset: tuple[Path, GenerationSummary, list[str]]) ->
     bad_later = [r for r in later if not r["service"] or _timestamp(r["started_at"]) is None]
     good_later = {r["incident_id"]: r for r in later if r not in bad_later}
     assert len(first) - len(good_first) + len(bad_later) == sum(summary.bad_rows["incidents"].values()) == 3
-    assert summary.incidents == len(good_later) == 5
+    assert summary.incidents == len(good_later) == 6
     severities = {r["severity"] for r in [*first, *later]}
     assert {"SEV2", "sev3", "P1", "1"} <= severities
     sev1 = [r for r in good_later.values() if _severity(r["severity"]) == "SEV1"]
