@@ -31,7 +31,7 @@ import dagster as dg
 from kpi_pipeline.automation.outdated import day_ranges, outdated
 from kpi_pipeline.config import load_config
 from kpi_pipeline.definitions import build_definitions
-from kpi_pipeline.defs.automation import followup_requests
+from kpi_pipeline.defs.automation import followup_requests, request_span
 from kpi_pipeline.defs.outdated import graph_nodes, latest_built
 from kpi_pipeline.runner import Step, execute, plan, ranged
 from kpi_pipeline.sample_data import generate_dataset
@@ -150,8 +150,9 @@ def main() -> None:
         run = dg.DagsterRun(job_name="daily_kpi_job", tags={"dagster/partition": day})
         config = load_config(settings.config_path)
         staged = [d.isoformat() for d in days]
-        followup = [r.partition_key for r in followup_requests(run, staged, config, nodes)]
-        followup_days = day_ranges([p for p in followup if p])
+        spans = [request_span(r) for r in followup_requests(run, staged, config, nodes)]
+        followup = [d for span in spans if span for d in staged if span[0] <= d <= span[1]]
+        followup_days = day_ranges(followup)
         print(f"{'asset':<30} {'needed (inputs_current)':<34} {'rebuilt by automation':<34}")
         for node in nodes:
             if node.name in STAGING:

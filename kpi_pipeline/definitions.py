@@ -38,7 +38,7 @@ def build_definitions(settings: Settings, config: KpiConfig | None = None) -> dg
     policy = range_policy(settings.max_days_per_run)
     assets = [*staging_assets(config, partitions, policy), *kpi_assets(config, partitions, policy)]
     nodes = graph_nodes(assets)  # what each asset reads, from its partition mappings
-    automation = automation_definitions(config, partitions, nodes)
+    automation = automation_definitions(config, partitions, nodes, settings.max_days_per_run)
     current = inputs_current_definitions(nodes)
     return dg.Definitions(
         assets=[raw_telemetry_asset(config, partitions), *assets],

@@ -34,7 +34,7 @@ import dagster as dg
 from kpi_pipeline.automation.outdated import UNPARTITIONED, reached
 from kpi_pipeline.defs.metadata import NEEDS
 from kpi_pipeline.defs.outdated import nodes_of, without_inputs_current
-from kpi_pipeline.defs.partitions import partitions_of
+from kpi_pipeline.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, partitions_of
 from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.defs.staging import QUARANTINE_OF, RECONCILIATION_COUNTS
 from kpi_pipeline.run_history import ASSETS_TAG, process_tags
@@ -52,9 +52,6 @@ HISTORY_READERS = {
     ),
 }
 CLI_JOB = "kpi_pipeline_cli"
-# Dagster's system tags of a ranged run (what a backfill with a BackfillPolicy sets).
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 class UsageError(ValueError):

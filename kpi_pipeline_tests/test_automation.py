@@ -27,6 +27,7 @@ from kpi_pipeline.defs.automation import (
     exports_job,
     followup_requests,
     kpi_day_job,
+    request_span,
 )
 from kpi_pipeline.defs.outdated import nodes_of
 from kpi_pipeline.defs.resources import KpiData
@@ -283,6 +284,12 @@ def test_daily_jobs_cover_every_daily_asset(pipeline_run: PipelineRun) -> None:
     assert {key.to_user_string() for key in day_job} == daily - {"telemetry_events", "telemetry_quarantine"}
 
 
+def spans(requests: list[dg.RunRequest]) -> list[str | None]:
+    """Each request's day, its 'first…last' for a ranged run, or None for the unpartitioned tables."""
+    shown = [request_span(r) for r in requests]
+    return [None if s is None else s[0] if s[0] == s[1] else f"{s[0]}…{s[1]}" for s in shown]
+
+
 def test_followup_after_a_daily_run_recomputes_the_days_that_read_it(pipeline_run: PipelineRun) -> None:
     instance = dg.DagsterInstance.ephemeral()
     job = pipeline_run.defs.resolve_job_def(daily_kpi_job.name)
@@ -299,11 +306,21 @@ def test_followup_after_a_daily_run_recomputes_the_days_that_read_it(pipeline_ru
     # The 21-day sample: the day before (its attempts read the 5th), the day before that (its
     # retries are the 4th's attempts) and the 16 staged days after it (the 6th's attempts read the
     # 5th as D-1; wau/mau/28-day adoption of later days include it).
-    expected = ["2025-01-03", "2025-01-04", *(f"2025-01-{d:02d}" for d in range(6, 22))]
-    assert [r.partition_key for r in requests] == [*expected, None]
+    # Consecutive days are one ranged run each.
+    assert spans(requests) == ["2025-01-03…2025-01-04", "2025-01-06…2025-01-21", None]
     assert {r.job_name for r in requests[:-1]} == {"kpi_day_job"}
     assert requests[-1].job_name == "refresh_kpis_job"
-    assert requests[0].run_key == f"followup:{result.run_id}:2025-01-03"
+    assert requests[0].run_key == f"followup:{result.run_id}:2025-01-03…2025-01-04"
+    # The ranged request runs as Dagster launches it: kpi_day_job with the range tags.
+    day_job = pipeline_run.defs.resolve_job_def(kpi_day_job.name)
+    ranged_run = day_job.execute_in_process(instance=instance, tags=requests[0].tags, raise_on_error=False)
+    assert ranged_run.success
+    retried = [
+        e.partition
+        for e in ranged_run.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("kpi_retry_daily")
+    ]
+    assert sorted(retried) == ["2025-01-03", "2025-01-04"]
 
 
 def nodes_for(root: Path, config: KpiConfig) -> list[Node]:
@@ -317,23 +334,23 @@ def test_followup_of_yesterday_recomputes_the_days_whose_windows_reach_it(tmp_pa
     config = parse_config({})
     requests = followup_requests(run, staged, config, nodes_for(tmp_path, config))
     # The 9th's attempts read the 10th; the 8th's retries are the 9th's attempts.
-    assert [r.partition_key for r in requests] == ["2025-01-08", "2025-01-09", None]
+    assert spans(requests) == ["2025-01-08…2025-01-09", None]
     # A 36 h completion window: attempts of the two days before read the 10th.
     wide = parse_config({"windows": {"completion": 36}})
-    assert [r.partition_key for r in followup_requests(run, staged, wide, nodes_for(tmp_path, wide))] == [
-        "2025-01-07",
-        "2025-01-08",
-        "2025-01-09",
+    assert spans(followup_requests(run, staged, wide, nodes_for(tmp_path, wide))) == [
+        "2025-01-07…2025-01-09",
         None,
     ]
     # A 48 h retry window: the 7th's retries can be the 9th's attempts too.
     late = parse_config({"windows": {"retry": 48}})
-    assert [r.partition_key for r in followup_requests(run, staged, late, nodes_for(tmp_path, late))] == [
-        "2025-01-07",
-        "2025-01-08",
-        "2025-01-09",
+    assert spans(followup_requests(run, staged, late, nodes_for(tmp_path, late))) == [
+        "2025-01-07…2025-01-09",
         None,
     ]
+    # Ranged runs are at most KPI_MAX_DAYS_PER_RUN days; a day alone is a one-day run.
+    short = followup_requests(run, staged, late, nodes_for(tmp_path, late), max_days=2)
+    assert spans(short) == ["2025-01-07…2025-01-08", "2025-01-09", None]
+    assert short[1].run_key == "followup:r0:2025-01-09"
 
 
 def test_followup_after_a_ticket_export_recomputes_the_days_that_read_those_tickets(tmp_path: Path) -> None:
@@ -349,11 +366,10 @@ def test_followup_after_a_ticket_export_recomputes_the_days_that_read_those_tick
     staged = [f"2025-01-{d:02d}" for d in range(1, 11)]
     nodes = nodes_for(tmp_path, parse_config({}))
     # Tickets of the 6th count in deflection windows from the 3rd on (72 h).
-    expected = ["2025-01-03", "2025-01-04", "2025-01-05", "2025-01-06", "2025-01-07", None]
-    assert [r.partition_key for r in followup_requests(run, staged, parse_config({}), nodes)] == expected
+    assert spans(followup_requests(run, staged, parse_config({}), nodes)) == ["2025-01-03…2025-01-07", None]
     # A week-long deflection window reaches 7 days back.
     week = parse_config({"windows": {"deflection": 168}})
-    assert followup_requests(run, staged, week, nodes)[0].partition_key == "2025-01-01"
+    assert spans(followup_requests(run, staged, week, nodes))[0] == "2025-01-01…2025-01-07"
     incidents_only = dg.DagsterRun(job_name=exports_job.name, run_id="r2", tags={"kpi_pipeline/trigger": "x"})
     assert [r.job_name for r in followup_requests(incidents_only, staged, parse_config({}), nodes)] == [
         "refresh_kpis_job"

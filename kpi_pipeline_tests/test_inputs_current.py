@@ -13,7 +13,7 @@ from kpi_pipeline.automation.outdated import UNPARTITIONED, outdated
 from kpi_pipeline.cli import materialize_range
 from kpi_pipeline.config import load_config
 from kpi_pipeline.definitions import build_definitions
-from kpi_pipeline.defs.automation import followup_requests
+from kpi_pipeline.defs.automation import followup_requests, request_span
 from kpi_pipeline.defs.outdated import graph_nodes
 from kpi_pipeline.runner import plan
 from kpi_pipeline.sample_data import generate_dataset
@@ -131,7 +131,8 @@ def test_the_follow_up_sensor_reaches_exactly_the_days_the_asset_graph_says_read
     reading = {day for name, parts in found.items() for day in parts if day and name != "telemetry_events"}
     run = dg.DagsterRun(job_name="daily_kpi_job", tags={"dagster/partition": restaged})
     config = load_config(settings.config_path)
-    requested = {r.partition_key for r in followup_requests(run, days, config, nodes) if r.partition_key}
+    spans = [request_span(r) for r in followup_requests(run, days, config, nodes)]
+    requested = {d for span in spans if span for d in days if span[0] <= d <= span[1]}
     assert requested == reading - {restaged}
     # Attempts read the completion window ahead; retries read the attempts of the retry window ahead.
     assert min(requested) == days[30 - config.completion_days() - config.retry_days()]

@@ -18,7 +18,8 @@ re-exported historical day must reach its KPIs too).
   27 days after it (their next-day attempts, wau/mau and 28-day windows
   include D); the days whose deflection and fallback windows see the changed
   tickets; and once the unpartitioned tables. Each KPI day is requested once per
-  change, and never before the data it reads is staged.
+  change, and never before the data it reads is staged; consecutive days are one
+  ranged run.
 
 The sensors and ``raw_telemetry_files`` are built by factories from the partitions
 and the kpi.yaml that :func:`kpi_pipeline.definitions.build_definitions` built.
@@ -45,10 +46,11 @@ from kpi_pipeline.automation.file_state import (
 from kpi_pipeline.automation.outdated import UNPARTITIONED, Node, reached
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.defs.outdated import without_inputs_current
-from kpi_pipeline.defs.partitions import TELEMETRY_KEY, run_days
+from kpi_pipeline.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, TELEMETRY_KEY, run_days
 from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.defs.staging import QUARANTINE_OF
 from kpi_pipeline.partition_store import FILE_NAME, stored_partitions
+from kpi_pipeline.settings import DEFAULT_DAYS_PER_RUN
 from kpi_pipeline.sources.files import export_files
 from kpi_pipeline.storage import list_tree, named
 
@@ -292,8 +294,51 @@ def day_readers(nodes: Sequence[Node], day: str, staged_days: Sequence[str]) -> 
     return sorted({d for name in DAY_KPI_ASSETS for d in found.get(name, {})} - {day})
 
 
+def day_spans(days: Sequence[str], max_days: int) -> list[tuple[str, str]]:
+    """Sorted ISO days as (first, last) stretches of consecutive days, each at most ``max_days``."""
+    spans: list[tuple[str, str]] = []
+    for day in sorted(days):
+        if spans and day == _shift(spans[-1][1], 1) and _span_days(spans[-1]) < max_days:
+            spans[-1] = (spans[-1][0], day)
+        else:
+            spans.append((day, day))
+    return spans
+
+
+def _span_days(span: tuple[str, str]) -> int:
+    return (dt.date.fromisoformat(span[1]) - dt.date.fromisoformat(span[0])).days + 1
+
+
+def _day_request(run_id: str, first: str, last: str) -> dg.RunRequest:
+    """``kpi_day_job`` for one day, or for a stretch of days as one ranged run (Dagster's partition
+    range tags): its assets then run in dependency order over the whole stretch, so a day's
+    retries read the next day's attempts as that run recomputed them."""
+    if first == last:
+        return dg.RunRequest(
+            run_key=f"followup:{run_id}:{first}", job_name=kpi_day_job.name, partition_key=first
+        )
+    return dg.RunRequest(
+        run_key=f"followup:{run_id}:{first}…{last}",
+        job_name=kpi_day_job.name,
+        tags={RANGE_START_TAG: first, RANGE_END_TAG: last},
+    )
+
+
+def request_span(request: dg.RunRequest) -> tuple[str, str] | None:
+    """The first and last day a ``kpi_day_job`` request covers (None for an unpartitioned run)."""
+    if request.partition_key is not None:
+        return request.partition_key, request.partition_key
+    if RANGE_START_TAG in request.tags:
+        return request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]
+    return None
+
+
 def followup_requests(
-    run: dg.DagsterRun, staged_days: list[str], config: KpiConfig, nodes: Sequence[Node]
+    run: dg.DagsterRun,
+    staged_days: list[str],
+    config: KpiConfig,
+    nodes: Sequence[Node],
+    max_days: int = DEFAULT_DAYS_PER_RUN,
 ) -> list[dg.RunRequest]:
     """The KPI runs a successful run makes necessary (see the module docstring).
 
@@ -301,7 +346,10 @@ def followup_requests(
     graph's partition mappings say (:func:`day_readers`: D-n … D-1 for an n-day completion window,
     and D+1 … D+27 for the next day's attempts, wau/mau and 28-day adoption). After tickets change:
     every staged day from ticket_reach_days() before the first changed ticket to the last (the
-    graph says every day reads the ticket export; the export's dates narrow it).
+    graph says every day reads the ticket export; the export's dates narrow it). Consecutive days
+    are one ranged run of up to ``max_days`` days (``KPI_MAX_DAYS_PER_RUN``): fewer runs, and the
+    days of a stretch computed in dependency order in one run, not in whatever order the queue
+    starts one-day runs.
     """
     partition = run.tags.get("dagster/partition")
     if run.job_name == daily_kpi_job.name and partition is not None:
@@ -313,15 +361,12 @@ def followup_requests(
         days = staged_days  # the changed exports' dates are unknown (a mapped source): every staged day
     else:
         days = []
-    requests = [
-        dg.RunRequest(run_key=f"followup:{run.run_id}:{day}", job_name=kpi_day_job.name, partition_key=day)
-        for day in days
-    ]
+    requests = [_day_request(run.run_id, first, last) for first, last in day_spans(days, max_days)]
     requests.append(dg.RunRequest(run_key=f"refresh:{run.run_id}", job_name=refresh_kpis_job.name))
     return requests
 
 
-def kpi_followup_sensor(config: KpiConfig, nodes: Sequence[Node]) -> dg.SensorDefinition:
+def kpi_followup_sensor(config: KpiConfig, nodes: Sequence[Node], max_days: int) -> dg.SensorDefinition:
     """The run-status sensor that requests :func:`followup_requests` with the windows of ``config``
     and the partition mappings of ``nodes``."""
 
@@ -335,13 +380,13 @@ def kpi_followup_sensor(config: KpiConfig, nodes: Sequence[Node]) -> dg.SensorDe
         "recompute the days whose windows see the changed tickets, then the unpartitioned tables.",
     )
     def _sensor(context: dg.RunStatusSensorContext, kpi_data: KpiData) -> list[dg.RunRequest]:
-        return followup_requests(context.dagster_run, _staged_days(kpi_data), config, nodes)
+        return followup_requests(context.dagster_run, _staged_days(kpi_data), config, nodes, max_days)
 
     return _sensor
 
 
 def automation_definitions(
-    config: KpiConfig, partitions: dg.PartitionsDefinition, nodes: Sequence[Node]
+    config: KpiConfig, partitions: dg.PartitionsDefinition, nodes: Sequence[Node], max_days: int
 ) -> dict[str, list]:
     """Jobs, schedules and sensors for :class:`dagster.Definitions` (all stopped by default)."""
     return {
@@ -351,6 +396,6 @@ def automation_definitions(
             telemetry_files_sensor(partitions),
             _export_sensor("ticket_exports_sensor", "tickets", "support_tickets", config),
             _export_sensor("incident_logs_sensor", "incidents", "incidents", config),
-            kpi_followup_sensor(config, nodes),
+            kpi_followup_sensor(config, nodes, max_days),
         ],
     }

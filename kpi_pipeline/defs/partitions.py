@@ -15,6 +15,10 @@ from kpi_pipeline.windows import days_between
 
 TELEMETRY_KEY = dg.AssetKey("telemetry_events")
 
+# Dagster's tags of a run over a partition range (what a backfill with a BackfillPolicy sets).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
 CONTRACT_START_DATE = dt.date(2025, 1, 1)
 """The data contract's default first partition, used only when nothing else says where to start."""
 
