@@ -24,6 +24,7 @@ from kpi_pipeline.config import KpiConfig, parse_config
 from kpi_pipeline.definitions import build_definitions
 from kpi_pipeline.defs.automation import (
     daily_kpi_job,
+    day_spans,
     exports_job,
     followup_requests,
     kpi_day_job,
@@ -306,11 +307,12 @@ def test_followup_after_a_daily_run_recomputes_the_days_that_read_it(pipeline_ru
     # The 21-day sample: the day before (its attempts read the 5th), the day before that (its
     # retries are the 4th's attempts) and the 16 staged days after it (the 6th's attempts read the
     # 5th as D-1; wau/mau/28-day adoption of later days include it).
-    # Consecutive days are one ranged run each.
-    assert spans(requests) == ["2025-01-03…2025-01-04", "2025-01-06…2025-01-21", None]
+    # The 5th again, as its retries are the 6th's attempts, which this follow-up recomputes; the
+    # consecutive days are one ranged run, so each asset goes over all of them in dependency order.
+    assert spans(requests) == ["2025-01-03…2025-01-21", None]
     assert {r.job_name for r in requests[:-1]} == {"kpi_day_job"}
     assert requests[-1].job_name == "refresh_kpis_job"
-    assert requests[0].run_key == f"followup:{result.run_id}:2025-01-03…2025-01-04"
+    assert requests[0].run_key == f"followup:{result.run_id}:2025-01-03…2025-01-21"
     # The ranged request runs as Dagster launches it: kpi_day_job with the range tags.
     day_job = pipeline_run.defs.resolve_job_def(kpi_day_job.name)
     ranged_run = day_job.execute_in_process(instance=instance, tags=requests[0].tags, raise_on_error=False)
@@ -320,7 +322,7 @@ def test_followup_after_a_daily_run_recomputes_the_days_that_read_it(pipeline_ru
         for e in ranged_run.get_asset_materialization_events()
         if e.asset_key == dg.AssetKey("kpi_retry_daily")
     ]
-    assert sorted(retried) == ["2025-01-03", "2025-01-04"]
+    assert sorted(retried) == [f"2025-01-{d:02d}" for d in range(3, 22)]
 
 
 def nodes_for(root: Path, config: KpiConfig) -> list[Node]:
@@ -347,10 +349,18 @@ def test_followup_of_yesterday_recomputes_the_days_whose_windows_reach_it(tmp_pa
         "2025-01-07…2025-01-09",
         None,
     ]
-    # Ranged runs are at most KPI_MAX_DAYS_PER_RUN days; a day alone is a one-day run.
-    short = followup_requests(run, staged, late, nodes_for(tmp_path, late), max_days=2)
-    assert spans(short) == ["2025-01-07…2025-01-08", "2025-01-09", None]
-    assert short[1].run_key == "followup:r0:2025-01-09"
+    # A run has at most KPI_MAX_DAYS_PER_RUN new days; where a stretch is cut, the next run also
+    # recomputes the days before the cut whose retries read its attempts (1 day for 24 h).
+    short = followup_requests(run, staged, wide, nodes_for(tmp_path, wide), max_days=2)
+    assert spans(short) == ["2025-01-07…2025-01-08", "2025-01-08…2025-01-09", None]
+    assert day_spans(["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-05"], 1) == [
+        ("2025-01-01", "2025-01-01"),
+        ("2025-01-02", "2025-01-02"),
+        ("2025-01-03", "2025-01-03"),
+        ("2025-01-05", "2025-01-05"),
+    ]
+    lone = followup_requests(run, ["2025-01-09", "2025-01-10"], config, nodes_for(tmp_path, config))
+    assert spans(lone) == ["2025-01-09", None] and lone[0].run_key == "followup:r0:2025-01-09"
 
 
 def test_followup_after_a_ticket_export_recomputes_the_days_that_read_those_tickets(tmp_path: Path) -> None:

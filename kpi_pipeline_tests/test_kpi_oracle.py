@@ -102,6 +102,12 @@ def _quantile(values: list[float], q: float) -> float:
     return float(np.quantile(values, q)) if values else math.nan
 
 
+def _or_unknown(value: Any) -> str:
+    """kpis-v2.md: a missing release or error_code is ``unknown`` (blank text is missing, as v1
+    says of persona and channel)."""
+    return "unknown" if _norm(value) is None or not str(value).strip() else str(value)
+
+
 def _hours(delta: pd.Timedelta) -> float:
     return delta.total_seconds() / 3600.0
 
@@ -217,7 +223,7 @@ def compute_attempts(inp: Inputs) -> dict[str, Attempt]:
             continue
         at, _, _, _, workflow, user, persona, channel, release = starts[0][:9]
         attempt = Attempt(task_id, workflow, user, persona, channel, at, _iso(at))
-        attempt.release = "unknown" if _norm(release) is None else release
+        attempt.release = _or_unknown(release)
         in_window = sorted((e for e in evs if at <= e[0] <= at + window), key=lambda e: (e[0], e[1]))
         attempt.window = [(e[0], e[1], e[2], _norm(e[3]), _norm(e[9]), _norm(e[10])) for e in in_window]
         completions = [e[0] for e in in_window if e[2] == "task_completed"]
@@ -745,7 +751,7 @@ def expected_errors(attempts: Iterable[Attempt]) -> list[Row]:
         count: dict[str, int] = defaultdict(int)
         for at, _, kind, _, _, code in a.window:
             if kind == "task_error":
-                code = "unknown" if code is None else code
+                code = _or_unknown(code)
                 count[code] += 1
                 first.setdefault(code, at)  # the window is in time order
         for code, n in count.items():

@@ -10,21 +10,24 @@ The fixture (day D = 2025-01-10, windows.completion = windows.retry = 24 h):
   t3 12:00 release 4.2: form_opened without a duration, submitted 2,000 ms (not slower than the
      budget); E2 at 12:30, the instant it completes (not recovered: not strictly after).
 - data_export (no budget):
-  t4 u2 09:00, no release: export_configured 400 ms, 600 ms at D+1 08:59:59 (inside the window)
+  t4 u2 09:00, a blank release: export_configured 400 ms, 600 ms at D+1 08:59:59 (inside the window)
      and 9,999 ms at D+1 09:00:01 (outside); failed. u2's t5 at D+1 09:00:00, exactly 24 h later,
      is its retry and completes 09:10 (release 2.1).
-  t6 u3 13:00 release 2.0: E_TIMEOUT 13:05, fallback 13:06, failed. t7 (u3, the same instant, so no
+  t6 u3 13:00 release 2.0: E_TIMEOUT 13:05 and a blank code 13:05:30, fallback 13:06,
+     failed. t7 (u3, the same instant, so no
      retry) completes 13:20 and has a step without a name (100 ms). At 14:00 u3 starts t9b
      (completes 14:10) and t9a (fails): t9a, the smaller task_id, is t6's retry.
   t11 u4 15:00 release 2.0: fallback, failed; u4's t12 starts 24 h + 1 µs later (release 3.0,
      fails): no retry.
   t13 u5 D+1 09:00 release 2.0.9: fails (first seen at the same instant as 2.1).
+  t14 u6 16:00 without a release: completes 16:05 (with t4, release ``unknown``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -95,7 +98,7 @@ def _events() -> pd.DataFrame:
     add("12:02:00", "t3", "task_step", "u1", ar, step="submitted", duration_ms=2000)
     add("12:30:00", "t3", "task_error", "u1", ar, error_code="E2")
     add("12:30:00", "t3", "task_completed", "u1", ar)
-    add("09:00:00", "t4", "task_started", "u2", de)
+    add("09:00:00", "t4", "task_started", "u2", de, release=" ")
     add("09:01:00", "t4", "task_step", "u2", de, step="export_configured", duration_ms=400)
     add("+08:59:59", "t4", "task_step", "u2", de, step="export_configured", duration_ms=600)
     add("+09:00:01", "t4", "task_step", "u2", de, step="export_configured", duration_ms=9999)
@@ -103,6 +106,7 @@ def _events() -> pd.DataFrame:
     add("+09:10:00", "t5", "task_completed", "u2", de)
     add("13:00:00", "t6", "task_started", "u3", de, release="2.0")
     add("13:05:00", "t6", "task_error", "u3", de, error_code="E_TIMEOUT")
+    add("13:05:30", "t6", "task_error", "u3", de, error_code="")
     add("13:06:00", "t6", "task_fallback", "u3", de)
     add("13:00:00", "t7", "task_started", "u3", de, release="2.0")
     add("13:10:00", "t7", "task_step", "u3", de, duration_ms=100)
@@ -114,6 +118,8 @@ def _events() -> pd.DataFrame:
     add("15:30:00", "t11", "task_fallback", "u4", de)
     add("+15:00:00.000001", "t12", "task_started", "u4", de, release="3.0")
     add("+09:00:00", "t13", "task_started", "u5", de, release="2.0.9")
+    add("16:00:00", "t14", "task_started", "u6", de)
+    add("16:05:00", "t14", "task_completed", "u6", de)
     frame = pd.DataFrame(rows).reindex(columns=list(TELEMETRY_FIELDS))
     frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True, format="ISO8601")
     frame["duration_ms"] = frame["duration_ms"].astype(float)
@@ -149,7 +155,7 @@ def test_attempts_carry_the_release_of_their_start(built: dict) -> None:
     releases = dict(zip(attempts["task_id"], attempts["release"], strict=True))
     assert releases == {
         "t1": "4.1", "t2": "4.1", "t3": "4.2", "t4": "unknown", "t6": "2.0", "t7": "2.0", "t9a": "2.0",
-        "t9b": "2.0", "t11": "2.0", "t5": "2.1", "t13": "2.0.9", "t12": "3.0",
+        "t9b": "2.0", "t11": "2.0", "t5": "2.1", "t13": "2.0.9", "t12": "3.0", "t14": "unknown",
     }  # fmt: skip
 
 
@@ -172,7 +178,8 @@ def test_errors_count_each_code_and_recovery_strictly_after_its_first_error(buil
         ("2025-01-10", "access_request", "E1"): [2, 3, 2 / 3, 1, 0.5, 1],
         ("2025-01-10", "access_request", "E2"): [1, 1, 1 / 3, 0, 0.0, 0],
         ("2025-01-10", "access_request", "unknown"): [1, 1, 1 / 3, 0, 0.0, 1],
-        ("2025-01-10", "data_export", "E_TIMEOUT"): [1, 1, 1 / 6, 0, 0.0, 1],
+        ("2025-01-10", "data_export", "E_TIMEOUT"): [1, 1, 1 / 7, 0, 0.0, 1],
+        ("2025-01-10", "data_export", "unknown"): [1, 1, 1 / 7, 0, 0.0, 1],  # a blank code
     }
 
 
@@ -218,7 +225,7 @@ def test_release_quality_compares_each_release_with_the_one_before(built: dict) 
     assert {k: [v[c] for c in columns] for k, v in out.items()} == {
         ("access_request", "4.1"): [2, 1, 0.5, 0.0, 1.0, 300.0, 4800.0, None, None],
         ("access_request", "4.2"): [1, 1, 1.0, 1.0, 1.0, 1800.0, 2000.0, "4.1", 0.5],
-        ("data_export", "unknown"): [1, 0, 0.0, 0.0, 0.0, None, 590.0, None, None],
+        ("data_export", "unknown"): [2, 1, 0.5, 0.5, 0.0, 300.0, 590.0, None, None],
         ("data_export", "2.0"): [5, 2, 0.4, 0.4, 0.2, 900.0, 100.0, None, None],
         ("data_export", "2.0.9"): [1, 0, 0.0, 0.0, 0.0, None, None, "2.0", pytest.approx(-0.4)],
         ("data_export", "2.1"): [1, 1, 1.0, 1.0, 0.0, 600.0, None, "2.0", pytest.approx(0.6)],
@@ -307,4 +314,25 @@ def test_the_demo_summary_has_a_line_per_observability_table(built: dict) -> Non
     )
     assert release_line(release_quality(attempts, events)) == (
         "largest completion change between releases: data_export 3.0 -100.0 points against 2.1 (p 0.157)"
+    )
+
+
+def test_release_quality_over_attempts_written_before_releases_says_to_rematerialize(tmp_path: Path) -> None:
+    import dagster as dg
+
+    from kpi_pipeline.defs.resources import StagedDays
+    from kpi_pipeline.kpis.releases import RELEASE_ATTEMPT_COLUMNS
+    from kpi_pipeline.partition_store import PartitionStore
+    from kpi_pipeline.tables import ATTEMPTS
+
+    store = PartitionStore(tmp_path)
+    old = build_days()[D][0].drop(columns="release")  # as an earlier version stored it
+    store.write(("task_attempts",), D.isoformat(), old, None)
+    staged = StagedDays(store, ATTEMPTS, ("task_attempts",), (D.isoformat(),))
+    with pytest.raises(dg.Failure) as info:
+        staged.every_day(RELEASE_ATTEMPT_COLUMNS)
+    assert info.value.description == (
+        "task_attempts: no stored partition has column(s) release: they were written by an earlier "
+        "version; re-materialize task_attempts over every day (kpi-pipeline materialize --start "
+        "<first day> --end <last day>)"
     )

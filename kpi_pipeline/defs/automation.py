@@ -294,15 +294,36 @@ def day_readers(nodes: Sequence[Node], day: str, staged_days: Sequence[str]) -> 
     return sorted({d for name in DAY_KPI_ASSETS for d in found.get(name, {})} - {day})
 
 
-def day_spans(days: Sequence[str], max_days: int) -> list[tuple[str, str]]:
-    """Sorted ISO days as (first, last) stretches of consecutive days, each at most ``max_days``."""
+def day_spans(days: Sequence[str], max_days: int, overlap: int = 0) -> list[tuple[str, str]]:
+    """Sorted ISO days as (first, last) stretches of consecutive days, each with at most
+    ``max_days`` new days. Where a stretch is cut, the next one starts ``overlap`` days earlier:
+    those days' retries read the next days' attempts, which only the next run recomputes, so it
+    recomputes them too (whichever of the two runs goes first, the last one is right)."""
     spans: list[tuple[str, str]] = []
     for day in sorted(days):
         if spans and day == _shift(spans[-1][1], 1) and _span_days(spans[-1]) < max_days:
             spans[-1] = (spans[-1][0], day)
         else:
             spans.append((day, day))
+    for i in range(1, len(spans)):
+        before, (first, last) = spans[i - 1], spans[i]
+        if first == _shift(before[1], 1):
+            spans[i] = (max(before[0], _shift(first, -overlap)), last)
     return spans
+
+
+def kpi_reach(nodes: Sequence[Node]) -> int:
+    """The most days after its own that a daily KPI asset reads of another daily KPI asset (a
+    day's retries read the next ceil(windows.retry / 24) days' attempts), from the mappings."""
+    kpis = set(DAY_KPI_ASSETS)
+    ahead = [
+        r.days[1]
+        for n in nodes
+        if n.name in kpis
+        for r in n.reads
+        if r.days and r.upstream in kpis and r.upstream != n.name
+    ]
+    return max([0, *ahead])
 
 
 def _span_days(span: tuple[str, str]) -> int:
@@ -349,11 +370,15 @@ def followup_requests(
     graph says every day reads the ticket export; the export's dates narrow it). Consecutive days
     are one ranged run of up to ``max_days`` days (``KPI_MAX_DAYS_PER_RUN``): fewer runs, and the
     days of a stretch computed in dependency order in one run, not in whatever order the queue
-    starts one-day runs.
+    starts one-day runs. When later days are recomputed, D is too: its retries read their attempts.
     """
     partition = run.tags.get("dagster/partition")
+    reach = kpi_reach(nodes)
     if run.job_name == daily_kpi_job.name and partition is not None:
         days = day_readers(nodes, partition, staged_days)
+        if reach and any(d > partition for d in days):
+            # D's retries read the later days' attempts that this follow-up recomputes: D again too.
+            days = sorted({*days, partition})
     elif run.job_name == exports_job.name and AFFECTED_FROM in run.tags:
         first = _shift(run.tags[AFFECTED_FROM], -config.ticket_reach_days())
         days = [d for d in staged_days if first <= d <= run.tags[AFFECTED_TO]]
@@ -361,7 +386,8 @@ def followup_requests(
         days = staged_days  # the changed exports' dates are unknown (a mapped source): every staged day
     else:
         days = []
-    requests = [_day_request(run.run_id, first, last) for first, last in day_spans(days, max_days)]
+    spans = day_spans(days, max_days, overlap=reach)
+    requests = [_day_request(run.run_id, first, last) for first, last in spans]
     requests.append(dg.RunRequest(run_key=f"refresh:{run.run_id}", job_name=refresh_kpis_job.name))
     return requests
 

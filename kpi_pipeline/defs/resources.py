@@ -229,7 +229,17 @@ class StagedDays:
         paths = self._stored(list(self.keys))
         if not paths:
             return empty_frame(self.spec)[list(columns)]
-        return scan_parquet(paths, columns)
+        files = scan_parquet(paths, None)
+        absent = [c for c in columns if c not in files.columns]
+        if absent:
+            name = "/".join(self.asset_path)
+            raise dg.Failure(
+                f"{name}: no stored partition has column(s) {', '.join(absent)}: they were written by an "
+                f"earlier version; re-materialize {name} over every day (kpi-pipeline materialize --start "
+                "<first day> --end <last day>)",
+                allow_retries=False,
+            )
+        return files.project(", ".join(f'"{c}"' for c in columns))
 
     def _stored(self, keys: Sequence[str]) -> list[StoragePath]:
         paths = [self.store.ready(self.asset_path, k) for k in keys]

@@ -77,13 +77,19 @@ def step_token(names: pd.Series) -> pd.Series:
     return out
 
 
+def _or_unknown(column: str) -> str:
+    """A text column in SQL with a missing or blank value as ``unknown`` (kpis-v2.md: a missing
+    release or error_code is ``unknown``; blank counts as missing, as for persona and channel)."""
+    return f"coalesce(nullif(trim({column}), ''), 'unknown')"
+
+
 def _starts_sql(source: str) -> str:
     """One row per task_id of ``source`` (production events) from its earliest ``task_started``
     (ties broken by event_id), with the UTC date of the start."""
     return f"""
         SELECT task_id, workflow, user_id, account_id, coalesce(persona, 'unknown') AS persona,
             coalesce(channel, 'unknown') AS channel, occurred_at AS started_at,
-            coalesce(release, 'unknown') AS release,
+            {_or_unknown("release")} AS release,
             {utc_date_sql("occurred_at")} AS date
         FROM {source}
         WHERE event_type = 'task_started' AND task_id IS NOT NULL
@@ -207,7 +213,7 @@ def _attempt_events_sql(window: pd.Timedelta) -> str:
     return f"""
         SELECT e.event_id, a.date, a.task_id, a.workflow, a.release, e.event_type,
             CASE WHEN e.event_type = 'task_step' THEN e.step END AS step,
-            CASE WHEN e.event_type = 'task_error' THEN coalesce(e.error_code, 'unknown') END AS error_code,
+            CASE WHEN e.event_type = 'task_error' THEN {_or_unknown("e.error_code")} END AS error_code,
             CASE WHEN e.event_type = 'task_step' THEN e.duration_ms END AS duration_ms,
             e.occurred_at
         FROM {PRODUCTION} e JOIN day_attempts a USING (task_id)

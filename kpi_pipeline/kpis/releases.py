@@ -31,18 +31,19 @@ RELEASE_EVENT_COLUMNS: tuple[str, ...] = ("workflow", "release", "event_type", "
 
 _SQL = """
 WITH per_release AS (
-    SELECT workflow, release, min(started_at) AS first_seen_at, count(*) AS attempts,
+    SELECT workflow, coalesce(release, 'unknown') AS release, min(started_at) AS first_seen_at,
+        count(*) AS attempts,
         count(*) FILTER (WHERE completed) AS completions,
         count(*) FILTER (WHERE first_pass) AS first_pass_completions,
         count(*) FILTER (WHERE error) AS error_attempts,
         quantile_cont(seconds_to_complete, 0.5) FILTER (WHERE completed) AS median_seconds_to_complete
-    FROM events GROUP BY workflow, release
+    FROM events GROUP BY ALL
 ),
 steps AS (
-    SELECT workflow, release, quantile_cont(duration_ms, 0.95) AS p95_step_ms
+    SELECT workflow, coalesce(release, 'unknown') AS release, quantile_cont(duration_ms, 0.95) AS p95_step_ms
     FROM step_events
     WHERE event_type = 'task_step' AND duration_ms IS NOT NULL
-    GROUP BY workflow, release
+    GROUP BY ALL
 )
 SELECT r.*, s.p95_step_ms FROM per_release r LEFT JOIN steps s USING (workflow, release)
 ORDER BY workflow, first_seen_at, release
@@ -107,14 +108,13 @@ def release_quality(attempts: Events, attempt_events: Events) -> pd.DataFrame:
     out["first_pass_rate"] = ratio(out["first_pass_completions"], out["attempts"])
     out["error_rate"] = ratio(out["error_attempts"], out["attempts"])
     out["previous_release"] = _previous(out)
-    prev = out[["workflow", "release", "completions", "attempts", "completion_rate"]].rename(
-        columns=lambda c: f"prev_{c}" if c != "workflow" else c
-    )
-    joined = out.merge(
-        prev, left_on=["workflow", "previous_release"], right_on=["workflow", "prev_release"], how="left"
-    )
-    out["completion_rate_delta"] = (joined["completion_rate"] - joined["prev_completion_rate"]).to_numpy()
+    # The previous release's figures, looked up by name; rows without one get none.
+    figures = out.set_index(["workflow", "release"])[["completions", "attempts", "completion_rate"]]
+    keys = pd.MultiIndex.from_arrays([out["workflow"], out["previous_release"].fillna("")])
+    prev = figures.reindex(keys).set_axis(out.index).astype("float64")
+    prev = prev.where(out["previous_release"].notna())
+    out["completion_rate_delta"] = out["completion_rate"] - prev["completion_rate"]
     out["completion_p_value"] = pooled_z_test(
-        joined["completions"], joined["attempts"], joined["prev_completions"], joined["prev_attempts"]
-    ).to_numpy()
+        out["completions"], out["attempts"], prev["completions"], prev["attempts"]
+    )
     return conform(out, RELEASE_QUALITY)
