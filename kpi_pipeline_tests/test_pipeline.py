@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from kpi_pipeline.config import load_config
+from kpi_pipeline.definitions import build_definitions
 from kpi_pipeline.defs.metadata import root_path
 from kpi_pipeline.ingest.telemetry import partition_folder, stage_telemetry_partition
 from kpi_pipeline.partition_store import COMMITS_TABLE
@@ -314,3 +315,26 @@ def test_quarantine_assets_record_the_rows_committed_with_their_staged_data(
         assert pipeline_run.warehouse.count("quarantine", {"source": source}) > 0, quarantine
         checks = [(c.name, c.passed) for r in pipeline_run.results for c in r.checks if c.asset == quarantine]
         assert checks and set(checks) == {("rows_located", True)}, quarantine
+
+
+def test_a_day_after_the_data_that_a_ui_backfill_reaches_gets_empty_observability_rows(
+    pipeline_run: PipelineRun, tmp_path: Path
+) -> None:
+    """A UI backfill of the data's days also targets the next day's attempts and their readers
+    (the partition mappings reach it), but not the attempt events of a day whose telemetry does not
+    exist: the errors and step latency of such a day are no rows, not a failed run."""
+    shutil.copytree(pipeline_run.settings.data_dir, tmp_path, dirs_exist_ok=True)
+    settings = settings_for(tmp_path)
+    defs = build_definitions(settings)
+    after = (pipeline_run.days[-1] + dt.timedelta(days=1)).isoformat()
+    selection = [dg.AssetKey(n) for n in ("task_attempts", "kpi_errors_daily", "kpi_step_latency_daily")]
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        partition_key=after, asset_selection=selection, instance=dg.DagsterInstance.ephemeral()
+    )
+    assert result.success
+    warehouse = Warehouse(settings.warehouse_url)
+    day = dt.date.fromisoformat(after)
+    for name in ("kpi_errors_daily", "kpi_step_latency_daily"):
+        assert warehouse.read(name, date_range=(day, day)).empty
+        assert len(warehouse.read(name)) > 0  # the data's own days are untouched

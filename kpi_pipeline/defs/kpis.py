@@ -120,6 +120,13 @@ def per_day(
     return pd.concat(filled, ignore_index=True) if len(filled) > 1 else (filled or frames)[0]
 
 
+def staged(kpi_data: KpiData, day: dt.date) -> bool:
+    """Whether the day's telemetry was staged. A UI backfill also targets days after its range whose
+    partitions read it (the next day's attempts, 28-day windows): a day never staged gets no rows
+    rather than invented ones, and its readers do not wait for partitions that cannot exist."""
+    return kpi_data.staged_row_counts(dg.AssetKey(TELEMETRY_EVENTS.name), [day.isoformat()])[0] is not None
+
+
 def on_date(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
     """The rows of a daily table (read for a run's range) that belong to ``day``."""
     return frame[(frame["date"].astype(str) == day.isoformat()).to_numpy(bool)].reset_index(drop=True)
@@ -322,6 +329,9 @@ def kpi_assets(
         first, last = attempt_event_offsets(config)
 
         def events_of(day: dt.date) -> pd.DataFrame:
+            if not staged(kpi_data, day):
+                context.log.info(f"telemetry of {day} is not staged: no attempts, no attempt events")
+                return empty_frame(ATTEMPT_EVENTS)
             window = telemetry_events.relation(day + dt.timedelta(days=first), day + dt.timedelta(days=last))
             return attempt_events(window, task_attempts.day(day), config)
 
@@ -405,8 +415,14 @@ def kpi_assets(
 
     @warehouse_asset("kpi_step_latency_daily", workflow_owners, True, {"attempt_events": dg.AssetIn()})
     def kpi_step_latency_daily(
-        context: dg.AssetExecutionContext, attempt_events: StagedDays
+        context: dg.AssetExecutionContext, kpi_data: KpiData, attempt_events: StagedDays
     ) -> dg.Output[pd.DataFrame]:
+        def latency_of(day: dt.date) -> pd.DataFrame:
+            if not staged(kpi_data, day):
+                context.log.info(f"telemetry of {day} is not staged: no step latency rows")
+                return empty_frame(table("kpi_step_latency_daily"))
+            return step_latency_daily(attempt_events.relation(day, day), config)
+
         def headline(day: pd.DataFrame) -> dict[str, object]:
             slow = day["slow_events"].dropna()
             return {
@@ -415,10 +431,7 @@ def kpi_assets(
                 "slow_rate": _rate(slow, day.loc[slow.index, "events"]),
             }
 
-        out = per_day(
-            context, lambda day: step_latency_daily(attempt_events.relation(day, day), config), headline
-        )
-        return _output(out)
+        return _output(per_day(context, latency_of, headline))
 
     @warehouse_asset(
         "kpi_errors_daily",
@@ -430,18 +443,24 @@ def kpi_assets(
         },
     )
     def kpi_errors_daily(
-        context: dg.AssetExecutionContext, task_attempts: StagedDays, attempt_events: StagedDays
+        context: dg.AssetExecutionContext,
+        kpi_data: KpiData,
+        task_attempts: StagedDays,
+        attempt_events: StagedDays,
     ) -> dg.Output[pd.DataFrame]:
+        def errors_of(day: dt.date) -> pd.DataFrame:
+            if not staged(kpi_data, day):
+                context.log.info(f"telemetry of {day} is not staged: no error rows")
+                return empty_frame(table("kpi_errors_daily"))
+            return errors_daily(task_attempts.day(day), attempt_events.day(day))
+
         def headline(day: pd.DataFrame) -> dict[str, object]:
             return {
                 "error_attempts": int(day["error_attempts"].sum()),
                 "recovery_rate": _rate(day["recovered_attempts"], day["error_attempts"]),
             }
 
-        out = per_day(
-            context, lambda day: errors_daily(task_attempts.day(day), attempt_events.day(day)), headline
-        )
-        return _output(out)
+        return _output(per_day(context, errors_of, headline))
 
     @warehouse_asset(
         "kpi_retry_daily",
@@ -538,9 +557,7 @@ def kpi_assets(
         context: dg.AssetExecutionContext, kpi_data: KpiData, daily_activity: StagedDays
     ) -> dg.Output[pd.DataFrame]:
         def adoption_of(day: dt.date) -> pd.DataFrame:
-            if kpi_data.staged_row_counts(dg.AssetKey(TELEMETRY_EVENTS.name), [day.isoformat()])[0] is None:
-                # A UI backfill also targets the 27 days after its range (their windows read it):
-                # a day whose telemetry was never staged gets no rows rather than invented ones.
+            if not staged(kpi_data, day):
                 context.log.info(f"telemetry of {day} is not staged: no adoption rows")
                 return empty_frame(table("kpi_feature_adoption_daily"))
             window = daily_activity.frame(day - dt.timedelta(days=TRAILING_DAYS - 1), day)
