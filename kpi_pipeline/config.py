@@ -144,6 +144,39 @@ class Reliability(_Strict):
         return {**DEFAULT_OUTAGE_WEIGHT, **weights}
 
 
+Score = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-1e9, le=1e9)]
+
+
+class Survey(_Strict):
+    """An in-product survey (kpi_survey_daily): its kind, the scale a score must lie on, and the
+    boxes — inclusive ranges of the scale — whose shares are top_box_rate and bottom_box_rate."""
+
+    kind: Literal["csat", "ces", "nps", "other"]
+    scale: tuple[Score, Score]
+    top_box: tuple[Score, Score]
+    bottom_box: tuple[Score, Score]
+
+    @model_validator(mode="after")
+    def _boxes_inside_the_scale(self) -> Survey:
+        low, high = self.scale
+        if low > high:
+            raise ValueError(f"scale [{low:g}, {high:g}]: its low end is above its high end")
+        for name in ("top_box", "bottom_box"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"{name} [{lo:g}, {hi:g}]: its low end is above its high end")
+            if lo < low or hi > high:
+                raise ValueError(f"{name} [{lo:g}, {hi:g}] is not inside scale [{low:g}, {high:g}]")
+        return self
+
+
+BUILTIN_SURVEYS: dict[str, Survey] = {
+    "csat": Survey(kind="csat", scale=(1, 5), top_box=(4, 5), bottom_box=(1, 2)),
+    "ces": Survey(kind="ces", scale=(1, 7), top_box=(5, 7), bottom_box=(1, 3)),
+    "nps": Survey(kind="nps", scale=(0, 10), top_box=(9, 10), bottom_box=(0, 6)),
+}
+
+
 class Quality(_Strict):
     """Thresholds of the data-quality checks."""
 
@@ -196,11 +229,18 @@ class KpiConfig(_Strict):
     owners: Owners = Owners()
     scorecard: Scorecard = Scorecard()
     reliability: Reliability = Reliability()
+    # Known surveys by name (matched as written): the built-in csat, ces and nps unless redefined.
+    surveys: dict[str, Survey] = BUILTIN_SURVEYS
     quality: Quality = Quality()
     automation: Automation = Automation()
     workflows: dict[str, Workflow] = {}
     event_aliases: tuple[EventAlias, ...] = ()
     sources: Sources = Sources()  # how each source's export maps onto the contract (none: native)
+
+    @field_validator("surveys")
+    @classmethod
+    def _with_builtin_surveys(cls, surveys: dict[str, Survey]) -> dict[str, Survey]:
+        return {**BUILTIN_SURVEYS, **surveys}
 
     @model_validator(mode="after")
     def _topic_in_one_workflow(self) -> KpiConfig:

@@ -601,6 +601,37 @@ DAILY_ACTIVITY = TableSpec(
 )
 
 
+# kpi_survey_daily (issue 14): its function is in kpis/surveys.py; it joins KPI_TABLES (and so the
+# warehouse, the README reference and the sanity checks) with its asset, once staging reads
+# survey_response events.
+SURVEY_DAILY = TableSpec(
+    "kpi_survey_daily",
+    ("date", "workflow", "survey"),
+    (
+        ("date", "date", "UTC date of the responses"),
+        ("workflow", "string", "the response's workflow, else its attempt's, else 'none'"),
+        ("survey", "string", "survey name as written (kpi.yaml surveys)"),
+        ("responses", "int", "production survey_response events"),
+        ("respondents", "int", "distinct users among them"),
+        ("mean_score", "float", "mean score"),
+        _rate("top_box_rate", "share of responses with a score in the survey's top_box"),
+        _rate("bottom_box_rate", "share of responses with a score in the survey's bottom_box"),
+        ("nps", "float", "100 × (top_box_rate − bottom_box_rate) for a survey of kind nps, else NULL"),
+        (
+            "paired_responses",
+            "int",
+            "responses paired with the attempt of their task_id, started on the date or the day before",
+        ),
+        ("mean_score_completed", "float", "mean score of paired responses whose attempt completed"),
+        ("mean_score_failed", "float", "mean score of paired responses whose attempt failed"),
+        ("unhappy_completions", "int", "paired responses in the bottom box whose attempt completed"),
+        _rate("unhappy_completion_rate", "unhappy_completions / paired responses whose attempt completed"),
+    ),
+    "Perception beside behaviour: survey scores per workflow and day, joined to the attempt they rate "
+    "(completed but unhappy).",
+    partition_column="date",
+)
+
 # The Parquet-stored assets, by name (their column schemas; empty frames for absent data).
 PARQUET_TABLES: dict[str, TableSpec] = {
     t.name: t for t in (TELEMETRY_EVENTS, ATTEMPTS, ATTEMPT_EVENTS, DAILY_ACTIVITY)
