@@ -274,7 +274,9 @@ def cmd_check_source(args: argparse.Namespace) -> int:
         if args.date is None:
             print("error: telemetry is checked one day at a time: pass --date YYYY-MM-DD", file=sys.stderr)
             return 2
-        staged = stage_telemetry_partition(settings.data_dir, args.date, config.event_aliases, mapping)
+        staged = stage_telemetry_partition(
+            settings.data_dir, args.date, config.event_aliases, mapping, surveys=config.surveys
+        )
         report, rows = staged.report, staged.events
     else:
         stage = stage_tickets if args.source == "tickets" else stage_incidents

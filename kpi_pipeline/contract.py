@@ -14,7 +14,9 @@ EVENT_TYPES: tuple[str, ...] = (
     "task_fallback",
     "feature_used",
     "help_viewed",
+    "survey_response",
 )
+SURVEY_RESPONSE = "survey_response"
 
 TELEMETRY_FIELDS: tuple[str, ...] = (
     "event_id",
@@ -34,9 +36,11 @@ TELEMETRY_FIELDS: tuple[str, ...] = (
     "release",
     "duration_ms",
     "error_code",
+    "survey",
+    "score",
 )
 # Telemetry fields that hold JSON numbers (they reach validation as written); every other is text.
-TELEMETRY_NUMBER_FIELDS: tuple[str, ...] = ("duration_ms",)
+TELEMETRY_NUMBER_FIELDS: tuple[str, ...] = ("duration_ms", "score")
 TELEMETRY_TEXT_FIELDS: tuple[str, ...] = tuple(
     f for f in TELEMETRY_FIELDS if f not in TELEMETRY_NUMBER_FIELDS
 )
@@ -49,6 +53,8 @@ TELEMETRY_REQUIRED_FOR: dict[str, tuple[str, ...]] = {
     "feature": ("feature_used",),
     "topic": ("help_viewed",),
 }
+# Fields a survey_response needs, checked (kpis-v2.md) after unknown_event_type, not with the others.
+SURVEY_REQUIRED: tuple[str, ...] = ("survey", "score")
 TELEMETRY_DEFAULTS: dict[str, str] = {
     "persona": "unknown",
     "channel": "unknown",

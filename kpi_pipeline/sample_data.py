@@ -33,6 +33,7 @@ from kpi_pipeline.contract import (
     MALFORMED,
     MISSING_FIELD,
     OUTSIDE_PARTITION,
+    SURVEY_REQUIRED,
     TELEMETRY_FIELDS,
     TELEMETRY_REQUIRED,
     TELEMETRY_REQUIRED_FOR,
@@ -123,7 +124,12 @@ _DAY_LAYOUTS: tuple[tuple[str, ...], ...] = (
     ("jsonl",),
     ("jsonl", "jsonl"),
 )
-_TELEMETRY_COLUMNS: tuple[str, ...] = (*TELEMETRY_FIELDS, DRIFT_FIELD)
+# The fields the generated telemetry files carry (survey responses are not generated yet, so their
+# survey and score are left out rather than written as empty CSV columns).
+_TELEMETRY_COLUMNS: tuple[str, ...] = (
+    *(f for f in TELEMETRY_FIELDS if f not in SURVEY_REQUIRED),
+    DRIFT_FIELD,
+)
 _TICKET_BAD_KINDS: tuple[str, ...] = (
     f"{MISSING_FIELD}:topic",
     BAD_TIMESTAMP,

@@ -128,6 +128,35 @@ def _rate(name: str, text: str) -> Column:
     return (name, "float", f"{text}; NULL when the denominator is 0")
 
 
+SURVEY_DAILY = TableSpec(
+    "kpi_survey_daily",
+    ("date", "workflow", "survey"),
+    (
+        ("date", "date", "UTC date of the responses"),
+        ("workflow", "string", "the response's workflow, else its attempt's, else 'none'"),
+        ("survey", "string", "survey name as written (kpi.yaml surveys)"),
+        ("responses", "int", "production survey_response events"),
+        ("respondents", "int", "distinct users among them"),
+        ("mean_score", "float", "mean score"),
+        _rate("top_box_rate", "share of responses with a score in the survey's top_box"),
+        _rate("bottom_box_rate", "share of responses with a score in the survey's bottom_box"),
+        ("nps", "float", "100 × (top_box_rate − bottom_box_rate) for a survey of kind nps, else NULL"),
+        (
+            "paired_responses",
+            "int",
+            "responses paired with the attempt of their task_id, started on the date or the day before",
+        ),
+        ("mean_score_completed", "float", "mean score of paired responses whose attempt completed"),
+        ("mean_score_failed", "float", "mean score of paired responses whose attempt failed"),
+        ("unhappy_completions", "int", "paired responses in the bottom box whose attempt completed"),
+        _rate("unhappy_completion_rate", "unhappy_completions / paired responses whose attempt completed"),
+    ),
+    "Perception beside behaviour: survey scores per workflow and day, joined to the attempt they rate "
+    "(completed but unhappy).",
+    partition_column="date",
+)
+
+
 KPI_TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         "kpi_task_completion_daily",
@@ -395,6 +424,7 @@ KPI_TABLES: tuple[TableSpec, ...] = (
         "Quality of each release per workflow, against the release before it: did a deployment make "
         "the user journey better or worse?",
     ),
+    SURVEY_DAILY,
     TableSpec(
         "kpi_uptime_monthly",
         ("month", "service"),
@@ -535,6 +565,8 @@ TELEMETRY_EVENTS = TableSpec(
         ("release", "string", "app version that emitted the event"),
         ("duration_ms", "float", "duration in ms, >= 0"),
         ("error_code", "string", "error of task_error"),
+        ("survey", "string", "survey of survey_response (a kpi.yaml survey)"),
+        ("score", "float", "score of survey_response, on its survey's scale"),
     ),
     "Staged telemetry of one UTC day (Parquet), one row per valid event.",
 )
@@ -600,37 +632,6 @@ DAILY_ACTIVITY = TableSpec(
     "(Parquet). Feeds the 7- and 28-day windows, retention and time to value.",
 )
 
-
-# kpi_survey_daily (issue 14): its function is in kpis/surveys.py; it joins KPI_TABLES (and so the
-# warehouse, the README reference and the sanity checks) with its asset, once staging reads
-# survey_response events.
-SURVEY_DAILY = TableSpec(
-    "kpi_survey_daily",
-    ("date", "workflow", "survey"),
-    (
-        ("date", "date", "UTC date of the responses"),
-        ("workflow", "string", "the response's workflow, else its attempt's, else 'none'"),
-        ("survey", "string", "survey name as written (kpi.yaml surveys)"),
-        ("responses", "int", "production survey_response events"),
-        ("respondents", "int", "distinct users among them"),
-        ("mean_score", "float", "mean score"),
-        _rate("top_box_rate", "share of responses with a score in the survey's top_box"),
-        _rate("bottom_box_rate", "share of responses with a score in the survey's bottom_box"),
-        ("nps", "float", "100 × (top_box_rate − bottom_box_rate) for a survey of kind nps, else NULL"),
-        (
-            "paired_responses",
-            "int",
-            "responses paired with the attempt of their task_id, started on the date or the day before",
-        ),
-        ("mean_score_completed", "float", "mean score of paired responses whose attempt completed"),
-        ("mean_score_failed", "float", "mean score of paired responses whose attempt failed"),
-        ("unhappy_completions", "int", "paired responses in the bottom box whose attempt completed"),
-        _rate("unhappy_completion_rate", "unhappy_completions / paired responses whose attempt completed"),
-    ),
-    "Perception beside behaviour: survey scores per workflow and day, joined to the attempt they rate "
-    "(completed but unhappy).",
-    partition_column="date",
-)
 
 # The Parquet-stored assets, by name (their column schemas; empty frames for absent data).
 PARQUET_TABLES: dict[str, TableSpec] = {

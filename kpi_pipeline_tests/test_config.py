@@ -363,7 +363,8 @@ def test_alias_target_must_be_a_canonical_event_type() -> None:
     message = error_of({"event_aliases": [{"from": "task_done", "to": "task_complete"}]})
     assert message == (
         "kpi.yaml: invalid configuration: event_aliases.0.to: 'task_complete' is not a canonical event type; "
-        "one of task_started, task_step, task_completed, task_error, task_fallback, feature_used, help_viewed"
+        "one of task_started, task_step, task_completed, task_error, task_fallback, feature_used, "
+        "help_viewed, survey_response"
     )
 
 

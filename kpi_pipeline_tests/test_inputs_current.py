@@ -32,7 +32,7 @@ UNPARTITIONED_KPIS |= {
 def failing(result: dg.SensorResult | dg.SkipReason) -> dict[str, str]:
     """Asset → the partitions its inputs_current evaluation lists ('' for a table)."""
     assert isinstance(result, dg.SensorResult)
-    assert len(result.asset_events) == 28  # every materializable asset has the check
+    assert len(result.asset_events) == 29  # every materializable asset has the check
     return {
         e.asset_key.to_user_string(): str(e.metadata["partitions"].value)
         for e in result.asset_events
@@ -80,6 +80,7 @@ def test_inputs_current_lists_what_a_change_outdates_until_materialize_repairs_i
             "kpi_step_latency_daily": two_to_four,
             "kpi_errors_daily": two_to_four,
             "kpi_retry_daily": f"{D[0]} … {D[3]}",  # the attempts of D … D+1
+            "kpi_survey_daily": f"{D[1]} … {D[4]}",  # telemetry D and the attempts of D−1 … D
             "user_weeks": three_to_five,  # the week to date
             "kpi_engagement_daily": three_to_five,  # 28-day windows
             "kpi_feature_adoption_daily": three_to_five,

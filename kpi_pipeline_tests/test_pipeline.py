@@ -45,7 +45,7 @@ def test_every_run_succeeds(pipeline_run: PipelineRun) -> None:
         (days, 1),
         ("unpartitioned", 1),
         ("unpartitioned", 1),
-        (days, 14),
+        (days, 15),
         (days, 1),
         ("unpartitioned", 7),
     ]

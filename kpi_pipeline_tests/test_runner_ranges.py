@@ -26,6 +26,7 @@ CHAIN = (
     "kpi_errors_daily",
     "kpi_roi_daily",
     "kpi_step_latency_daily",
+    "kpi_survey_daily",
 )
 RETRIES = "kpi_retry_daily"  # reads the attempts of the next day: it runs after every other day's
 WINDOWS = ("user_weeks", "kpi_engagement_daily", "kpi_feature_adoption_daily")
@@ -110,13 +111,15 @@ def test_plan_recomputes_the_readers_of_a_range_in_date_order(tmp_path: Path) ->
             tuple(a for a in full if a in CHAIN or a in WINDOWS),
             "extra day: reads the range's daily_activity, task_starts, telemetry_events, user_days",
         ),
-        *(
-            (
-                d.isoformat(),
-                tuple(a for a in full if a in WINDOWS),
-                "extra day: reads the range's daily_activity, user_days",
-            )
-            for d in days(14, 15)
+        (  # its surveys pair with the 13th's attempts, which read the range
+            "2025-01-14",
+            tuple(a for a in full if a in WINDOWS or a == "kpi_survey_daily"),
+            "extra day: reads the range's daily_activity, task_attempts, user_days",
+        ),
+        (
+            "2025-01-15",
+            tuple(a for a in full if a in WINDOWS),
+            "extra day: reads the range's daily_activity, user_days",
         ),
     ]
     # Then the retries, once every day's attempts exist, and the tables over all days.
@@ -189,10 +192,10 @@ def test_ranges_in_any_order_equal_one_run_over_all_days(
     assert out.splitlines().count(also.format(1, "2025-01-02")) == 1
     assert out.splitlines().count(also.format(2, "2025-01-01, 2025-01-02")) == 1
     assert (
-        "2025-01-02 10 assets (extra day: reads the range's daily_activity, task_starts, telemetry_events, "
+        "2025-01-02 11 assets (extra day: reads the range's daily_activity, task_starts, telemetry_events, "
         "user_days): ok"
     ) in out
-    assert "2025-01-02 7 assets (extra day: reads the range's telemetry_events): ok" in out
+    assert "2025-01-02 8 assets (extra day: reads the range's telemetry_events): ok" in out
     assert "2025-01-01 … 2025-01-02 kpi_retry_daily (extra day: reads the range's task_attempts): ok" in out
 
     expected, got = kpi_tables(whole, 3), kpi_tables(ranges, 3)

@@ -184,7 +184,9 @@ def test_layout_formats_and_summary(dataset: tuple[Path, GenerationSummary, list
     assert folders["date=2025-01-04"] == 2 and folders["date=2025-01-07"] == 2
     assert [f for f in telemetry if f.endswith(".txt")] == ["raw/telemetry/date=2025-01-03/notes.txt"]
     csv_file = next(root.glob("raw/telemetry/*/*.csv"))
-    assert _text(csv_file).split("\n", 1)[0] == ",".join([*TELEMETRY_FIELDS, "session_id"])
+    # Every contract field but a survey's (no survey responses are generated yet), and the drift field.
+    fields = [f for f in TELEMETRY_FIELDS if f not in ("survey", "score")]
+    assert _text(csv_file).split("\n", 1)[0] == ",".join([*fields, "session_id"])
     tickets = sorted(f for f in summary.files if f.startswith("raw/tickets/"))
     # Mondays 2025-01-06 and 2025-01-13, then the end of the data (2025-01-15 00:00); every other gzipped
     assert tickets == [

@@ -168,10 +168,12 @@ def aliases_for_day(aliases: Sequence[EventAlias], day: dt.date) -> list[dict[st
 
 
 def telemetry_data_versions(
-    current: Mapping[str, FileState], aliases: Sequence[EventAlias], mapping: str = ""
+    current: Mapping[str, FileState], aliases: Sequence[EventAlias], mapping: str = "", surveys: str = ""
 ) -> dict[str, str]:
-    """Data version of each telemetry partition: its files' states, the aliases that apply to it
-    and the telemetry source mapping (``mapping``: its JSON, empty for the native contract).
+    """Data version of each telemetry partition: its files' states, the aliases that apply to it,
+    the telemetry source mapping (``mapping``: its JSON, empty for the native contract) and the
+    kpi.yaml surveys a survey_response must name (``surveys``: their JSON, empty for the built-ins;
+    left out of the hash then, so versions from before surveys existed stay the same).
 
     An alias change moves exactly the versions of the days inside the alias window,
     so Dagster marks exactly those partitions (and what reads them) stale.
@@ -187,6 +189,7 @@ def telemetry_data_versions(
                 *files,
                 ("aliases", json.dumps(aliases_for_day(aliases, day), sort_keys=True)),
                 ("mapping", mapping),
+                *([("surveys", surveys)] if surveys else []),
             ]
         )
         for day, files in by_day.items()

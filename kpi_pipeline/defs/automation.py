@@ -44,7 +44,7 @@ from kpi_pipeline.automation.file_state import (
     telemetry_day,
 )
 from kpi_pipeline.automation.outdated import UNPARTITIONED, Node, reached
-from kpi_pipeline.config import KpiConfig
+from kpi_pipeline.config import BUILTIN_SURVEYS, KpiConfig
 from kpi_pipeline.defs.outdated import without_inputs_current
 from kpi_pipeline.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, TELEMETRY_KEY, run_days
 from kpi_pipeline.defs.resources import KpiData
@@ -80,6 +80,7 @@ DAY_KPI_ASSETS = (
     "kpi_step_latency_daily",
     "kpi_errors_daily",
     "kpi_retry_daily",
+    "kpi_survey_daily",
     "kpi_ticket_deflection_daily",
     "kpi_engagement_daily",
     "kpi_feature_adoption_daily",
@@ -145,7 +146,7 @@ def raw_telemetry_asset(config: KpiConfig, partitions: dg.PartitionsDefinition) 
                 files |= scan(folder / f"date={day.isoformat()}", kpi_data.root)
         else:
             files = scan(folder, kpi_data.root)
-        versions = telemetry_data_versions(files, config.event_aliases, mapping_json)
+        versions = telemetry_data_versions(files, config.event_aliases, mapping_json, surveys_json(config))
         valid = set(partitions.get_partition_keys())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", dg.BetaWarning)  # the API that gives per-partition versions
@@ -283,6 +284,14 @@ def _staged_days(kpi_data: KpiData) -> list[str]:
 
 def _shift(day: str, days: int) -> str:
     return (dt.date.fromisoformat(day) + dt.timedelta(days=days)).isoformat()
+
+
+def surveys_json(config: KpiConfig) -> str:
+    """kpi.yaml's surveys as JSON when they are not just the built-ins (staging judges
+    survey_response events by them), else empty."""
+    if config.surveys == BUILTIN_SURVEYS:
+        return ""
+    return json.dumps({name: s.model_dump(mode="json") for name, s in config.surveys.items()}, sort_keys=True)
 
 
 def day_readers(nodes: Sequence[Node], day: str, staged_days: Sequence[str]) -> list[str]:

@@ -63,6 +63,12 @@ from kpi_pipeline.kpis.retention import TIME_TO_VALUE_ATTEMPT_COLUMNS, retention
 from kpi_pipeline.kpis.retries import RETRY_ATTEMPT_COLUMNS, retry_daily
 from kpi_pipeline.kpis.roi import roi_daily
 from kpi_pipeline.kpis.scorecard import scorecard
+from kpi_pipeline.kpis.surveys import (
+    SURVEY_ATTEMPT_COLUMNS,
+    SURVEY_EVENT_COLUMNS,
+    response_task_ids,
+    survey_daily,
+)
 from kpi_pipeline.kpis.uptime import uptime_as_of, uptime_monthly
 from kpi_pipeline.partition_store import PendingPartition
 from kpi_pipeline.tables import (
@@ -492,6 +498,51 @@ def kpi_assets(
         return _output(per_day(context, retries_of, headline))
 
     @warehouse_asset(
+        "kpi_survey_daily",
+        workflow_owners,
+        True,
+        {
+            "telemetry_events": dg.AssetIn(),
+            "task_attempts": dg.AssetIn(
+                partition_mapping=day_window(-1, 0), metadata={"columns": list(SURVEY_ATTEMPT_COLUMNS)}
+            ),
+        },
+        engine="duckdb",
+        deps=[dg.AssetDep("task_starts", partition_mapping=day_window(-1, 0))],
+    )
+    def kpi_survey_daily(
+        context: dg.AssetExecutionContext,
+        kpi_data: KpiData,
+        warehouse: WarehouseResource,
+        telemetry_events: StagedDays,
+        task_attempts: StagedDays,
+    ) -> dg.Output[pd.DataFrame]:
+        def surveys_of(day: dt.date) -> pd.DataFrame:
+            events = telemetry_events.relation(day, day)
+            if "survey" not in events.columns:
+                context.log.info(
+                    f"telemetry of {day} was staged before survey_response existed: no survey rows"
+                )
+                return empty_frame(table("kpi_survey_daily"))
+            events = events.project(", ".join(SURVEY_EVENT_COLUMNS))
+            attempts = task_attempts.frame(day - dt.timedelta(days=1), day)
+            # Responses about older attempts take their workflow from them: task_starts says which days.
+            older = response_task_ids(events)
+            older = older[~older.isin(attempts["task_id"])]
+            days = warehouse.start_days(older, day - dt.timedelta(days=1))
+            frames = [kpi_data.staged_frame(dg.AssetKey("task_attempts"), d) for d in days]
+            earlier = [f.loc[f["task_id"].isin(older), list(SURVEY_ATTEMPT_COLUMNS)] for f in frames]
+            return survey_daily(events, pd.concat([attempts, *earlier], ignore_index=True), config, day)
+
+        def headline(day: pd.DataFrame) -> dict[str, object]:
+            return {
+                "responses": int(day["responses"].sum()),
+                "unhappy_completions": int(day["unhappy_completions"].sum()),
+            }
+
+        return _output(per_day(context, surveys_of, headline))
+
+    @warehouse_asset(
         "kpi_ticket_deflection_daily",
         support_owners,
         True,
@@ -708,6 +759,7 @@ def kpi_assets(
         kpi_step_latency_daily,
         kpi_errors_daily,
         kpi_retry_daily,
+        kpi_survey_daily,
         kpi_ticket_deflection_daily,
         kpi_engagement_daily,
         kpi_feature_adoption_daily,

@@ -140,6 +140,11 @@ class WarehouseResource(dg.ConfigurableResource):
         found = self.get().lookup("task_starts", "task_id", task_ids, before=("date", day.isoformat()))
         return set(found)
 
+    def start_days(self, task_ids: pd.Series, day: dt.date) -> list[str]:
+        """The days before ``day`` on which any of ``task_ids`` started (the ``task_starts`` record)."""
+        found = self.get().lookup_rows("task_starts", "task_id", task_ids, before=("date", day.isoformat()))
+        return sorted(found["date"].unique())
+
     def seen_before(self, user_ids: pd.Series, day: dt.date) -> set[str]:
         """Which of ``user_ids`` the ``user_days`` record shows active on a day before ``day``."""
         return set(self.get().lookup("user_days", "user_id", user_ids, before=("date", day.isoformat())))

@@ -261,7 +261,7 @@ def stage_day(
         out = EventsFile(path, {TOKEN_KEY.decode(): token})
         try:
             staged = stage_telemetry_partition(
-                kpi_data.root, day, cfg.event_aliases, cfg.sources.telemetry, out=out
+                kpi_data.root, day, cfg.event_aliases, cfg.sources.telemetry, out=out, surveys=cfg.surveys
             )
         except MissingPartitionError as exc:
             stored = kpi_data.staged_rows(TELEMETRY_KEY, [key])

@@ -33,6 +33,7 @@ from kpi_pipeline.config import EventAlias
 from kpi_pipeline.contract import (
     EVENT_TYPES,
     MAX_TEXT_LENGTH,
+    SURVEY_RESPONSE,
     TELEMETRY_DEFAULTS,
     TELEMETRY_FIELDS,
     TELEMETRY_NUMBER_FIELDS,
@@ -164,7 +165,10 @@ def _query(table: str, day: dt.date, aliases: Sequence[EventAlias]) -> str:
         *(f"(et NOT IN {_tuple(types)} OR {visible(n)})" for n, types in TELEMETRY_REQUIRED_FOR.items()),
         *(f"(s_{n} IS NULL OR s_{n} = '' OR {visible(n)})" for n in TELEMETRY_DEFAULTS),
         f"CAST(timezone('UTC', ts) AS DATE) = DATE {_sql(day.isoformat())}",
-        f"et IN {_tuple(EVENT_TYPES)}",
+        # survey_response lines need kpi.yaml's surveys: the exact reader judges them, and any line
+        # with a score (staged only after its number is checked there).
+        f"et IN {_tuple([t for t in EVENT_TYPES if t != SURVEY_RESPONSE])}",
+        f"coalesce(t[{at['score']}], 'NULL') = 'NULL'",
         f"CASE coalesce(t[{at['duration_ms']}], 'NULL') WHEN 'NULL' THEN true "
         f"WHEN 'BIGINT' THEN d BETWEEN 0 AND 1e15 WHEN 'UBIGINT' THEN d <= 1e15 "
         f"ELSE regexp_matches(CAST(d AS VARCHAR), {_sql(_PLAIN_NUMBER)}) AND length(regexp_replace("
@@ -179,6 +183,8 @@ def _query(table: str, day: dt.date, aliases: Sequence[EventAlias]) -> str:
         if n == "event_type"
         else "d AS duration_ms"
         if n == "duration_ms"
+        else "NULL::DOUBLE AS score"
+        if n == "score"
         else f"CASE WHEN coalesce(s_{n}, '') = '' THEN {_sql(TELEMETRY_DEFAULTS[n])} ELSE s_{n} END AS {n}"
         if n in TELEMETRY_DEFAULTS
         else f"s_{n} AS {n}"

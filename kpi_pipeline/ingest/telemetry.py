@@ -18,12 +18,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from kpi_pipeline.config import EventAlias
+from kpi_pipeline.config import BUILTIN_SURVEYS, EventAlias, Survey
 from kpi_pipeline.contract import (
     BAD_TIMESTAMP,
+    BAD_VALUE,
     DUPLICATE_EVENT_ID,
     EVENT_TYPES,
+    MISSING_FIELD,
     OUTSIDE_PARTITION,
+    SURVEY_REQUIRED,
+    SURVEY_RESPONSE,
     TELEMETRY_DEFAULTS,
     TELEMETRY_EXTENSIONS,
     TELEMETRY_FIELDS,
@@ -62,6 +66,10 @@ STRING_FIELDS: tuple[str, ...] = TELEMETRY_TEXT_FIELDS
 TEMP_FILE = "events.parquet"  # the temporary file of a fast-pass day staged in memory
 
 
+# What validation reads of kpi.yaml: the event aliases and the known surveys.
+Rules = tuple[Sequence[EventAlias], Mapping[str, Survey]]
+
+
 class MissingPartitionError(FileNotFoundError):
     """The partition's raw folder does not exist."""
 
@@ -92,9 +100,33 @@ class RowOutcomes:
     event_type: pd.Series
     occurred_at: pd.Series
     duration_ms: pd.Series
+    score: pd.Series
 
 
-def row_outcomes(rows: pd.DataFrame, day: dt.date, aliases: Sequence[EventAlias]) -> RowOutcomes:
+def survey_checks(
+    rows: pd.DataFrame, event_type: pd.Series, score: pd.Series, surveys: Mapping[str, Survey]
+) -> list[tuple[pd.Series, str]]:
+    """kpis-v2.md's survey_response outcomes, in its order (right after unknown_event_type): a
+    missing survey or score, a survey kpi.yaml does not know (names as written), a score that is
+    not a finite number or lies outside its survey's scale."""
+    survey = rows["survey"]
+    answered = event_type.eq(SURVEY_RESPONSE).fillna(False).astype(bool)
+    low = survey.map({name: s.scale[0] for name, s in surveys.items()}).astype("float64")
+    high = survey.map({name: s.scale[1] for name, s in surveys.items()}).astype("float64")
+    on_scale = score.ge(low) & score.le(high)
+    return [
+        *((answered & is_blank(rows[f]), f"{MISSING_FIELD}:{f}") for f in SURVEY_REQUIRED),
+        (answered & ~survey.isin(list(surveys)).fillna(False).astype(bool), f"{BAD_VALUE}:survey"),
+        (answered & ~on_scale.fillna(False).astype(bool), f"{BAD_VALUE}:score"),
+    ]
+
+
+def row_outcomes(
+    rows: pd.DataFrame,
+    day: dt.date,
+    aliases: Sequence[EventAlias],
+    surveys: Mapping[str, Survey] = BUILTIN_SURVEYS,
+) -> RowOutcomes:
     """Every contract rule except ``duplicate_event_id`` (which needs all of a day's clean rows),
     applied to parsed rows (string columns of every contract field, plus ``_file``/``_line``)."""
     occurred_at = parse_timestamps(rows["occurred_at"])
@@ -105,16 +137,20 @@ def row_outcomes(rows: pd.DataFrame, day: dt.date, aliases: Sequence[EventAlias]
     for name, types in TELEMETRY_REQUIRED_FOR.items():
         checks.append((event_type.isin(types).fillna(False) & is_blank(rows[name]), f"missing_field:{name}"))
     duration = parse_numbers(rows["duration_ms"])
+    score = parse_numbers(rows["score"])
     bad = too_long(rows, [f for f in STRING_FIELDS if f != "occurred_at"])
     bad["duration_ms"] = ~is_blank(rows["duration_ms"]) & ~duration.ge(0)
+    # Any other event's score is staged when it is a finite number, as duration_ms is.
+    bad["score"] = ~is_blank(rows["score"]) & score.isna()
     checks += [
         (occurred_at.isna(), BAD_TIMESTAMP),
         (occurred_at.dt.floor("D").ne(pd.Timestamp(day, tz="UTC")), OUTSIDE_PARTITION),
         (~event_type.isin(EVENT_TYPES).fillna(False), UNKNOWN_EVENT_TYPE),
+        *survey_checks(rows, event_type, score, surveys),
         *bad_value_checks(TELEMETRY_FIELDS, bad),
     ]
     reason = with_mapping_reasons(first_reason(rows.index, checks), rows)
-    return RowOutcomes(reason, event_type, occurred_at, duration)
+    return RowOutcomes(reason, event_type, occurred_at, duration, score)
 
 
 def staged_events(rows: pd.DataFrame, outcomes: RowOutcomes, keep: np.ndarray) -> pd.DataFrame:
@@ -123,13 +159,17 @@ def staged_events(rows: pd.DataFrame, outcomes: RowOutcomes, keep: np.ndarray) -
     staged["event_type"] = outcomes.event_type[keep]
     staged["occurred_at"] = outcomes.occurred_at[keep].astype("datetime64[us, UTC]")
     staged["duration_ms"] = outcomes.duration_ms[keep]
+    staged["score"] = outcomes.score[keep]
     for name, default in TELEMETRY_DEFAULTS.items():
         staged[name] = staged[name].mask(is_blank(staged[name]), default)
     return staged.astype(TELEMETRY_EVENTS.dtypes()).reset_index(drop=True)
 
 
 def validate_events(
-    rows: pd.DataFrame, day: dt.date, aliases: Sequence[EventAlias]
+    rows: pd.DataFrame,
+    day: dt.date,
+    aliases: Sequence[EventAlias],
+    surveys: Mapping[str, Survey] = BUILTIN_SURVEYS,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split parsed rows (string columns of every contract field, plus ``_file``/``_line``)
     into (staged events, rejected rows with ``reason``), using the contract's first-applicable reason
@@ -138,7 +178,7 @@ def validate_events(
     ``duration_ms`` must be a finite decimal number ≥ 0, and a text field longer than
     ``MAX_TEXT_LENGTH`` is a bad value (``bad_value:event_id`` for an over-long id); several bad
     values report the first in the contract's field order."""
-    outcomes = row_outcomes(rows, day, aliases)
+    outcomes = row_outcomes(rows, day, aliases, surveys)
     reason = outcomes.reason
     clean = reason.isna()
     duplicate = clean & rows["event_id"].where(clean).duplicated(keep="first")
@@ -199,8 +239,10 @@ def stage_telemetry_partition(
     mapping: TelemetryMapping | None = None,
     fast: bool = True,
     out: EventsFile | None = None,
+    surveys: Mapping[str, Survey] = BUILTIN_SURVEYS,
 ) -> StagedTelemetry:
-    """Read every data file of one day's folder, validate, and return staged events + quarantine.
+    """Read every data file of one day's folder, validate, and return staged events + quarantine
+    (``surveys``: kpi.yaml's, which survey_response events must name).
 
     With a ``mapping`` the folder's files are in the mapping's format (the
     layout ``kpi-pipeline import`` writes) and are mapped onto the contract.
@@ -221,7 +263,7 @@ def stage_telemetry_partition(
     if mapping is not None:
         paths, ignored = list_files(folder, mapping.extensions(), recursive=False)
         files = [read_mapped_file(p, mapping, relative(p, data_root)) for p in paths]
-        return _stage_exact(data_root, day, aliases, files, paths, ignored, out)
+        return _stage_exact(data_root, day, (aliases, surveys), files, paths, ignored, out)
     paths, ignored = list_files(folder, TELEMETRY_EXTENSIONS, recursive=False)
     with tempfile.TemporaryDirectory(prefix="kpi_pipeline_stage_") as scratch:
         # DuckDB reads a local file ~3x faster than through fsspec: the JSONL files of an object
@@ -231,11 +273,11 @@ def stage_telemetry_partition(
         quick = {path: copy for path, copy in copies.items() if jsonl_fast.eligible(copy)}
         if not quick:
             files = [_read_exact(p) for p in paths]
-            return _stage_exact(data_root, day, aliases, files, paths, ignored, out)
+            return _stage_exact(data_root, day, (aliases, surveys), files, paths, ignored, out)
         if out is not None:
-            return _stage_native(data_root, day, aliases, paths, ignored, quick, out)
+            return _stage_native(data_root, day, (aliases, surveys), paths, ignored, quick, out)
         written = EventsFile(Path(scratch) / TEMP_FILE)
-        staged = _stage_native(data_root, day, aliases, paths, ignored, quick, written)
+        staged = _stage_native(data_root, day, (aliases, surveys), paths, ignored, quick, written)
         staged.events = pd.read_parquet(written.path)
     return staged
 
@@ -248,7 +290,7 @@ def _read_exact(path: StoragePath) -> RawFile:
 def _stage_exact(
     data_root: StoragePath,
     day: dt.date,
-    aliases: Sequence[EventAlias],
+    rules: Rules,
     files: Sequence[RawFile],
     paths: Sequence[StoragePath],
     ignored: Sequence[StoragePath],
@@ -256,7 +298,7 @@ def _stage_exact(
 ) -> StagedTelemetry:
     """Stage files read the exact way: validate every row, quarantine, report."""
     rows = combine(files, TELEMETRY_FIELDS, data_root)
-    staged, rejected = validate_events(rows, day, aliases)
+    staged, rejected = validate_events(rows, day, *rules)
     quarantine = quarantine_frame("telemetry", day.isoformat(), files, data_root, rejected)
     report = staging_report(files, paths, ignored, data_root, TELEMETRY_FIELDS, len(staged), quarantine)
     if out is None:
@@ -268,7 +310,7 @@ def _stage_exact(
 def _stage_native(
     data_root: StoragePath,
     day: dt.date,
-    aliases: Sequence[EventAlias],
+    rules: Rules,
     paths: Sequence[StoragePath],
     ignored: Sequence[StoragePath],
     quick_paths: Mapping[StoragePath, StoragePath],
@@ -279,6 +321,7 @@ def _stage_native(
     lines it surely stages are typed there; every other line is read and validated the exact way;
     then the duplicate rule over both, in file and line order; DuckDB writes the staged rows to
     ``out``."""
+    aliases = rules[0]
     con = shared_connection()
     try:
         files: list[RawFile] = []
@@ -298,7 +341,7 @@ def _stage_native(
         rows = combine(files, TELEMETRY_FIELDS, data_root)
         places = {relative(p, data_root): order for order, p in enumerate(paths)}
         rows[ORDER_KEY] = rows[FILE].map(places).astype("int64")
-        outcomes = row_outcomes(rows, day, aliases)
+        outcomes = row_outcomes(rows, day, *rules)
         clean = outcomes.reason.isna()
         dropped = jsonl_fast.duplicates(con, quick, rows.loc[clean])
         duplicate = pd.MultiIndex.from_frame(rows[[ORDER_KEY, LINE]]).isin(pd.MultiIndex.from_frame(dropped))

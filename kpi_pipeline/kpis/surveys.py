@@ -19,6 +19,18 @@ from kpi_pipeline.tables import SURVEY_DAILY, conform
 
 NO_WORKFLOW = "none"
 SURVEY_ATTEMPT_COLUMNS: tuple[str, ...] = ("task_id", "workflow", "date", "completed")
+# The staged telemetry columns a day's survey table reads.
+SURVEY_EVENT_COLUMNS: tuple[str, ...] = (
+    "event_id",
+    "occurred_at",
+    "user_id",
+    "event_type",
+    "workflow",
+    "task_id",
+    "environment",
+    "survey",
+    "score",
+)
 
 _SQL = """
 WITH responses AS (
@@ -93,3 +105,12 @@ def survey_daily(events: Events, attempts: pd.DataFrame, config: KpiConfig, day:
     out["nps"] = (100.0 * (out["top_box_rate"] - out["bottom_box_rate"])).where(out["kind"] == "nps")
     out["unhappy_completion_rate"] = ratio(out["unhappy_completions"], out["paired_completed"])
     return conform(out, SURVEY_DAILY)
+
+
+def response_task_ids(events: Events) -> pd.Series:
+    """The distinct task_ids that production survey responses name (to look their attempts up)."""
+    sql = (
+        f"SELECT DISTINCT task_id FROM {PRODUCTION} "
+        "WHERE event_type = 'survey_response' AND task_id IS NOT NULL"
+    )
+    return query(events, sql, {"task_id": "string"})["task_id"]

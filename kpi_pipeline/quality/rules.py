@@ -62,7 +62,14 @@ ORDERED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("fallback_without_retry", "failed_attempts"),
     ),
     "kpi_release_quality": (("completions", "attempts"),),
+    "kpi_survey_daily": (
+        ("paired_responses", "responses"),
+        ("respondents", "responses"),
+        ("unhappy_completions", "paired_responses"),
+    ),
 }
+# Columns bounded otherwise than rates: name -> (low, high), both included.
+BOUNDED_COLUMNS: dict[str, tuple[float, float]] = {"nps": (-100.0, 100.0)}
 
 FUNNEL_TABLE = "kpi_funnel_daily"
 FUNNEL_GROUP: tuple[str, str] = ("date", "workflow")
@@ -335,6 +342,9 @@ def kpi_sanity(table_name: str, frame: pd.DataFrame, label: str | None = None) -
         values = _numbers(frame[name]) if kind in ("int", "float") else None
         if values is not None and is_rate_column(name, kind):
             record(f"{name} in [0, 1]", _true((values < 0) | (values > 1)), [name])
+        elif values is not None and name in BOUNDED_COLUMNS:
+            low, high = BOUNDED_COLUMNS[name]
+            record(f"{name} in [{low:g}, {high:g}]", _true((values < low) | (values > high)), [name])
         elif values is not None and kind == "int":
             record(f"{name} >= 0", _true(values < 0), [name])
     for smaller, larger in ORDERED_COLUMNS.get(table_name, ()):
