@@ -85,6 +85,21 @@ def page(ui: tuple[int, Path, list[str]]) -> Iterator[object]:
         browser.close()
 
 
+def open_check(page, check: str) -> None:  # noqa: ANN001
+    """Select ``check`` on the checks tab (it opens on the first by name). Dagster's first-visit
+    newsletter dialog may open over the page a moment after it loaded: skip it and click again."""
+    for attempt in range(4):
+        skip = page.get_by_role("button", name="Skip")
+        if skip.count():
+            skip.first.click()
+        try:
+            page.get_by_text(check, exact=True).first.click(timeout=5_000)
+            return
+        except Exception:
+            if attempt == 3:
+                raise
+
+
 def check_text(page, url: str, check: str, expected: str, timeout: float = 120) -> str:  # noqa: ANN001
     """The text of an asset's checks tab with ``check`` selected, once it shows ``expected``
     (reloading while the daemon's sensor catches up)."""
@@ -92,10 +107,7 @@ def check_text(page, url: str, check: str, expected: str, timeout: float = 120) 
     while True:
         page.goto(url)
         page.wait_for_load_state("networkidle")
-        skip = page.get_by_role("button", name="Skip")  # Dagster's first-visit newsletter dialog
-        if skip.count():
-            skip.first.click()
-        page.get_by_text(check, exact=True).first.click()  # the checks tab opens on the first by name
+        open_check(page, check)
         try:
             page.get_by_text(expected).first.wait_for(timeout=10_000)
             return page.inner_text("body")

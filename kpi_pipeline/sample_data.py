@@ -34,6 +34,7 @@ from kpi_pipeline.contract import (
     MISSING_FIELD,
     OUTSIDE_PARTITION,
     SURVEY_REQUIRED,
+    SURVEY_RESPONSE,
     TELEMETRY_FIELDS,
     TELEMETRY_REQUIRED,
     TELEMETRY_REQUIRED_FOR,
@@ -124,7 +125,7 @@ _DAY_LAYOUTS: tuple[tuple[str, ...], ...] = (
     ("jsonl",),
     ("jsonl", "jsonl"),
 )
-# The fields the generated telemetry files carry (survey responses are not generated yet, so their
+# The fields the generated event files carry (survey answers come in their own file, so their
 # survey and score are left out rather than written as empty CSV columns).
 _TELEMETRY_COLUMNS: tuple[str, ...] = (
     *(f for f in TELEMETRY_FIELDS if f not in SURVEY_REQUIRED),
@@ -1082,6 +1083,123 @@ def _partition_files(day_rows: _DayRows, layout: tuple[str, ...]) -> list[tuple[
     return [(name, _encode(_render_part(day_rows, fmt, lo, hi), name)) for name, fmt, lo, hi in parts]
 
 
+# ----------------------------------------------------------------------------- survey responses
+
+SURVEY_FILE = "surveys.jsonl"  # a survey tool's export beside each day's events
+CES_WORKFLOW = "data_export"
+_CSAT_SHARE = 0.18  # attempts followed by a CSAT prompt
+_CES_SHARE = 0.35  # data_export attempts followed by a CES prompt
+_NPS_SHARE = 0.25  # users asked for NPS in a week they are active
+_CSAT_P = {  # score 1..5
+    "completed": [0.03, 0.05, 0.12, 0.38, 0.42],
+    "failed": [0.30, 0.30, 0.22, 0.12, 0.06],
+}
+_CES_P = {  # score 1..7
+    "completed": [0.02, 0.04, 0.08, 0.14, 0.27, 0.28, 0.17],
+    "failed": [0.22, 0.22, 0.2, 0.16, 0.1, 0.06, 0.04],
+}
+_NPS_P = [0.03, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.15, 0.2, 0.2, 0.15]  # score 0..10
+SURVEY_BAD_KINDS: tuple[str, ...] = (
+    f"{MISSING_FIELD}:survey",
+    f"{MISSING_FIELD}:score",
+    f"{BAD_VALUE}:survey",
+    f"{BAD_VALUE}:score",
+)
+
+
+def _survey_responses(
+    rng: np.random.Generator, world: _World, config: KpiConfig, ev: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Answers to in-product surveys, in time order: CSAT after a share of attempts (lower after a
+    failure, and after a step slower than its budget), CES after data_export attempts, and NPS once
+    in a share of each user's active weeks. ``survey``: 0 csat, 1 ces, 2 nps; ``task`` −1 for none."""
+    started = ev["etype"] == _STARTED
+    live = started & (ev["env"] != _STAGING)
+    task, user, wf = ev["task"][live], ev["user"][live], ev["workflow"][live]
+    has_task = ev["task"] >= 0
+    last = np.zeros(int(ev["task"].max()) + 1 if has_task.any() else 1, dtype=np.int64)
+    np.maximum.at(last, ev["task"][has_task], ev["ts"][has_task])
+    completed = np.zeros_like(last, dtype=bool)
+    completed[ev["task"][np.isin(ev["etype"], [_COMPLETED, _DONE])]] = True
+    slow = np.zeros_like(last, dtype=bool)
+    budget = {name: wf.latency_budget_ms for name, wf in config.workflows.items()}
+    budgets = np.array([budget.get(w) or np.inf for w in world.workflows] + [np.inf])
+    steps = (ev["etype"] == _STEP) & has_task
+    slow[ev["task"][steps & (ev["duration"] > budgets[ev["workflow"]])]] = True
+    done = completed[task]
+
+    def scores(p: dict[str, list[float]], ok: np.ndarray, low: int) -> np.ndarray:
+        good = rng.choice(len(p["completed"]), len(ok), p=p["completed"])
+        bad = rng.choice(len(p["failed"]), len(ok), p=p["failed"])
+        return np.where(ok, good, bad) + low
+
+    csat = rng.random(len(task)) < _CSAT_SHARE
+    csat_score = scores(_CSAT_P, done, 1)
+    csat_score = np.where(
+        slow[task] & (rng.random(len(task)) < 0.5), np.maximum(csat_score - 1, 1), csat_score
+    )
+    ces_wf = world.workflows.index(CES_WORKFLOW) if CES_WORKFLOW in world.workflows else -2
+    ces = (wf == ces_wf) & (rng.random(len(task)) < _CES_SHARE)
+    ces_score = scores(_CES_P, done, 1)
+    answered = last[task] + rng.integers(5 * SECOND, 10 * MINUTE, len(task))
+    # NPS: the first production event of a user's week, in a share of weeks.
+    prod = ev["env"] != _STAGING
+    week = (ev["ts"][prod] - world.start_ms) // (7 * DAY)
+    key = ev["user"][prod].astype(np.int64) * 10_000 + week
+    _, first = np.unique(key, return_index=True)
+    first = first[rng.random(len(first)) < _NPS_SHARE]
+    nps_user, nps_ts = (
+        ev["user"][prod][first],
+        ev["ts"][prod][first] + rng.integers(MINUTE, 30 * MINUTE, len(first)),
+    )
+    out = {
+        "ts": np.concatenate([answered[csat], answered[ces], nps_ts]),
+        "user": np.concatenate([user[csat], user[ces], nps_user]),
+        "survey": np.concatenate(
+            [np.zeros(csat.sum(), int), np.ones(ces.sum(), int), np.full(len(first), 2)]
+        ),
+        "score": np.concatenate([csat_score[csat], ces_score[ces], rng.choice(11, len(first), p=_NPS_P)]),
+        "task": np.concatenate([task[csat], task[ces], np.full(len(first), -1)]),
+    }
+    keep = out["ts"] < world.end_ms
+    order = np.argsort(out["ts"][keep], kind="stable")
+    return {name: col[keep][order] for name, col in out.items()}
+
+
+def _survey_file(
+    rng: np.random.Generator, pop: _Population, answers: dict[str, np.ndarray], first_id: int
+) -> tuple[bytes, dict[str, int]]:
+    """One day's survey export (JSONL): its answers, then one bad answer of each new quarantine
+    kind (when the day has answers to copy)."""
+    n = len(answers["ts"])
+    ids = np.arange(first_id, first_id + n)
+    cols = {
+        "event_id": _numbered("svy_", ids, 8),
+        "occurred_at": _timestamps(answers["ts"], "ms"),
+        "user_id": pc.take(pop.user_ids, pa.array(answers["user"])),
+        "account_id": pc.take(pop.account_ids, pa.array(pop.account[answers["user"]])),
+        "event_type": _repeat(SURVEY_RESPONSE, n),
+        "survey": _take(("csat", "ces", "nps"), answers["survey"]),
+        "score": _integers(answers["score"]),
+        "task_id": _numbered("task_", answers["task"], 7),
+    }
+    bad: dict[str, int] = {}
+    if n:
+        picks = rng.integers(0, n, len(SURVEY_BAD_KINDS))
+        broken = _take_cols(cols, picks)
+        k = len(SURVEY_BAD_KINDS)
+        broken["event_id"] = _numbered("svy_bad_", ids[picks], 8)
+        broken["survey"] = pa.array([None, "csat", "csat_v2", "csat"], type=pa.string())
+        broken["score"] = pa.array(["4", None, "4", "7"], type=pa.string())
+        cols = {
+            name: pa.concat_arrays([col.cast(pa.string()), broken[name].cast(pa.string())])
+            for name, col in cols.items()
+        }
+        bad = dict.fromkeys(SURVEY_BAD_KINDS[:k], 1)
+    lines = _json_lines(cols, list(cols), numeric_fields=frozenset({"score"}))
+    return _text(lines), bad
+
+
 # ----------------------------------------------------------------------------- tickets
 
 
@@ -1425,6 +1543,20 @@ def generate_dataset(
         if log is not None:
             bad_count = sum(day_rows.bad.values())
             log(f"{day}: {day_rows.rows:,} telemetry rows ({bad_count} bad) in {len(written)} file(s)")
+    # Survey answers draw from their own generator, so the events above are those of a data set
+    # without surveys, seed for seed.
+    srng = np.random.default_rng([seed, 14])
+    answers = _survey_responses(srng, world, config, ev)
+    answer_bounds = np.searchsorted(answers["ts"], world.start_ms + np.arange(days + 1) * DAY)
+    for i in range(days):
+        part = {name: col[answer_bounds[i] : answer_bounds[i + 1]] for name, col in answers.items()}
+        data, bad = _survey_file(srng, pop, part, 1 + int(answer_bounds[i]))
+        _write(
+            out, f"raw/telemetry/date={(start + dt.timedelta(days=i)).isoformat()}/{SURVEY_FILE}", data, files
+        )
+        telemetry_rows += len(part["ts"]) + sum(bad.values())
+        for reason, count in bad.items():
+            telemetry_bad[reason] = telemetry_bad.get(reason, 0) + count
     tickets = _tickets(rng, world, pop, ev)
     ticket_rows, ticket_bad = _write_tickets(rng, world, pop, tickets, out, files)
     incident_rows, incident_count, incident_bad = _write_incidents(world, out, files)

@@ -88,6 +88,25 @@ def release_line(releases: pd.DataFrame) -> str:
     )
 
 
+def survey_lines(surveys: pd.DataFrame) -> list[str]:
+    """CSAT per workflow over every date: its mean, top box, and the answers that were unhappy
+    after a completed attempt."""
+    csat = surveys[surveys["survey"] == "csat"].assign(
+        score_sum=lambda f: f["mean_score"] * f["responses"], top=lambda f: f["top_box_rate"] * f["responses"]
+    )
+    if csat.empty:
+        return []
+    sums = csat.groupby("workflow")[["responses", "score_sum", "top", "unhappy_completions"]].sum()
+    lines = ["CSAT over all dates (completed but unhappy: a bottom-box answer about a completed attempt):"]
+    for workflow, row in sums.iterrows():
+        n = row["responses"]
+        lines.append(
+            f"  {workflow:<20} {int(n):>6,} answers  mean {row['score_sum'] / n:.2f}  "
+            f"top box {_pct(row['top'] / n):>6}  completed but unhappy {int(row['unhappy_completions']):,}"
+        )
+    return lines
+
+
 # One summary line per observability table that has rows.
 OBSERVABILITY_LINES: dict[str, Callable[[pd.DataFrame], str]] = {
     "kpi_step_latency_daily": step_latency_line,
@@ -137,6 +156,7 @@ def summary_lines(warehouse: Warehouse, settings: Settings) -> list[str]:
         rows = warehouse.read(name)
         if len(rows):
             lines.append(line(rows))
+    lines += survey_lines(warehouse.read("kpi_survey_daily"))
     uptime = warehouse.read("kpi_uptime_monthly")
     if uptime["uptime"].notna().any():
         lines.append(uptime_line(uptime))

@@ -461,6 +461,7 @@ KPI_TABLES: tuple[TableSpec, ...] = (
                     ("first_pass_rate", "float"),
                     ("fallback_to_ticket_rate", "float"),
                     ("deflection_rate", "float"),
+                    ("csat_top_box_rate", "float"),
                     ("attempts", "int"),
                     ("net_value", "float"),
                 )

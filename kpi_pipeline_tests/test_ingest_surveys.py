@@ -169,6 +169,13 @@ def test_survey_responses_reach_kpi_survey_daily_through_dagster(tmp_path: Path)
 
     days = [START + dt.timedelta(days=n) for n in range(4)]
     generate_dataset(tmp_path, days=4, users=30, seed=3, start=START)
+    # Surveys of the test's own, apart from the sample's csat, ces and nps answers.
+    with (tmp_path / "config" / "kpi.yaml").open("a") as config:
+        config.write(
+            "surveys:\n"
+            "  probe: {kind: csat, scale: [1, 5], top_box: [4, 5], bottom_box: [1, 2]}\n"
+            "  probe_nps: {kind: nps, scale: [0, 10], top_box: [9, 10], bottom_box: [0, 6]}\n"
+        )
     settings = settings_for(tmp_path)
     _, results = materialize_all(settings, days[:3])
     assert all(r.success for r in results)
@@ -178,18 +185,20 @@ def test_survey_responses_reach_kpi_survey_daily_through_dagster(tmp_path: Path)
     old = attempts[attempts["workflow"] != recent["workflow"]].iloc[0]
     at = f"{days[3]}T12:00:00Z"
     lines = [
-        response("s1", occurred_at=at, task_id=recent["task_id"], score=5),
-        response("s2", occurred_at=at, task_id=recent["task_id"], score=1, user_id="u2"),
-        response("s3", occurred_at=at, task_id=old["task_id"], score=3),
-        response("s4", occurred_at=at, task_id=None, score=2, survey="nps"),
+        response("s1", occurred_at=at, task_id=recent["task_id"], score=5, survey="probe"),
+        response("s2", occurred_at=at, task_id=recent["task_id"], score=1, user_id="u2", survey="probe"),
+        response("s3", occurred_at=at, task_id=old["task_id"], score=3, survey="probe"),
+        response("s4", occurred_at=at, task_id=None, score=2, survey="probe_nps"),
     ]
     folder = partition_folder(tmp_path, days[3])
     (folder / "surveys.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     _, results = materialize_all(settings, days[3:])
     assert all(r.success for r in results), [r.message for r in results if not r.success]
     out = Warehouse(settings.warehouse_url).read("kpi_survey_daily")
+    assert {"csat", "ces", "nps"} <= set(out["survey"])  # the sample's own answers, every day
+    out = out[out["survey"].str.startswith("probe")]
     rows = {(r.workflow, r.survey): r for r in out.itertuples(index=False)}
-    paired = rows[(recent["workflow"], "csat")]
+    paired = rows[(recent["workflow"], "probe")]
     assert (paired.responses, paired.respondents, paired.paired_responses) == (2, 2, 2)
     assert (paired.mean_score_completed, paired.unhappy_completions, paired.unhappy_completion_rate) == (
         3.0,
@@ -197,8 +206,8 @@ def test_survey_responses_reach_kpi_survey_daily_through_dagster(tmp_path: Path)
         0.5,
     )
     assert pd.isna(paired.mean_score_failed)
-    older = rows[(old["workflow"], "csat")]  # the workflow of an attempt three days before
+    older = rows[(old["workflow"], "probe")]  # the workflow of an attempt three days before
     assert (older.responses, older.paired_responses, older.mean_score) == (1, 0, 3.0)
-    none = rows[("none", "nps")]
+    none = rows[("none", "probe_nps")]
     assert (none.responses, none.nps) == (1, -100.0)
     assert set(out["date"]) == {days[3].isoformat()}

@@ -656,7 +656,7 @@ def expected_uptime(inp: Inputs) -> list[Row]:
 
 
 def expected_scorecard(
-    completion: list[Row], deflection: list[Row], roi: list[Row], cfg: KpiConfig
+    completion: list[Row], deflection: list[Row], roi: list[Row], cfg: KpiConfig, surveys: list[Row]
 ) -> list[Row]:
     as_of = _shift(max(r["date"] for r in completion), -1)
     periods = {"": (_shift(as_of, -6), as_of), "_prev": (_shift(as_of, -13), _shift(as_of, -7))}
@@ -684,6 +684,15 @@ def expected_scorecard(
             row["deflection_rate" + suffix] = _ratio(
                 sum(r["deflected"] for r in d), sum(r["help_sessions"] for r in d)
             )
+            csat = [
+                r
+                for r in surveys
+                if r["survey"] == "csat" and r["workflow"] == workflow and lo <= r["date"] <= hi
+            ]
+            row["csat_top_box_rate" + suffix] = _ratio(
+                sum(round(r["top_box_rate"] * r["responses"]) for r in csat),
+                sum(r["responses"] for r in csat),
+            )
             row["attempts" + suffix] = attempts
             row["net_value" + suffix] = sum(
                 r["net_value"] for r in roi if r["workflow"] == workflow and lo <= r["date"] <= hi
@@ -694,6 +703,7 @@ def expected_scorecard(
             ("first_pass_rate", True),
             ("fallback_to_ticket_rate", False),
             ("deflection_rate", True),
+            ("csat_top_box_rate", True),
         ):
             now, before = row[metric], row[metric + "_prev"]
             if not (math.isnan(now) or math.isnan(before)):
@@ -877,6 +887,60 @@ def expected_release_quality(attempts: Iterable[Attempt]) -> list[Row]:
     return list(rows.values())
 
 
+# --------------------------------------------------------------------------- surveys (kpis-v2.md)
+
+
+def expected_surveys(
+    events: pd.DataFrame, attempts: Mapping[str, tuple[str, str, bool]], cfg: KpiConfig
+) -> list[Row]:
+    """Per (date, workflow, survey): production survey_response events, each paired with the
+    attempt of its task_id (task_id -> workflow, start date, completed) started on its date or the
+    day before. An attempt that starts after the answer's date is not the one it rates."""
+    groups: dict[tuple[str, str, str], list[tuple[Any, float, bool, bool]]] = defaultdict(list)
+    answers = events[(events["event_type"] == "survey_response") & (events["environment"] == "production")]
+    for e in answers[["occurred_at", "user_id", "workflow", "task_id", "survey", "score"]].itertuples(
+        index=False
+    ):
+        date = _iso(e.occurred_at)
+        attempt = attempts.get(e.task_id) if _norm(e.task_id) is not None else None
+        if attempt is not None and attempt[1] > date:
+            attempt = None
+        workflow = _norm(e.workflow) or (attempt[0] if attempt else None) or "none"
+        paired = attempt is not None and attempt[1] in (date, _shift(date, -1))
+        groups[(date, workflow, e.survey)].append(
+            (e.user_id, float(e.score), paired, bool(paired and attempt[2]))
+        )
+    rows = []
+    for (date, workflow, name), group in groups.items():
+        survey = cfg.surveys[name]
+        scores = [score for _, score, _, _ in group]
+        top = sum(survey.top_box[0] <= x <= survey.top_box[1] for x in scores)
+        bottom = sum(survey.bottom_box[0] <= x <= survey.bottom_box[1] for x in scores)
+        completed = [score for _, score, paired, done in group if done]
+        failed = [score for _, score, paired, done in group if paired and not done]
+        unhappy = sum(survey.bottom_box[0] <= x <= survey.bottom_box[1] for x in completed)
+        n = len(group)
+        rows.append(
+            {
+                "date": date,
+                "workflow": workflow,
+                "survey": name,
+                "responses": n,
+                "respondents": len({user for user, _, _, _ in group}),
+                "mean_score": sum(scores) / n,
+                "top_box_rate": top / n,
+                "bottom_box_rate": bottom / n,
+                "nps": 100 * (top - bottom) / n if survey.kind == "nps" else None,
+                "paired_responses": sum(paired for _, _, paired, _ in group),
+                "mean_score_completed": sum(completed) / len(completed) if completed else None,
+                "mean_score_failed": sum(failed) / len(failed) if failed else None,
+                "unhappy_completions": unhappy,
+                "unhappy_completion_rate": unhappy / len(completed) if completed else None,
+            }
+        )
+    return rows
+
+
 # --------------------------------------------------------------------------- expected tables
 
 
@@ -1027,14 +1091,50 @@ def test_observability_tables_at_the_window_edges() -> None:
     )
 
 
+def test_survey_daily(pipeline_run: PipelineRun, attempts: dict[str, Attempt], inputs: Inputs) -> None:
+    by_task = {a.task_id: (a.workflow, a.date, a.completed) for a in attempts.values()}
+    expected = expected_surveys(inputs.events, by_task, inputs.config)
+    assert {r["survey"] for r in expected} == {"csat", "ces", "nps"}
+    assert sum(r["unhappy_completions"] for r in expected) > 0 and any(
+        r["workflow"] == "none" for r in expected
+    )
+    actual = pipeline_run.warehouse.read("kpi_survey_daily")
+    assert_table_matches("kpi_survey_daily", actual, expected)
+
+
+def test_survey_daily_at_its_edges() -> None:
+    """The oracle and the KPI function agree on test_kpis_surveys' hand-made fixture: a response
+    before its attempt started, two days after, a task_id two users answered, box edges, a survey
+    of kpi.yaml's own, a day with no responses."""
+    from kpi_pipeline_tests import test_kpis_surveys as fixture
+
+    events = fixture._responses()
+    by_task = {
+        row.task_id: (row.workflow, row.date, bool(row.completed)) for row in fixture.ATTEMPTS.itertuples()
+    }
+    for day in (fixture.D, fixture.D + dt.timedelta(days=3)):
+        expected = [
+            r for r in expected_surveys(events, by_task, fixture.CONFIG) if r["date"] == day.isoformat()
+        ]
+        actual = fixture.survey_daily(events, fixture.ATTEMPTS, fixture.CONFIG, day)
+        assert_table_matches("kpi_survey_daily", actual, expected)
+
+
 def test_roi_daily(pipeline_run: PipelineRun, roi: list[Row]) -> None:
     assert_table_matches("kpi_roi_daily", pipeline_run.warehouse.read("kpi_roi_daily"), roi)
 
 
 def test_scorecard(
-    pipeline_run: PipelineRun, completion: list[Row], deflection: list[Row], roi: list[Row], inputs: Inputs
+    pipeline_run: PipelineRun,
+    completion: list[Row],
+    deflection: list[Row],
+    roi: list[Row],
+    inputs: Inputs,
+    attempts: dict[str, Attempt],
 ) -> None:
-    expected = expected_scorecard(completion, deflection, roi, inputs.config)
+    by_task = {a.task_id: (a.workflow, a.date, a.completed) for a in attempts.values()}
+    surveys = expected_surveys(inputs.events, by_task, inputs.config)
+    expected = expected_scorecard(completion, deflection, roi, inputs.config, surveys)
     assert_table_matches("kpi_scorecard", pipeline_run.warehouse.read("kpi_scorecard"), expected)
 
 

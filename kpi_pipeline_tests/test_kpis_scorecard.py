@@ -157,3 +157,35 @@ def test_scorecard_threshold_from_config() -> None:
     assert scorecard(completion, deflection, roi, strict, L)["status"].tolist() == [
         "regressed: completion_rate, first_pass_rate"
     ]
+
+
+def test_csat_top_box_rate_is_compared_like_the_other_rates() -> None:
+    completion = completion_frame(
+        [("2025-01-14", "data_export", 10, 8, 8, 0, 0), ("2025-01-07", "data_export", 10, 8, 8, 0, 0)]
+    )
+    deflection = pd.DataFrame(columns=["date", "topic", "help_sessions", "deflected"])
+    roi = pd.DataFrame(columns=["date", "workflow", "net_value"])
+    surveys = pd.DataFrame(
+        [
+            # current: 3 of 5 and 3 of 5 top box = 0.6; previous: 8 of 10 = 0.8 (a 0.2 drop)
+            ("2025-01-09", "data_export", "csat", 5, 0.6),
+            ("2025-01-13", "data_export", "csat", 5, 0.6),
+            ("2025-01-04", "data_export", "csat", 10, 0.8),
+            ("2025-01-09", "data_export", "nps", 10, 0.0),  # not CSAT: left out
+            ("2024-12-31", "data_export", "csat", 10, 0.0),  # before both periods
+        ],
+        columns=["date", "workflow", "survey", "responses", "top_box_rate"],
+    )
+    config = parse_config({"scorecard": {"threshold": 0.05}, "workflows": {"data_export": {}, "other": {}}})
+    out = scorecard(completion, deflection, roi, config, L, surveys).set_index("workflow")
+    assert (
+        out.loc["data_export", "csat_top_box_rate"],
+        out.loc["data_export", "csat_top_box_rate_prev"],
+    ) == (
+        0.6,
+        0.8,
+    )
+    assert out.loc["data_export", "status"] == "regressed: csat_top_box_rate"
+    assert math.isnan(out.loc["other", "csat_top_box_rate"]) and out.loc["other", "status"] == "ok"
+    without = scorecard(completion, deflection, roi, config, L)
+    assert without["csat_top_box_rate"].isna().all() and set(without["status"]) == {"ok"}

@@ -141,3 +141,16 @@ def test_bad_surveys_fail_at_load_naming_the_key(survey: dict, message: str) -> 
     with pytest.raises(ConfigError) as info:
         parse_config({"surveys": {"s": survey}})
     assert str(info.value) == f"kpi.yaml: invalid configuration: {message}"
+
+
+def test_the_demo_summary_shows_csat_and_unhappy_completions_per_workflow() -> None:
+    from kpi_pipeline.summary import survey_lines
+
+    out = survey_daily(_responses(), ATTEMPTS, CONFIG, D)
+    assert survey_lines(out) == [
+        "CSAT over all dates (completed but unhappy: a bottom-box answer about a completed attempt):",
+        "  access_request            4 answers  mean 3.00  top box  50.0%  completed but unhappy 2",
+        "  data_export               2 answers  mean 3.50  top box  50.0%  completed but unhappy 0",
+        "  none                      1 answers  mean 2.00  top box   0.0%  completed but unhappy 0",
+    ]
+    assert survey_lines(out[out["survey"] == "nps"]) == []

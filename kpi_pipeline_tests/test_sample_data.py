@@ -93,6 +93,16 @@ def _telemetry_reason(rec: dict[str, str] | None, day: dt.date, seen: set[str]) 
         return "outside_partition"
     if rec["event_type"] not in EVENT_TYPES:
         return "unknown_event_type"
+    if rec["event_type"] == "survey_response":  # kpis-v2.md, with the built-in surveys
+        scales = {"csat": (1, 5), "ces": (1, 7), "nps": (0, 10)}
+        for name in ("survey", "score"):
+            if not rec.get(name):
+                return f"missing_field:{name}"
+        if rec["survey"] not in scales:
+            return "bad_value:survey"
+        low, high = scales[rec["survey"]]
+        if not low <= float(rec["score"]) <= high:
+            return "bad_value:score"
     duration = rec.get("duration_ms") or ""
     if duration:
         try:
@@ -180,11 +190,13 @@ def test_layout_formats_and_summary(dataset: tuple[Path, GenerationSummary, list
     suffixes = Counter(f.split("/")[-1].split(".", 1)[1] for f in telemetry if not f.endswith(".txt"))
     assert set(suffixes) == {"jsonl", "jsonl.gz", "csv", "csv.gz"}
     assert suffixes["jsonl"] > suffixes["csv"] + suffixes["csv.gz"]
-    # days 4 and 7 of each week are split in two data files (the ignored note is in day 3's folder)
-    assert folders["date=2025-01-04"] == 2 and folders["date=2025-01-07"] == 2
+    # days 4 and 7 of each week are split in two event files (the ignored note is in day 3's folder),
+    # and every day has the survey tool's export beside them
+    assert folders["date=2025-01-04"] == 3 and folders["date=2025-01-07"] == 3
+    assert sum(f.endswith("/surveys.jsonl") for f in telemetry) == DAYS
     assert [f for f in telemetry if f.endswith(".txt")] == ["raw/telemetry/date=2025-01-03/notes.txt"]
     csv_file = next(root.glob("raw/telemetry/*/*.csv"))
-    # Every contract field but a survey's (no survey responses are generated yet), and the drift field.
+    # Every contract field but a survey's (survey answers come in their own file), and the drift field.
     fields = [f for f in TELEMETRY_FIELDS if f not in ("survey", "score")]
     assert _text(csv_file).split("\n", 1)[0] == ",".join([*fields, "session_id"])
     tickets = sorted(f for f in summary.files if f.startswith("raw/tickets/"))

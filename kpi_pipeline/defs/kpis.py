@@ -729,6 +729,7 @@ def kpi_assets(
             "kpi_task_completion_daily": dg.AssetIn(),
             "kpi_ticket_deflection_daily": dg.AssetIn(),
             "kpi_roi_daily": dg.AssetIn(),
+            "kpi_survey_daily": dg.AssetIn(),
         },
     )
     def kpi_scorecard(
@@ -736,6 +737,7 @@ def kpi_assets(
         kpi_task_completion_daily: pd.DataFrame,
         kpi_ticket_deflection_daily: pd.DataFrame,
         kpi_roi_daily: pd.DataFrame,
+        kpi_survey_daily: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
         dates = kpi_task_completion_daily["date"]
         if dates.empty:
@@ -744,7 +746,14 @@ def kpi_assets(
         # The latest day's attempts can still complete the next day: L is the day before it.
         as_of = dt.date.fromisoformat(dates.max()) - dt.timedelta(days=1)
         context.log.info(f"scorecard as of {as_of}")
-        out = scorecard(kpi_task_completion_daily, kpi_ticket_deflection_daily, kpi_roi_daily, config, as_of)
+        out = scorecard(
+            kpi_task_completion_daily,
+            kpi_ticket_deflection_daily,
+            kpi_roi_daily,
+            config,
+            as_of,
+            kpi_survey_daily,
+        )
         return _output(out, {"as_of": as_of.isoformat(), "regressed": int((out["status"] != "ok").sum())})
 
     return [

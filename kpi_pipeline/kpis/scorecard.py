@@ -1,5 +1,8 @@
 """Workflow scorecard (``kpi_scorecard``): the last 7 days against the 7 days before, per workflow.
 
+The CSAT top-box rate (kpi_survey_daily's csat rows, issue 14) is flagged by the same threshold
+rule as the other rates until the significance rule of the support/growth issue lands.
+
 Rates are ratios of the summed counts of each 7-day period (not means of
 daily rates). A metric flags the workflow as regressed when it moved the wrong
 way by more than ``scorecard.threshold``: the absolute change for rates, the
@@ -24,6 +27,7 @@ METRICS: tuple[str, ...] = (
     "first_pass_rate",
     "fallback_to_ticket_rate",
     "deflection_rate",
+    "csat_top_box_rate",
     "attempts",
     "net_value",
 )
@@ -43,8 +47,9 @@ def _period_metrics(
     workflows: pd.Index,
     first: dt.date,
     last: dt.date,
+    surveys: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """The six scorecard metrics per workflow over the dates [first, last]."""
+    """The scorecard metrics per workflow over the dates [first, last]."""
     lo, hi = first.isoformat(), last.isoformat()
 
     def in_period(frame: pd.DataFrame) -> pd.DataFrame:
@@ -69,6 +74,15 @@ def _period_metrics(
     out["first_pass_rate"] = ratio(done["first_pass_completions"], done["attempts"])
     out["fallback_to_ticket_rate"] = ratio(done["fallback_tickets"], done["fallbacks"])
     out["deflection_rate"] = ratio(helped["deflected"], helped["help_sessions"])
+    rated = pd.DataFrame({"responses": 0, "top": 0.0}, index=workflows)
+    if surveys is not None:
+        csat = in_period(surveys)
+        csat = csat[csat["survey"] == "csat"]
+        # Each day's top-box answers, from its rate and count (whole numbers, so exact once rounded).
+        top = (csat["top_box_rate"] * csat["responses"]).round()
+        rated = csat.assign(top=top).groupby("workflow")[["responses", "top"]].sum()
+        rated = rated.reindex(workflows, fill_value=0)
+    out["csat_top_box_rate"] = ratio(rated["top"], rated["responses"])
     out["attempts"] = done["attempts"].astype("int64")
     out["net_value"] = net_value.astype(float)
     return out
@@ -91,8 +105,10 @@ def scorecard(
     roi: pd.DataFrame,
     config: KpiConfig,
     as_of: dt.date,
+    surveys: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per workflow (configured ones first, then any other seen in the data) as of ``as_of``.
+    """One row per workflow (configured ones first, then any other seen in the data) as of ``as_of``;
+    ``surveys`` (kpi_survey_daily) give the CSAT top-box rate (NULL without CSAT answers).
 
     Current period: [as_of - 6, as_of]; previous period: [as_of - 13, as_of - 7].
     ``status`` is ``ok`` or ``regressed: <metric>, <metric>`` in the order of ``METRICS``.
@@ -103,9 +119,9 @@ def scorecard(
     workflows = pd.Index(configured + extra, dtype="str", name="workflow")
 
     day = dt.timedelta(days=1)
-    current = _period_metrics(completion, deflection, roi, config, workflows, as_of - 6 * day, as_of)
+    current = _period_metrics(completion, deflection, roi, config, workflows, as_of - 6 * day, as_of, surveys)
     previous = _period_metrics(
-        completion, deflection, roi, config, workflows, as_of - 13 * day, as_of - 7 * day
+        completion, deflection, roi, config, workflows, as_of - 13 * day, as_of - 7 * day, surveys
     )
 
     owners = {n: config.workflow_owner(n) for n in workflows}
