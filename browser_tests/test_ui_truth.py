@@ -137,8 +137,8 @@ def test_the_checks_tab_lists_every_partition_and_table_a_restaged_day_outdates(
         page, f"{base}/assets/kpi_scorecard?view=checks", "inputs_current", "needs recomputing"
     )
     assert (
-        "needs recomputing: kpi_roi_daily, kpi_task_completion_daily, kpi_ticket_deflection_daily"
-        in scorecard
+        "needs recomputing: kpi_roi_daily, kpi_survey_daily, kpi_task_completion_daily, "
+        "kpi_ticket_deflection_daily" in scorecard
     )
     staged = check_text(
         page, f"{base}/assets/telemetry_events?view=checks", "inputs_current", "built after every input"
