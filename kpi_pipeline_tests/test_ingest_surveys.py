@@ -211,3 +211,43 @@ def test_survey_responses_reach_kpi_survey_daily_through_dagster(tmp_path: Path)
     none = rows[("none", "probe_nps")]
     assert (none.responses, none.nps) == (1, -100.0)
     assert set(out["date"]) == {days[3].isoformat()}
+
+
+def test_the_posthog_preset_reads_survey_sent_events_of_an_event_export(tmp_path: Path) -> None:
+    """A small export in PostHog's documented shape (event, uuid, distinct_id, timestamp and the
+    survey properties flattened as columns), written by hand: not a real export."""
+    config = parse_config(
+        {
+            "sources": {"telemetry": {"preset": "posthog_survey_events"}},
+            "surveys": {
+                "Checkout CSAT": {"kind": "csat", "scale": [1, 5], "top_box": [4, 5], "bottom_box": [1, 2]}
+            },
+        }
+    )
+    survey = "properties.$survey_id,properties.$survey_name,properties.$survey_response"
+    header = f"uuid,event,distinct_id,timestamp,{survey}"
+    (_folder(tmp_path) / "posthog.csv").write_text(
+        f"{header}\n"
+        "0190a1b2-0001,survey sent,person-1,2026-02-04T09:00:00.123000Z,0189-aa,Checkout CSAT,5\n"
+        "0190a1b2-0002,$pageview,person-1,2026-02-04T09:01:00Z,,,\n"
+        "0190a1b2-0003,survey sent,person-2,2026-02-04T09:02:00Z,0189-bb,Onboarding NPS,9\n"
+        "0190a1b2-0004,survey sent,person-3,2026-02-04T09:03:00Z,0189-aa,Checkout CSAT,\n"
+        "0190a1b2-0005,survey sent,person-4,2026-02-04T09:04:00+01:00,0189-aa,Checkout CSAT,4\n"
+    )
+    staged = stage_telemetry_partition(tmp_path, DAY, (), config.sources.telemetry, surveys=config.surveys)
+    events = staged.events
+    assert events[["event_id", "user_id", "account_id", "event_type", "survey", "score"]].values.tolist() == [
+        ["0190a1b2-0001", "person-1", "person-1", "survey_response", "Checkout CSAT", 5.0],
+        ["0190a1b2-0005", "person-4", "person-4", "survey_response", "Checkout CSAT", 4.0],
+    ]
+    assert events["occurred_at"].tolist() == [
+        pd.Timestamp("2026-02-04T09:00:00.123Z"),
+        pd.Timestamp("2026-02-04T08:04:00Z"),
+    ]
+    q = staged.quarantine
+    # An NPS survey kpi.yaml does not name, and an answer without a response; the page view is filtered.
+    assert list(zip(q["line"], q["reason"], strict=True)) == [
+        (4, "bad_value:survey"),
+        (5, "missing_field:score"),
+    ]
+    assert (staged.report.raw_rows, staged.report.filtered_rows) == (4, 1)

@@ -35,12 +35,14 @@ def test_no_sources_section_is_the_native_contract() -> None:
 
 def test_every_shipped_preset_loads_for_every_source_it_maps() -> None:
     assert preset_names() == (
+        "posthog_survey_events",
         "purchases",
         "servicenow_incident_log",
         "statuspage_incidents",
         "zendesk_tickets",
     )
     expected = {
+        "posthog_survey_events": ("telemetry",),
         "purchases": ("telemetry",),
         "servicenow_incident_log": ("tickets", "incidents"),
         "statuspage_incidents": ("incidents",),
@@ -118,8 +120,8 @@ def test_unknown_key_is_named() -> None:
 def test_unknown_preset_is_named_with_the_known_ones() -> None:
     message = error_of({"sources": {"tickets": {"preset": "freshdesk"}}})
     assert (
-        "sources.tickets: preset 'freshdesk' is unknown; presets: purchases, servicenow_incident_log, "
-        "statuspage_incidents, zendesk_tickets"
+        "sources.tickets: preset 'freshdesk' is unknown; presets: posthog_survey_events, purchases, "
+        "servicenow_incident_log, statuspage_incidents, zendesk_tickets"
     ) in message
 
 
