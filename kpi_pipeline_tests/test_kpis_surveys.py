@@ -1,7 +1,7 @@
 """kpi_survey_daily on a hand-computed fixture (kpis-v2.md), and the ``surveys:`` config.
 
 Day D = 2025-03-10. Attempts: t1 access_request started on D (completed), t2 access_request on
-D−1 (failed), t3 data_export three days before (completed: too old to pair, it only names the
+D−1 (failed), t3 data_export two days before (completed: too old to pair, it only names the
 workflow), t4 access_request on D at 15:00 (completed; its response came at 09:00, before it
 started, and still pairs: the rule is the start date).
 """
@@ -25,7 +25,7 @@ ATTEMPTS = pd.DataFrame(
     {
         "task_id": ["t1", "t2", "t3", "t4"],
         "workflow": ["access_request", "access_request", "data_export", "access_request"],
-        "date": ["2025-03-10", "2025-03-09", "2025-03-07", "2025-03-10"],
+        "date": ["2025-03-10", "2025-03-09", "2025-03-08", "2025-03-10"],
         "completed": [True, False, True, True],
     }
 )
@@ -53,7 +53,7 @@ def _responses() -> pd.DataFrame:
     add("2025-03-10T10:00", "u1", "csat", 5, "t1")
     add("2025-03-10T10:05", "u2", "csat", 2, "t1")  # another user's answer about t1: still paired
     add("2025-03-10T10:10", "u1", "csat", 4, "t2")  # 4 is the top box's edge; t2 started the day before
-    add("2025-03-10T11:00", "u3", "csat", 3, "t3")  # t3 started 3 days before: not paired
+    add("2025-03-10T11:00", "u3", "csat", 3, "t3")  # two days after t3 started: not paired
     add("2025-03-10T09:00", "u4", "csat", 1, "t4")  # before t4 started, on its start date: paired
     add("2025-03-10T12:00", "u5", "csat", 2)  # no task, no workflow: 'none'
     add("2025-03-10T13:00", "u1", "nps", 9, workflow="access_request")

@@ -150,6 +150,12 @@ def test_definitions_carry_descriptions_owners_kinds_and_schemas(pipeline_run: P
         "| invoice_download | billing-team |",
         "| user_onboarding | growth-team |",
     ]
+    # Survey answers about no workflow belong to default_owner.
+    surveys = specs["kpi_survey_daily"].metadata["workflow_owners"].value.splitlines()
+    assert surveys[-1] == "| none | product-analytics |"
+    # Releases belong to the product owner (owners.releases), uptime to the reliability owners.
+    assert specs["kpi_release_quality"].owners == ["team:product-analytics"]
+    assert specs["kpi_uptime_monthly"].owners == ["team:sre-team"]
 
 
 @pytest.fixture

@@ -64,6 +64,7 @@ from kpi_pipeline.kpis.retries import RETRY_ATTEMPT_COLUMNS, retry_daily
 from kpi_pipeline.kpis.roi import roi_daily
 from kpi_pipeline.kpis.scorecard import scorecard
 from kpi_pipeline.kpis.surveys import (
+    NO_WORKFLOW,
     SURVEY_ATTEMPT_COLUMNS,
     SURVEY_EVENT_COLUMNS,
     response_task_ids,
@@ -211,10 +212,14 @@ def kpi_assets(
         source: str = "telemetry",
         group_name: str = KPI_GROUP,
         engine: str = "pandas",
+        no_workflow: str | None = None,
         **extra: object,
     ) -> Callable:
-        """A warehouse table; ``engine`` is its compute kind (``duckdb`` where it reads telemetry)."""
+        """A warehouse table; ``engine`` is its compute kind (``duckdb`` where it reads telemetry);
+        ``no_workflow``: the workflow name of its rows about no workflow (their owner is
+        ``default_owner``, listed with the workflows' owners)."""
         spec = table(name)
+        owned = {"workflow_owners": workflow_owner_table(config, [no_workflow] if no_workflow else [])}
         return dg.asset(
             name=name,
             partitions_def=partitions if partitioned else None,
@@ -226,7 +231,7 @@ def kpi_assets(
             owners=owners,
             kinds={engine, "sql"},
             description=f"{spec.description} Grain: {', '.join(spec.grain)}. See README, '{name}'.",
-            metadata={**table_metadata(spec, source), **(by_workflow if owners is workflow_owners else {})},
+            metadata={**table_metadata(spec, source), **(owned if owners is workflow_owners else {})},
             ins=dict(ins),
             **extra,
         )
@@ -509,6 +514,7 @@ def kpi_assets(
         },
         engine="duckdb",
         deps=[dg.AssetDep("task_starts", partition_mapping=day_window(-1, 0))],
+        no_workflow=NO_WORKFLOW,
     )
     def kpi_survey_daily(
         context: dg.AssetExecutionContext,

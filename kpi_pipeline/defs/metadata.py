@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 import numpy as np
@@ -30,9 +30,11 @@ def column_schema(spec: TableSpec) -> dg.TableSchema:
 NEEDS = "kpi_pipeline/needs_source"
 
 
-def workflow_owner_table(config: KpiConfig) -> dg.MetadataValue:
-    """Each configured workflow and its owner, as a markdown table for a table's definition metadata."""
-    rows = [f"| {name} | {config.workflow_owner(name)} |" for name in sorted(config.workflows)]
+def workflow_owner_table(config: KpiConfig, others: Sequence[str] = ()) -> dg.MetadataValue:
+    """Each configured workflow (and ``others``, such as the survey table's ``none``) and its owner,
+    as a markdown table for a table's definition metadata."""
+    names = [*sorted(config.workflows), *others]
+    rows = [f"| {name} | {config.workflow_owner(name)} |" for name in names]
     return dg.MetadataValue.md("\n".join(["| workflow | owner |", "|---|---|", *rows]))
 
 
