@@ -327,13 +327,14 @@ def test_a_day_after_the_data_that_a_ui_backfill_reaches_gets_empty_observabilit
     pipeline_run: PipelineRun, tmp_path: Path
 ) -> None:
     """A UI backfill of the data's days also targets the next day's attempts and their readers
-    (the partition mappings reach it), but not the attempt events of a day whose telemetry does not
-    exist: the errors and step latency of such a day are no rows, not a failed run."""
+    (the partition mappings reach it), but not the telemetry or attempt events of a day that has
+    none: the errors, step latency and surveys of such a day are no rows, not a failed run."""
     shutil.copytree(pipeline_run.settings.data_dir, tmp_path, dirs_exist_ok=True)
     settings = settings_for(tmp_path)
     defs = build_definitions(settings)
     after = (pipeline_run.days[-1] + dt.timedelta(days=1)).isoformat()
-    selection = [dg.AssetKey(n) for n in ("task_attempts", "kpi_errors_daily", "kpi_step_latency_daily")]
+    names = ("task_attempts", "kpi_errors_daily", "kpi_step_latency_daily", "kpi_survey_daily")
+    selection = [dg.AssetKey(n) for n in names]
     job = defs.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
         partition_key=after, asset_selection=selection, instance=dg.DagsterInstance.ephemeral()
@@ -341,6 +342,6 @@ def test_a_day_after_the_data_that_a_ui_backfill_reaches_gets_empty_observabilit
     assert result.success
     warehouse = Warehouse(settings.warehouse_url)
     day = dt.date.fromisoformat(after)
-    for name in ("kpi_errors_daily", "kpi_step_latency_daily"):
+    for name in names[1:]:
         assert warehouse.read(name, date_range=(day, day)).empty
         assert len(warehouse.read(name)) > 0  # the data's own days are untouched

@@ -524,6 +524,9 @@ def kpi_assets(
         task_attempts: StagedDays,
     ) -> dg.Output[pd.DataFrame]:
         def surveys_of(day: dt.date) -> pd.DataFrame:
+            if not staged(kpi_data, day):
+                context.log.info(f"telemetry of {day} is not staged: no survey rows")
+                return empty_frame(table("kpi_survey_daily"))
             events = telemetry_events.relation(day, day)
             if "survey" not in events.columns:
                 context.log.info(
