@@ -675,3 +675,28 @@ def test_freshness_passes_within_the_limit_and_warns_beyond_it() -> None:
 def test_freshness_without_data_warns() -> None:
     outcome = freshness("support_tickets", None, pd.Timestamp("2025-01-10T12:00:00Z"), 48)
     assert (outcome.passed, outcome.message) == (False, "support_tickets: nothing staged yet")
+
+
+def test_kpi_sanity_bounds_nps_and_the_survey_and_observability_parts() -> None:
+    from kpi_pipeline.kpis.surveys import survey_daily
+    from kpi_pipeline_tests import test_kpis_surveys as fixture
+
+    good = survey_daily(fixture._responses(), fixture.ATTEMPTS, fixture.CONFIG, fixture.D)
+    assert kpi_sanity("kpi_survey_daily", good).passed
+    bad = good.copy()
+    bad.loc[0, "nps"] = 120.0
+    bad.loc[1, "paired_responses"] = bad.loc[1, "responses"] + 1
+    bad.loc[2, "unhappy_completion_rate"] = 1.5
+    violations = jsonable(kpi_sanity("kpi_survey_daily", bad))["violations"]
+    assert set(violations) == {
+        "nps in [-100, 100]",
+        "paired_responses <= responses",
+        "unhappy_completion_rate in [0, 1]",
+    }
+    retries = pd.DataFrame(
+        {"date": ["2025-01-03"], "workflow": ["w"], "failed_attempts": [2], "retried": [3], "recovered": [3]}
+    )
+    assert set(jsonable(kpi_sanity("kpi_retry_daily", retries))["violations"]) == {
+        "has the spec's columns",
+        "retried <= failed_attempts",
+    }
