@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kpi_pipeline.config import BUILTIN_SURVEYS
 from kpi_pipeline.contract import TELEMETRY_FIELDS, TELEMETRY_REQUIRED
 
 HERE = Path(__file__).resolve().parent
@@ -44,7 +45,7 @@ RUNS_LINE = re.compile(r"^done: (\d+) runs succeeded, (\d+) failed, (\d+) skippe
 FIELDS = TELEMETRY_FIELDS  # the contract's fields, read by the floor as the project reads them
 REQUIRED = TELEMETRY_REQUIRED
 TASK_TYPES = ("task_started", "task_step", "task_completed", "task_error", "task_fallback")
-EVENT_TYPES = (*TASK_TYPES, "feature_used", "help_viewed")
+EVENT_TYPES = (*TASK_TYPES, "feature_used", "help_viewed", "survey_response")
 REQUIRED_FOR = {
     "workflow": TASK_TYPES,
     "task_id": TASK_TYPES,
@@ -370,6 +371,12 @@ def _event_type_sql(aliases: Sequence[Mapping[str, Any]]) -> str:
     return f"CASE {' '.join(cases)} ELSE event_type END" if cases else "event_type"
 
 
+def _scale_sql(end: int) -> str:
+    """The low (0) or high (1) end of the answer's built-in survey scale, in SQL."""
+    whens = " ".join(f"WHEN {_sql_text(name)} THEN {s.scale[end]}" for name, s in BUILTIN_SURVEYS.items())
+    return f"CASE survey {whens} END"
+
+
 def _reason_sql() -> str:
     """The first quarantine reason that applies to a parsed row (duplicates come after)."""
 
@@ -388,6 +395,15 @@ def _reason_sql() -> str:
         "WHEN ts IS NULL THEN 'bad_timestamp'",
         "WHEN CAST(ts AS DATE) <> day THEN 'outside_partition'",
         f"WHEN et NOT IN {listed(EVENT_TYPES)} THEN 'unknown_event_type'",
+        # Survey answers, against the built-in surveys (the sample kpi.yaml's).
+        f"WHEN et = 'survey_response' AND {missing('survey')} THEN 'missing_field:survey'",
+        f"WHEN et = 'survey_response' AND {missing('score')} THEN 'missing_field:score'",
+        f"WHEN et = 'survey_response' AND survey NOT IN {listed(BUILTIN_SURVEYS)} THEN 'bad_value:survey'",
+        "WHEN et = 'survey_response' AND NOT coalesce(TRY_CAST(score AS DOUBLE) BETWEEN "
+        + _scale_sql(0)
+        + " AND "
+        + _scale_sql(1)
+        + ", false) THEN 'bad_value:score'",
         "WHEN coalesce(trim(duration_ms), '') <> '' AND coalesce(TRY_CAST(duration_ms AS DOUBLE) < 0, true) "
         "THEN 'bad_value:duration_ms'",
     ]
@@ -423,8 +439,9 @@ def _csv_rows(con: Any, index: int, day: str, path: str) -> str:
         "auto_detect = false, ignore_errors = true, store_rejects = true, "
         f"rejects_table = 'rejects_{index}', rejects_scan = 'scans_{index}')"
     )
-    values = ", ".join(f'"{n}" AS {n}' if n in header else f"NULL AS {n}" for n in FIELDS)
-    nulls = ", ".join(f"NULL AS {n}" for n in FIELDS)
+    # Absent columns are typed text, so a later file of the day that has them inserts by name.
+    values = ", ".join(f'"{n}" AS {n}' if n in header else f"NULL::VARCHAR AS {n}" for n in FIELDS)
+    nulls = ", ".join(f"NULL::VARCHAR AS {n}" for n in FIELDS)
     head = f"SELECT DATE {_sql_text(day)} AS day, {index} AS file"
     return (
         f"{head}, {index * FILE_STRIDE} + rowid AS ord, NULL AS line_no, false AS malformed, {values}, "
