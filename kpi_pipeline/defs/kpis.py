@@ -127,11 +127,25 @@ def per_day(
     return pd.concat(filled, ignore_index=True) if len(filled) > 1 else (filled or frames)[0]
 
 
-def staged(kpi_data: KpiData, day: dt.date) -> bool:
-    """Whether the day's telemetry was staged. A UI backfill also targets days after its range whose
-    partitions read it (the next day's attempts, 28-day windows): a day never staged gets no rows
-    rather than invented ones, and its readers do not wait for partitions that cannot exist."""
-    return kpi_data.staged_row_counts(dg.AssetKey(TELEMETRY_EVENTS.name), [day.isoformat()])[0] is not None
+def if_staged(
+    context: dg.AssetExecutionContext,
+    kpi_data: KpiData,
+    spec: TableSpec,
+    compute: Callable[[dt.date], pd.DataFrame],
+) -> Callable[[dt.date], pd.DataFrame]:
+    """``compute``, except on a day whose telemetry was never staged, which gets no rows. A UI
+    backfill also targets days after its range whose partitions read it (the next day's attempts,
+    28-day windows): such a day gets no rows rather than invented ones, and its readers do not wait
+    for partitions that cannot exist."""
+
+    def guarded(day: dt.date) -> pd.DataFrame:
+        counts = kpi_data.staged_row_counts(dg.AssetKey(TELEMETRY_EVENTS.name), [day.isoformat()])
+        if counts[0] is None:
+            context.log.info(f"telemetry of {day} is not staged: no {spec.name} rows")
+            return empty_frame(spec)
+        return compute(day)
+
+    return guarded
 
 
 def on_date(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
@@ -340,9 +354,6 @@ def kpi_assets(
         first, last = attempt_event_offsets(config)
 
         def events_of(day: dt.date) -> pd.DataFrame:
-            if not staged(kpi_data, day):
-                context.log.info(f"telemetry of {day} is not staged: no attempts, no attempt events")
-                return empty_frame(ATTEMPT_EVENTS)
             window = telemetry_events.relation(day + dt.timedelta(days=first), day + dt.timedelta(days=last))
             return attempt_events(window, task_attempts.day(day), config)
 
@@ -353,7 +364,9 @@ def kpi_assets(
                 "error_events": int((kinds == "task_error").sum()),
             }
 
-        days, headline = staged_per_day(context, kpi_data, events_of, count)
+        days, headline = staged_per_day(
+            context, kpi_data, if_staged(context, kpi_data, ATTEMPT_EVENTS, events_of), count
+        )
         return dg.Output(days, metadata=_headline(headline))
 
     # user_days of D waits for D-1's (a chain, as task_starts): new users of D look up every earlier day.
@@ -429,9 +442,6 @@ def kpi_assets(
         context: dg.AssetExecutionContext, kpi_data: KpiData, attempt_events: StagedDays
     ) -> dg.Output[pd.DataFrame]:
         def latency_of(day: dt.date) -> pd.DataFrame:
-            if not staged(kpi_data, day):
-                context.log.info(f"telemetry of {day} is not staged: no step latency rows")
-                return empty_frame(table("kpi_step_latency_daily"))
             return step_latency_daily(attempt_events.relation(day, day), config)
 
         def headline(day: pd.DataFrame) -> dict[str, object]:
@@ -442,7 +452,11 @@ def kpi_assets(
                 "slow_rate": _rate(slow, day.loc[slow.index, "events"]),
             }
 
-        return _output(per_day(context, latency_of, headline))
+        return _output(
+            per_day(
+                context, if_staged(context, kpi_data, table("kpi_step_latency_daily"), latency_of), headline
+            )
+        )
 
     @warehouse_asset(
         "kpi_errors_daily",
@@ -460,9 +474,6 @@ def kpi_assets(
         attempt_events: StagedDays,
     ) -> dg.Output[pd.DataFrame]:
         def errors_of(day: dt.date) -> pd.DataFrame:
-            if not staged(kpi_data, day):
-                context.log.info(f"telemetry of {day} is not staged: no error rows")
-                return empty_frame(table("kpi_errors_daily"))
             return errors_daily(task_attempts.day(day), attempt_events.day(day))
 
         def headline(day: pd.DataFrame) -> dict[str, object]:
@@ -471,7 +482,9 @@ def kpi_assets(
                 "recovery_rate": _rate(day["recovered_attempts"], day["error_attempts"]),
             }
 
-        return _output(per_day(context, errors_of, headline))
+        return _output(
+            per_day(context, if_staged(context, kpi_data, table("kpi_errors_daily"), errors_of), headline)
+        )
 
     @warehouse_asset(
         "kpi_retry_daily",
@@ -524,9 +537,6 @@ def kpi_assets(
         task_attempts: StagedDays,
     ) -> dg.Output[pd.DataFrame]:
         def surveys_of(day: dt.date) -> pd.DataFrame:
-            if not staged(kpi_data, day):
-                context.log.info(f"telemetry of {day} is not staged: no survey rows")
-                return empty_frame(table("kpi_survey_daily"))
             events = telemetry_events.relation(day, day)
             if "survey" not in events.columns:
                 context.log.info(
@@ -549,7 +559,9 @@ def kpi_assets(
                 "unhappy_completions": int(day["unhappy_completions"].sum()),
             }
 
-        return _output(per_day(context, surveys_of, headline))
+        return _output(
+            per_day(context, if_staged(context, kpi_data, table("kpi_survey_daily"), surveys_of), headline)
+        )
 
     @warehouse_asset(
         "kpi_ticket_deflection_daily",
@@ -617,13 +629,11 @@ def kpi_assets(
         context: dg.AssetExecutionContext, kpi_data: KpiData, daily_activity: StagedDays
     ) -> dg.Output[pd.DataFrame]:
         def adoption_of(day: dt.date) -> pd.DataFrame:
-            if not staged(kpi_data, day):
-                context.log.info(f"telemetry of {day} is not staged: no adoption rows")
-                return empty_frame(table("kpi_feature_adoption_daily"))
             window = daily_activity.frame(day - dt.timedelta(days=TRAILING_DAYS - 1), day)
             return feature_adoption_daily(window, day).sort_values("users_28d", ascending=False)
 
-        return _output(per_day(context, adoption_of, lambda day: {"features": len(day)}))
+        adoption = if_staged(context, kpi_data, table("kpi_feature_adoption_daily"), adoption_of)
+        return _output(per_day(context, adoption, lambda day: {"features": len(day)}))
 
     @warehouse_asset(
         "kpi_roi_daily",
