@@ -1099,12 +1099,13 @@ _CES_P = {  # score 1..7
     "failed": [0.22, 0.22, 0.2, 0.16, 0.1, 0.06, 0.04],
 }
 _NPS_P = [0.03, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.15, 0.2, 0.2, 0.15]  # score 0..10
-SURVEY_BAD_KINDS: tuple[str, ...] = (
-    f"{MISSING_FIELD}:survey",
-    f"{MISSING_FIELD}:score",
-    f"{BAD_VALUE}:survey",
-    f"{BAD_VALUE}:score",
-)
+# Each new survey quarantine kind and the (survey, score) of the bad answer that shows it.
+SURVEY_BAD_ANSWERS: dict[str, tuple[str | None, str | None]] = {
+    f"{MISSING_FIELD}:survey": (None, "4"),
+    f"{MISSING_FIELD}:score": ("csat", None),
+    f"{BAD_VALUE}:survey": ("csat_v2", "4"),
+    f"{BAD_VALUE}:score": ("csat", "7"),
+}
 
 
 def _survey_responses(
@@ -1185,17 +1186,18 @@ def _survey_file(
     }
     bad: dict[str, int] = {}
     if n:
-        picks = rng.integers(0, n, len(SURVEY_BAD_KINDS))
+        picks = rng.integers(0, n, len(SURVEY_BAD_ANSWERS))
         broken = _take_cols(cols, picks)
-        k = len(SURVEY_BAD_KINDS)
         broken["event_id"] = _numbered("svy_bad_", ids[picks], 8)
-        broken["survey"] = pa.array([None, "csat", "csat_v2", "csat"], type=pa.string())
-        broken["score"] = pa.array(["4", None, "4", "7"], type=pa.string())
+        for name, values in zip(
+            ("survey", "score"), zip(*SURVEY_BAD_ANSWERS.values(), strict=True), strict=True
+        ):
+            broken[name] = pa.array(values, type=pa.string())
         cols = {
             name: pa.concat_arrays([col.cast(pa.string()), broken[name].cast(pa.string())])
             for name, col in cols.items()
         }
-        bad = dict.fromkeys(SURVEY_BAD_KINDS[:k], 1)
+        bad = dict.fromkeys(SURVEY_BAD_ANSWERS, 1)
     lines = _json_lines(cols, list(cols), numeric_fields=frozenset({"score"}))
     return _text(lines), bad
 
