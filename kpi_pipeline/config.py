@@ -14,11 +14,14 @@ import datetime as dt
 import functools
 import math
 import re
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import holidays
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -29,7 +32,7 @@ from pydantic import (
 )
 from upath import UPath
 
-from kpi_pipeline.contract import EVENT_TYPES
+from kpi_pipeline.contract import EVENT_TYPES, TICKET_PRIORITIES
 from kpi_pipeline.sources.model import Sources
 from kpi_pipeline.storage import URL_SCHEME, location
 
@@ -123,6 +126,8 @@ class EventAlias(_Strict):
 
 class Scorecard(_Strict):
     threshold: float = number(0.05, ge=0, le=MAX_RATIO)
+    # A rate is flagged only when its p-value is below this; 1.0 flags on the threshold alone.
+    alpha: float = number(0.05, gt=0, le=1)
 
 
 Share = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=1)]
@@ -177,6 +182,90 @@ BUILTIN_SURVEYS: dict[str, Survey] = {
 }
 
 
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+Amount = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=MAX_AMOUNT)]
+SlaMinutes = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0, le=MAX_WINDOW_HOURS * 60)]
+
+
+def _clock_minute(value: Any) -> Any:
+    """A local wall-clock time ``HH:MM`` (``24:00`` = the end of the day) → minutes after midnight."""
+    match = re.fullmatch(r"([0-9]{2}):([0-9]{2})", value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f'expected a time like "09:00" (quoted), got {_render(value)}')
+    hours, minutes = int(match[1]), int(match[2])
+    if minutes > 59 or hours > 24 or (hours == 24 and minutes):
+        raise ValueError(f"{value!r} is not a time of day (00:00 to 24:00)")
+    return hours * 60 + minutes
+
+
+ClockMinute = Annotated[int, BeforeValidator(_clock_minute)]
+
+
+class BusinessHours(_Strict):
+    """When support works (the ``*_business_*`` columns of kpi_support_daily): on the listed
+    weekdays, from ``start`` (included) to ``end`` (excluded) local time in ``timezone``, except
+    on the listed holidays and, with ``country`` (``DE``, ``US``, ``DE-BY`` …), that country's
+    public holidays from the ``holidays`` package. Times are stored as minutes after midnight."""
+
+    timezone: str
+    days: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
+    start: ClockMinute
+    end: ClockMinute
+    holidays: tuple[CalendarDate, ...] = ()
+    country: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{name!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
+        return name
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, code: str | None) -> str | None:
+        if code is not None:
+            country, _, subdivision = code.partition("-")
+            try:
+                holidays.country_holidays(country, subdiv=subdivision or None)
+            except NotImplementedError as exc:
+                raise ValueError(f"{code!r}: {exc}") from None
+        return code
+
+    @model_validator(mode="after")
+    def _start_before_end(self) -> BusinessHours:
+        if self.start >= self.end:
+            raise ValueError("start is not before end (hours past midnight are not supported)")
+        if not self.days:
+            raise ValueError("days is empty: list at least one weekday")
+        return self
+
+
+def _known_priorities(targets: dict[str, float]) -> dict[str, float]:
+    unknown = sorted(set(targets) - set(TICKET_PRIORITIES))
+    if unknown:
+        raise ValueError(f"{unknown[0]!r} is not a ticket priority ({', '.join(TICKET_PRIORITIES)})")
+    return targets
+
+
+class Sla(_Strict):
+    """Targets in minutes by ticket priority (business minutes when business_hours is set)."""
+
+    first_reply: Annotated[dict[str, SlaMinutes], AfterValidator(_known_priorities)] = {}
+    resolution: Annotated[dict[str, SlaMinutes], AfterValidator(_known_priorities)] = {}
+
+
+class Support(_Strict):
+    """Support service (kpi_support_daily): cost per ticket by channel, business hours, SLAs."""
+
+    cost_per_ticket_by_channel: dict[str, Amount] = {}
+    business_hours: BusinessHours | None = None
+    sla: Sla = Sla()
+
+
 class Quality(_Strict):
     """Thresholds of the data-quality checks."""
 
@@ -229,6 +318,7 @@ class KpiConfig(_Strict):
     owners: Owners = Owners()
     scorecard: Scorecard = Scorecard()
     reliability: Reliability = Reliability()
+    support: Support = Support()
     # Known surveys by name (matched as written): the built-in csat, ces and nps unless redefined.
     surveys: dict[str, Survey] = BUILTIN_SURVEYS
     quality: Quality = Quality()

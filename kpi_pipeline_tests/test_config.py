@@ -183,6 +183,7 @@ NUMERIC_KEYS: list[tuple[str, str, float, bool, float]] = [
     ("windows.retry", "float", 0, False, 8760),
     ("activation_days", "float", 0, False, 3660),
     ("scorecard.threshold", "float", 0, True, 100),
+    ("scorecard.alpha", "float", 0, False, 1),
     ("reliability.slo", "float", 0, True, 1),
     ("quality.quarantine_rate_error", "float", 0, True, 1),
     ("quality.quarantine_rate_warn", "float", 0, True, 1),
@@ -544,3 +545,82 @@ def test_outage_weights_are_shares_of_known_severities(tmp_path: Path, weights: 
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value) == f"{path}: invalid configuration: {reason}"
+
+
+# --- support and scorecard.alpha (issue 15) ----------------------------------------------------
+
+
+def test_support_keys_load_with_times_as_minutes_and_defaults() -> None:
+    config = parse_config(
+        {
+            "support": {
+                "cost_per_ticket_by_channel": {"phone": 40, "chat": 12.5},
+                "business_hours": {
+                    "timezone": "Europe/Berlin",
+                    "start": "09:00",
+                    "end": "24:00",
+                    "holidays": ["2026-12-24"],
+                    "country": "DE-BY",
+                },
+                "sla": {"first_reply": {"urgent": 60}, "resolution": {"low": 5760}},
+            }
+        }
+    )
+    hours = config.support.business_hours
+    assert hours is not None
+    assert (hours.start, hours.end, hours.days) == (540, 1440, ("mon", "tue", "wed", "thu", "fri"))
+    assert hours.holidays == (dt.date(2026, 12, 24),) and hours.country == "DE-BY"
+    assert config.support.cost_per_ticket_by_channel == {"phone": 40.0, "chat": 12.5}
+    assert config.support.sla.first_reply == {"urgent": 60.0} and config.support.sla.resolution == {
+        "low": 5760.0
+    }
+    default = parse_config({})
+    assert default.support.business_hours is None and default.support.sla.first_reply == {}
+    assert default.scorecard.alpha == 0.05
+
+
+@pytest.mark.parametrize(
+    ("support", "message"),
+    [
+        (
+            {"business_hours": {"timezone": "Europe/Berln", "start": "09:00", "end": "17:00"}},
+            "support.business_hours.timezone: 'Europe/Berln' is not an IANA time zone",
+        ),
+        (
+            {"business_hours": {"timezone": "UTC", "start": 540, "end": "17:00"}},
+            'support.business_hours.start: expected a time like "09:00" (quoted), got 540',
+        ),
+        (
+            {"business_hours": {"timezone": "UTC", "start": "09:60", "end": "17:00"}},
+            "support.business_hours.start: '09:60' is not a time of day",
+        ),
+        (
+            {"business_hours": {"timezone": "UTC", "start": "17:00", "end": "09:00"}},
+            "support.business_hours: start is not before end",
+        ),
+        (
+            {"business_hours": {"timezone": "UTC", "start": "09:00", "end": "17:00", "days": ["monday"]}},
+            "support.business_hours.days.0",
+        ),
+        (
+            {"business_hours": {"timezone": "UTC", "start": "09:00", "end": "17:00", "country": "XX"}},
+            "support.business_hours.country: 'XX'",
+        ),
+        (
+            {"business_hours": {"timezone": "UTC", "start": "09:00", "end": "17:00", "holidays": ["24.12."]}},
+            "support.business_hours.holidays.0",
+        ),
+        (
+            {"sla": {"first_reply": {"Urgent": 60}}},
+            "support.sla.first_reply: 'Urgent' is not a ticket priority",
+        ),
+        ({"sla": {"resolution": {"low": 0}}}, "support.sla.resolution.low"),
+        ({"cost_per_ticket_by_channel": {"phone": -1}}, "support.cost_per_ticket_by_channel.phone"),
+        ({"business_hour": {}}, "support.business_hour"),
+    ],
+)
+def test_bad_support_keys_fail_at_load_naming_the_key(support: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"support": support})
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
