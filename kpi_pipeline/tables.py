@@ -447,6 +447,88 @@ KPI_TABLES: tuple[TableSpec, ...] = (
         "from started_at until resolved_at (open ones until the as-of time).",
     ),
     TableSpec(
+        "kpi_support_daily",
+        ("date", "channel", "priority"),
+        (
+            ("date", "date", "UTC date the tickets were created"),
+            ("channel", "string", "ticket channel ('unknown' when missing)"),
+            ("priority", "string", "ticket priority ('unknown' when missing)"),
+            ("tickets", "int", "tickets created on the date (latest version of each)"),
+            ("solved", "int", "of those, with solved_at"),
+            (
+                "median_first_reply_minutes",
+                "float",
+                "median calendar minutes created_at → first_reply_at over tickets with a reply; "
+                "NULL when none",
+            ),
+            (
+                "median_first_reply_business_minutes",
+                "float",
+                "the same in business minutes; NULL without support.business_hours",
+            ),
+            (
+                "median_resolution_minutes",
+                "float",
+                "median calendar minutes created_at → solved_at over solved tickets; NULL when none",
+            ),
+            (
+                "median_resolution_business_minutes",
+                "float",
+                "the same in business minutes; NULL without support.business_hours",
+            ),
+            (
+                "first_reply_breaches",
+                "int",
+                "tickets with a first_reply target whose time to reply (else to solved_at, else to the "
+                "as-of time) exceeds it",
+            ),
+            _rate("first_reply_breach_rate", "first_reply_breaches / tickets with a first_reply target"),
+            (
+                "resolution_breaches",
+                "int",
+                "tickets with a resolution target whose time to solved_at (else to the as-of time) "
+                "exceeds it",
+            ),
+            _rate("resolution_breach_rate", "resolution_breaches / tickets with a resolution target"),
+            ("reopened", "int", "solved tickets with reopens > 0"),
+            _rate("reopen_rate", "reopened / solved"),
+            ("agent_minutes", "float", "sum of agent_work_minutes (0 when none)"),
+            ("cost", "float", "tickets × support.cost_per_ticket_by_channel[channel], else cost_per_ticket"),
+        ),
+        "Support service per created date, channel and priority: replies, resolutions, SLA breaches, "
+        "reopens, agent time and cost.",
+    ),
+    TableSpec(
+        "kpi_lifecycle_weekly",
+        ("week", "status"),
+        (
+            ("week", "date", "Monday of the UTC week"),
+            ("status", "string", "new, returning, resurrecting or dormant"),
+            ("users", "int", "users with that status in the week"),
+            (
+                "quick_ratio",
+                "float",
+                "(new + resurrecting) / dormant of the week, the same on its four rows; "
+                "NULL when dormant is 0",
+            ),
+        ),
+        "Growth accounting: each week's users by lifecycle status, and the quick ratio.",
+    ),
+    TableSpec(
+        "kpi_cohort_retention",
+        ("unit", "mode", "cohort_week", "week_number"),
+        (
+            ("unit", "string", "user or account"),
+            ("mode", "string", "on (active in that week) or on_or_after (that week or any later one)"),
+            ("cohort_week", "date", "Monday of the week of the unit's first production event"),
+            ("week_number", "int", "weeks since the cohort week (0 = the cohort week)"),
+            ("cohort_size", "int", "users (or accounts) in the cohort"),
+            ("retained", "int", "of those, active as the mode says"),
+            _rate("retention_rate", "retained / cohort_size"),
+        ),
+        "Weekly retention of first-event cohorts of users and of accounts, 'on' and 'on or after'.",
+    ),
+    TableSpec(
         "kpi_scorecard",
         ("workflow",),
         (
@@ -468,12 +550,41 @@ KPI_TABLES: tuple[TableSpec, ...] = (
                 for col in (
                     (metric, kind, f"{metric} over the 7 days ending as_of"),
                     (f"{metric}_prev", kind, f"{metric} over the 7 days before those"),
+                    *(
+                        [
+                            (
+                                f"{metric}_p_value",
+                                "float",
+                                "two-sided pooled two-proportion z-test of the two periods; NULL when "
+                                "either denominator is 0 or the pooled rate is 0 or 1",
+                            )
+                        ]
+                        if kind == "float" and metric != "net_value"
+                        else []
+                    ),
+                    *(
+                        [
+                            (
+                                "completion_rate_ci_low",
+                                "float",
+                                "95 % Wilson interval of completion_rate: low end",
+                            ),
+                            (
+                                "completion_rate_ci_high",
+                                "float",
+                                "95 % Wilson interval of completion_rate: high end",
+                            ),
+                        ]
+                        if metric == "completion_rate"
+                        else []
+                    ),
                 )
             ),
             (
                 "status",
                 "string",
-                "'ok', or 'regressed: <metrics that moved the wrong way beyond the threshold>'",
+                "'ok', or 'regressed: <metrics that moved the wrong way beyond the threshold (rates: "
+                "and with p < alpha)>'",
             ),
         ),
         "One row per workflow: the last 7 days against the 7 before, and what regressed.",
@@ -524,6 +635,22 @@ STATE_TABLES: tuple[TableSpec, ...] = (
         ),
         "The user_days rows that open a user's week (one row per user and active week), so that the "
         "cohort tables read O(users × weeks) rows, not one per user and active day.",
+        partition_column="date",
+        private=True,
+    ),
+    TableSpec(
+        "account_weeks",
+        ("date", "account_id"),
+        (
+            (
+                "date",
+                "date",
+                "the account's first UTC date with production activity in its week (Monday first)",
+            ),
+            ("account_id", "string", "an account active in the week"),
+        ),
+        "The first active day of each account in each week (one row per account and active week): "
+        "what the account cohorts of kpi_cohort_retention read.",
         partition_column="date",
         private=True,
     ),

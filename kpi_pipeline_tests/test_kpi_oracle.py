@@ -655,14 +655,39 @@ def expected_uptime(inp: Inputs) -> list[Row]:
     return rows
 
 
+def _wilson_95(successes: int, trials: int) -> tuple[float | None, float | None]:
+    """The 95 % Wilson score interval in Newcombe's (1998) closed form,
+    (2x + z² ± z·√(z² + 4x(1 − x/n))) / (2(n + z²)), z the exact 0.975 normal quantile (1.959964…,
+    not 1.96); None without trials."""
+    from statistics import NormalDist
+
+    if not trials:
+        return None, None
+    z = NormalDist().inv_cdf(0.975)
+    root = z * math.sqrt(z * z + 4 * successes * (1 - successes / trials))
+    scale = 2 * (trials + z * z)
+    return (2 * successes + z * z - root) / scale, (2 * successes + z * z + root) / scale
+
+
 def expected_scorecard(
     completion: list[Row], deflection: list[Row], roi: list[Row], cfg: KpiConfig, surveys: list[Row]
 ) -> list[Row]:
+    """kpis.md "kpi_scorecard" with kpis-v2.md's p-values, Wilson interval and status rule: a rate
+    flags only when it moved the wrong way by more than the threshold and its p-value is below
+    scorecard.alpha (alpha 1.0: the threshold alone); the CSAT top-box rate is tested the same way
+    (the project's extension of the spec's four rates); attempts and net_value keep the v1 rule."""
     as_of = _shift(max(r["date"] for r in completion), -1)
     periods = {"": (_shift(as_of, -6), as_of), "_prev": (_shift(as_of, -13), _shift(as_of, -7))}
     workflows = list(cfg.workflows) + sorted({r["workflow"] for r in completion} - set(cfg.workflows))
     topic_wf = cfg.topic_to_workflow()
-    threshold = cfg.scorecard.threshold
+    threshold, alpha = cfg.scorecard.threshold, cfg.scorecard.alpha
+    rates = (
+        "completion_rate",
+        "first_pass_rate",
+        "fallback_to_ticket_rate",
+        "deflection_rate",
+        "csat_top_box_rate",
+    )
     rows = []
     for workflow in workflows:
         wf = cfg.workflows.get(workflow)
@@ -672,43 +697,48 @@ def expected_scorecard(
             "primary_outcome": wf.description if wf else "",
             "as_of": as_of,
         }
+        # (successes, trials) of each rate in each period
+        counts: dict[str, dict[str, tuple[int, int]]] = {}
         for suffix, (lo, hi) in periods.items():
             c = [r for r in completion if r["workflow"] == workflow and lo <= r["date"] <= hi]
             d = [r for r in deflection if topic_wf.get(r["topic"]) == workflow and lo <= r["date"] <= hi]
-            attempts = sum(r["attempts"] for r in c)
-            row["completion_rate" + suffix] = _ratio(sum(r["completions"] for r in c), attempts)
-            row["first_pass_rate" + suffix] = _ratio(sum(r["first_pass_completions"] for r in c), attempts)
-            row["fallback_to_ticket_rate" + suffix] = _ratio(
-                sum(r["fallback_tickets"] for r in c), sum(r["fallbacks"] for r in c)
-            )
-            row["deflection_rate" + suffix] = _ratio(
-                sum(r["deflected"] for r in d), sum(r["help_sessions"] for r in d)
-            )
             csat = [
                 r
                 for r in surveys
                 if r["survey"] == "csat" and r["workflow"] == workflow and lo <= r["date"] <= hi
             ]
-            row["csat_top_box_rate" + suffix] = _ratio(
-                sum(round(r["top_box_rate"] * r["responses"]) for r in csat),
-                sum(r["responses"] for r in csat),
-            )
+            attempts = sum(r["attempts"] for r in c)
+            counts[suffix] = {
+                "completion_rate": (sum(r["completions"] for r in c), attempts),
+                "first_pass_rate": (sum(r["first_pass_completions"] for r in c), attempts),
+                "fallback_to_ticket_rate": (
+                    sum(r["fallback_tickets"] for r in c),
+                    sum(r["fallbacks"] for r in c),
+                ),
+                "deflection_rate": (sum(r["deflected"] for r in d), sum(r["help_sessions"] for r in d)),
+                "csat_top_box_rate": (
+                    sum(round(r["top_box_rate"] * r["responses"]) for r in csat),
+                    sum(r["responses"] for r in csat),
+                ),
+            }
+            for metric in rates:
+                row[metric + suffix] = _ratio(*counts[suffix][metric])
             row["attempts" + suffix] = attempts
             row["net_value" + suffix] = sum(
                 r["net_value"] for r in roi if r["workflow"] == workflow and lo <= r["date"] <= hi
             )
+        for metric in rates:
+            row[metric + "_p_value"] = _z_p_value(*counts[""][metric], *counts["_prev"][metric])
+        row["completion_rate_ci_low"], row["completion_rate_ci_high"] = _wilson_95(
+            *counts[""]["completion_rate"]
+        )
         regressed = []
-        for metric, higher_is_better in (
-            ("completion_rate", True),
-            ("first_pass_rate", True),
-            ("fallback_to_ticket_rate", False),
-            ("deflection_rate", True),
-            ("csat_top_box_rate", True),
-        ):
-            now, before = row[metric], row[metric + "_prev"]
+        for metric in rates:
+            now, before, p_value = row[metric], row[metric + "_prev"], row[metric + "_p_value"]
             if not (math.isnan(now) or math.isnan(before)):
-                worse = before - now if higher_is_better else now - before
-                if worse > threshold:
+                worse = now - before if metric == "fallback_to_ticket_rate" else before - now
+                significant = alpha >= 1 or (p_value is not None and p_value < alpha)
+                if worse > threshold and significant:
                     regressed.append(metric)
         for metric in ("attempts", "net_value"):
             now, before = row[metric], row[metric + "_prev"]

@@ -37,8 +37,9 @@ from kpi_pipeline.contract import TELEMETRY_FIELDS, TICKET_FIELDS
 from kpi_pipeline.kpis.attempts import attempt_events, build_attempts
 from kpi_pipeline.kpis.errors import errors_daily
 from kpi_pipeline.kpis.latency import step_latency_daily
-from kpi_pipeline.kpis.releases import pooled_z_test, release_quality
+from kpi_pipeline.kpis.releases import release_quality
 from kpi_pipeline.kpis.retries import retry_daily
+from kpi_pipeline.kpis.statistics import pooled_z_test
 
 D = dt.date(2025, 1, 10)
 NEXT = D + dt.timedelta(days=1)

@@ -4,16 +4,16 @@ Over all staged attempts: the attempts come from ``task_attempts`` and the step 
 ``attempt_events`` (both read out of core by column), never from telemetry. A release's previous
 release is the workflow's release first seen latest strictly before it (ties: the name that sorts
 last); ``unknown`` is never one and has none. The completion p-value is the standard two-sided
-pooled two-proportion z-test, its normal tail from ``scipy.stats``.
+pooled two-proportion z-test (``kpis.statistics.pooled_z_test``, its normal tail from
+``scipy.stats``).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 from kpi_pipeline.kpis.common import Events, query, ratio
+from kpi_pipeline.kpis.statistics import pooled_z_test
 from kpi_pipeline.tables import conform, table
 
 RELEASE_QUALITY = table("kpi_release_quality")
@@ -60,19 +60,6 @@ _DTYPES = {
     "median_seconds_to_complete": "float64",
     "p95_step_ms": "float64",
 }
-
-
-def pooled_z_test(x1: pd.Series, n1: pd.Series, x2: pd.Series, n2: pd.Series) -> pd.Series:
-    """Two-sided p-value of the pooled two-proportion z-test of x1/n1 against x2/n2; NaN where
-    either has no trials or the pooled proportion is 0 or 1 (no variance to test against)."""
-    a, b = n1.astype("float64"), n2.astype("float64")
-    pooled = (x1.astype("float64") + x2.astype("float64")) / (a + b)
-    defined = (a > 0) & (b > 0) & (pooled > 0) & (pooled < 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        se = np.sqrt(pooled * (1 - pooled) * (1 / a + 1 / b))
-        z = (x1 / a - x2 / b) / se
-    p = 2 * stats.norm.sf(np.abs(z.to_numpy(dtype="float64", na_value=np.nan)))
-    return pd.Series(p, index=x1.index, dtype="float64").where(defined.fillna(False).astype(bool))
 
 
 def _previous(out: pd.DataFrame) -> pd.Series:

@@ -67,6 +67,17 @@ ORDERED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("respondents", "responses"),
         ("unhappy_completions", "paired_responses"),
     ),
+    "kpi_support_daily": (
+        ("solved", "tickets"),
+        ("first_reply_breaches", "tickets"),
+        ("resolution_breaches", "tickets"),
+        ("reopened", "solved"),
+    ),
+    "kpi_cohort_retention": (("retained", "cohort_size"),),
+    "kpi_scorecard": (
+        ("completion_rate_ci_low", "completion_rate"),
+        ("completion_rate", "completion_rate_ci_high"),
+    ),
 }
 # Columns bounded otherwise than rates: name -> (low, high), both included.
 BOUNDED_COLUMNS: dict[str, tuple[float, float]] = {"nps": (-100.0, 100.0)}
@@ -76,7 +87,7 @@ FUNNEL_GROUP: tuple[str, str] = ("date", "workflow")
 FUNNEL_START = "started"
 
 _RATE_NAMES = frozenset({"stickiness", "conversion_from_start", "baseline_completion_rate", "uptime", "slo"})
-_RATE_SUFFIXES = ("_rate", "_rate_28d", "_rate_during", "_rate_prev", "_p_value")
+_RATE_SUFFIXES = ("_rate", "_rate_28d", "_rate_during", "_rate_prev", "_p_value", "_ci_low", "_ci_high")
 
 
 def is_rate_column(name: str, kind: str) -> bool:
