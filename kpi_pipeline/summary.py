@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from kpi_pipeline.config import KpiConfig, load_config
+from kpi_pipeline.kpis.scorecard import not_significant
 from kpi_pipeline.settings import Settings
 from kpi_pipeline.tables import TABLES
 from kpi_pipeline.warehouse import Warehouse
@@ -107,6 +109,32 @@ def survey_lines(surveys: pd.DataFrame) -> list[str]:
     return lines
 
 
+def support_lines(support: pd.DataFrame) -> list[str]:
+    """SLA breach rates per priority over every date. Every ticket of a priority with a target has
+    it, so a priority's rate is its breaches over the tickets of its rows whose rate is set."""
+    lines = ["SLA breaches by priority over all dates (first reply / resolution; tickets):"]
+    for priority, rows in support.groupby("priority", sort=False):
+        rates = []
+        for kind in ("first_reply", "resolution"):
+            with_target = rows[rows[f"{kind}_breach_rate"].notna()]
+            total = with_target["tickets"].sum()
+            rates.append(_pct(with_target[f"{kind}_breaches"].sum() / total) if total else "no target")
+        lines.append(f"  {priority:<8} {rates[0]:>9} / {rates[1]:>9}  {int(rows['tickets'].sum()):>6,}")
+    return lines if len(support) else []
+
+
+def lifecycle_lines(lifecycle: pd.DataFrame) -> list[str]:
+    """The last two weeks' users by status and quick ratio (the last one may still be running)."""
+    lines = ["growth by week (quick ratio = (new + resurrecting) / dormant):"]
+    for week, rows in list(lifecycle.groupby("week", sort=True))[-2:]:
+        users = rows.set_index("status")["users"]
+        quick = rows["quick_ratio"].iloc[0]
+        ratio = "n/a" if pd.isna(quick) else f"{quick:.2f}"
+        counts = "  ".join(f"{status} {int(users[status]):,}" for status in users.index)
+        lines.append(f"  week of {week}: {counts}  quick ratio {ratio}")
+    return lines if len(lifecycle) else []
+
+
 # One summary line per observability table that has rows.
 OBSERVABILITY_LINES: dict[str, Callable[[pd.DataFrame], str]] = {
     "kpi_step_latency_daily": step_latency_line,
@@ -157,14 +185,39 @@ def summary_lines(warehouse: Warehouse, settings: Settings) -> list[str]:
         if len(rows):
             lines.append(line(rows))
     lines += survey_lines(warehouse.read("kpi_survey_daily"))
+    lines += support_lines(warehouse.read("kpi_support_daily"))
+    lines += lifecycle_lines(warehouse.read("kpi_lifecycle_weekly"))
     uptime = warehouse.read("kpi_uptime_monthly")
     if uptime["uptime"].notna().any():
         lines.append(uptime_line(uptime))
     card = warehouse.read("kpi_scorecard")
     if len(card):
-        lines.append(f"scorecard as of {card['as_of'].iloc[0]}:")
-        lines += [f"  {row.workflow:<20} {row.status}" for row in card.itertuples(index=False)]
+        lines += scorecard_lines(card, load_config(settings.config_path, settings.config_required))
     return lines
+
+
+def scorecard_lines(card: pd.DataFrame, config: KpiConfig) -> list[str]:
+    """Each workflow's status with the p-value of every flagged rate, and the rates that moved
+    beyond the threshold without being significant (not flagged)."""
+    alpha = config.scorecard.alpha
+    lines = [
+        f"scorecard as of {card['as_of'].iloc[0]} (a rate is flagged only when significant, p < {alpha:g}):"
+    ]
+    quiet = not_significant(card, config)
+    for i, row in card.iterrows():
+        flagged = row["status"].removeprefix("regressed: ").split(", ") if row["status"] != "ok" else []
+        shown = [f"{m} (p {_p(row.get(f'{m}_p_value'))})" if f"{m}_p_value" in row else m for m in flagged]
+        status = "regressed: " + ", ".join(shown) if shown else "ok"
+        held = [f"{m} (p {_p(row[f'{m}_p_value'])})" for m in quiet[i].split(", ") if m]
+        note = f"; beyond the threshold, not significant: {', '.join(held)}" if held else ""
+        lines.append(f"  {row['workflow']:<20} {status}{note}")
+    return lines
+
+
+def _p(value: float) -> str:
+    if pd.isna(value):
+        return "n/a"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def print_summary(settings: Settings) -> None:

@@ -39,8 +39,8 @@ def test_partitions_start_at_the_settings_start_date(tmp_path: Path) -> None:
         partitioned = [node.partitions_def for node in nodes if node.is_partitioned]
         assert {p.get_first_partition_key() for p in partitioned} == {first}
         assert (
-            len(partitioned) == 19
-        )  # raw_telemetry_files, telemetry_events, its quarantine, 16 daily tables
+            len(partitioned) == 20
+        )  # raw_telemetry_files, telemetry_events, its quarantine, 17 daily tables
 
 
 def test_partitions_start_at_kpi_start_date_else_kpi_yaml_else_the_first_day_with_data(

@@ -29,7 +29,7 @@ CHAIN = (
     "kpi_survey_daily",
 )
 RETRIES = "kpi_retry_daily"  # reads the attempts of the next day: it runs after every other day's
-WINDOWS = ("user_weeks", "kpi_engagement_daily", "kpi_feature_adoption_daily")
+WINDOWS = ("user_weeks", "account_weeks", "kpi_engagement_daily", "kpi_feature_adoption_daily")
 
 
 def day(n: int) -> dt.date:
@@ -192,7 +192,7 @@ def test_ranges_in_any_order_equal_one_run_over_all_days(
     assert out.splitlines().count(also.format(1, "2025-01-02")) == 1
     assert out.splitlines().count(also.format(2, "2025-01-01, 2025-01-02")) == 1
     assert (
-        "2025-01-02 11 assets (extra day: reads the range's daily_activity, task_starts, telemetry_events, "
+        "2025-01-02 12 assets (extra day: reads the range's daily_activity, task_starts, telemetry_events, "
         "user_days): ok"
     ) in out
     assert "2025-01-02 8 assets (extra day: reads the range's telemetry_events): ok" in out

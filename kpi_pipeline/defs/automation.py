@@ -75,6 +75,7 @@ DAY_KPI_ASSETS = (
     "daily_activity",
     "user_days",
     "user_weeks",
+    "account_weeks",
     "kpi_task_completion_daily",
     "kpi_funnel_daily",
     "kpi_step_latency_daily",
@@ -88,7 +89,10 @@ DAY_KPI_ASSETS = (
 )
 UNPARTITIONED_KPI_ASSETS = (
     "kpi_retention_weekly",
+    "kpi_cohort_retention",
+    "kpi_lifecycle_weekly",
     "kpi_time_to_value_weekly",
+    "kpi_support_daily",
     "kpi_incidents",
     "kpi_reliability_weekly",
     "kpi_release_quality",

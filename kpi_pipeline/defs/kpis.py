@@ -39,9 +39,9 @@ from kpi_pipeline.defs.resources import (
     StagedDays,
     WarehouseResource,
 )
+from kpi_pipeline.kpis.activity import ACCOUNT_WEEK_COLUMNS, account_weeks, user_days, user_weeks
 from kpi_pipeline.kpis.activity import EVENT_COLUMNS as ACTIVITY_EVENT_COLUMNS
 from kpi_pipeline.kpis.activity import daily_activity as build_daily_activity
-from kpi_pipeline.kpis.activity import user_days, user_weeks
 from kpi_pipeline.kpis.adoption import feature_adoption_daily
 from kpi_pipeline.kpis.attempts import EVENT_COLUMNS as ATTEMPT_EVENT_COLUMNS
 from kpi_pipeline.kpis.attempts import (
@@ -57,12 +57,19 @@ from kpi_pipeline.kpis.deflection import ticket_deflection_daily
 from kpi_pipeline.kpis.engagement import active_on, engagement_daily, first_seen_on
 from kpi_pipeline.kpis.errors import ERROR_ATTEMPT_COLUMNS, errors_daily
 from kpi_pipeline.kpis.latency import step_latency_daily
+from kpi_pipeline.kpis.lifecycle import lifecycle_weekly
 from kpi_pipeline.kpis.releases import RELEASE_ATTEMPT_COLUMNS, RELEASE_EVENT_COLUMNS, release_quality
 from kpi_pipeline.kpis.reliability import attempt_days, incident_impact, reliability_weekly
-from kpi_pipeline.kpis.retention import TIME_TO_VALUE_ATTEMPT_COLUMNS, retention_weekly, time_to_value_weekly
+from kpi_pipeline.kpis.retention import (
+    TIME_TO_VALUE_ATTEMPT_COLUMNS,
+    cohort_retention,
+    retention_weekly,
+    time_to_value_weekly,
+)
 from kpi_pipeline.kpis.retries import RETRY_ATTEMPT_COLUMNS, retry_daily
 from kpi_pipeline.kpis.roi import roi_daily
 from kpi_pipeline.kpis.scorecard import scorecard
+from kpi_pipeline.kpis.support import support_daily, ticket_as_of
 from kpi_pipeline.kpis.surveys import (
     NO_WORKFLOW,
     SURVEY_ATTEMPT_COLUMNS,
@@ -402,6 +409,27 @@ def kpi_assets(
             per_day(context, lambda day: user_weeks(user_days, day), lambda day: {"user_weeks": len(day)})
         )
 
+    # account_weeks of D reads the rollup of D's week up to D (the 6 days before D cover any weekday).
+    @warehouse_asset(
+        "account_weeks",
+        engagement_owners,
+        True,
+        {
+            "daily_activity": dg.AssetIn(
+                partition_mapping=day_window(-(WEEK_DAYS - 1), 0),
+                metadata={"columns": list(ACCOUNT_WEEK_COLUMNS)},
+            )
+        },
+        group_name=INTERMEDIATE_GROUP,
+    )
+    def account_weeks_asset(
+        context: dg.AssetExecutionContext, daily_activity: StagedDays
+    ) -> dg.Output[pd.DataFrame]:
+        def weeks_of(day: dt.date) -> pd.DataFrame:
+            return account_weeks(daily_activity.frame(day - dt.timedelta(days=WEEK_DAYS - 1), day), day)
+
+        return _output(per_day(context, weeks_of, lambda day: {"account_weeks": len(day)}))
+
     @parquet_asset(
         DAILY_ACTIVITY,
         engagement_owners,
@@ -654,14 +682,57 @@ def kpi_assets(
         )
         return _output(out)
 
+    def last_staged_date(kpi_data: KpiData) -> dt.date:
+        """The last staged date: the UTC date of the newest staged event of any environment, as for
+        open incidents' as-of (``date.min`` when nothing is staged)."""
+        latest = kpi_data.staged_max(dg.AssetKey(TELEMETRY_EVENTS.name), "occurred_at")
+        return latest.tz_convert("UTC").date() if latest is not None else dt.date.min
+
     @warehouse_asset("kpi_retention_weekly", engagement_owners, False, {"user_weeks": dg.AssetIn()})
     def kpi_retention_weekly(kpi_data: KpiData, user_weeks: pd.DataFrame) -> dg.Output[pd.DataFrame]:
-        # Weeks run to the last staged date: any environment counts, as for open incidents' as-of.
-        latest = kpi_data.staged_max(dg.AssetKey(TELEMETRY_EVENTS.name), "occurred_at")
-        last = latest.tz_convert("UTC").date() if latest is not None else dt.date.min
-        out = retention_weekly(user_weeks, last)
+        out = retention_weekly(user_weeks, last_staged_date(kpi_data))
         week1 = out[out["week_number"] == 1]
         return _output(out, {"week_1_retention": _rate(week1["retained_users"], week1["cohort_users"])})
+
+    @warehouse_asset(
+        "kpi_cohort_retention",
+        engagement_owners,
+        False,
+        {"user_weeks": dg.AssetIn(), "account_weeks": dg.AssetIn()},
+    )
+    def kpi_cohort_retention(
+        kpi_data: KpiData, user_weeks: pd.DataFrame, account_weeks: pd.DataFrame
+    ) -> dg.Output[pd.DataFrame]:
+        out = cohort_retention(user_weeks, account_weeks, last_staged_date(kpi_data))
+        week4 = out[(out["unit"] == "account") & (out["mode"] == "on_or_after") & (out["week_number"] == 4)]
+        return _output(out, {"account_week_4_on_or_after": _rate(week4["retained"], week4["cohort_size"])})
+
+    @warehouse_asset("kpi_lifecycle_weekly", engagement_owners, False, {"user_weeks": dg.AssetIn()})
+    def kpi_lifecycle_weekly(kpi_data: KpiData, user_weeks: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+        # Weeks run from the first staged date (the earliest telemetry partition) to the last.
+        staged = kpi_data.staged_keys(dg.AssetKey(TELEMETRY_EVENTS.name))
+        if not staged:
+            return _output(empty_frame(table("kpi_lifecycle_weekly")))
+        out = lifecycle_weekly(user_weeks, dt.date.fromisoformat(min(staged)), last_staged_date(kpi_data))
+        latest = out[out["week"] == out["week"].max()]
+        return _output(out, {"quick_ratio": float(latest["quick_ratio"].iloc[0]) if len(latest) else None})
+
+    @warehouse_asset(
+        "kpi_support_daily", support_owners, False, {"support_tickets": dg.AssetIn()}, source="tickets"
+    )
+    def kpi_support_daily(support_tickets: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+        # Unpartitioned: a ticket's row moves with each new export (replies, solves, the as-of time).
+        out = support_daily(support_tickets, config)
+        as_of = ticket_as_of(support_tickets)
+        return _output(
+            out,
+            {
+                "as_of": None if as_of is None else as_of.isoformat(),
+                "tickets": int(out["tickets"].sum()),
+                "first_reply_breaches": int(out["first_reply_breaches"].sum()),
+                "resolution_breaches": int(out["resolution_breaches"].sum()),
+            },
+        )
 
     @warehouse_asset(
         "kpi_time_to_value_weekly",
@@ -782,6 +853,7 @@ def kpi_assets(
         daily_activity,
         user_days_asset,
         user_weeks_asset,
+        account_weeks_asset,
         kpi_task_completion_daily,
         kpi_funnel_daily,
         kpi_step_latency_daily,
@@ -793,7 +865,10 @@ def kpi_assets(
         kpi_feature_adoption_daily,
         kpi_roi_daily,
         kpi_retention_weekly,
+        kpi_cohort_retention,
+        kpi_lifecycle_weekly,
         kpi_time_to_value_weekly,
+        kpi_support_daily,
         kpi_incidents,
         kpi_reliability_weekly,
         kpi_release_quality,

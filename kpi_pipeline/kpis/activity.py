@@ -40,6 +40,21 @@ def week_start(values: pd.Series) -> pd.Series:
     return pd.Series(labels[codes], index=values.index, dtype="str")
 
 
+_EPOCH_MONDAY = pd.Timestamp("1970-01-05")  # a Monday: week indexes count weeks from it
+
+
+def week_index(dates: pd.Series) -> pd.Series:
+    """Whole weeks since 1970-01-05 of the Monday of each ISO date's UTC week."""
+    monday = pd.to_datetime(week_start(dates.astype(str)), format="%Y-%m-%d")
+    return pd.Series((monday - _EPOCH_MONDAY).dt.days.to_numpy() // 7, index=dates.index, dtype="int64")
+
+
+def week_label(index: np.ndarray) -> np.ndarray:
+    """The Monday ISO dates of week indexes."""
+    mondays = _EPOCH_MONDAY + pd.to_timedelta(np.asarray(index, dtype="int64") * 7, unit="D")
+    return mondays.strftime("%Y-%m-%d").to_numpy(dtype=object)
+
+
 def window_dates(day: dt.date, days: int) -> tuple[str, str]:
     """First and last ISO date of the ``days``-day window ending on ``day`` (both included)."""
     return (day - dt.timedelta(days=days - 1)).isoformat(), day.isoformat()
@@ -116,3 +131,21 @@ def user_weeks(user_days: pd.DataFrame, day: dt.date) -> pd.DataFrame:
     out = out.assign(date=day.isoformat())
     out["first_at"] = pd.to_datetime(out["first_at"], utc=True)
     return out.reset_index(drop=True)
+
+
+ACCOUNT_WEEK_COLUMNS: tuple[str, ...] = ("date", "account_id")
+
+
+def account_weeks(activity: pd.DataFrame, day: dt.date) -> pd.DataFrame:
+    """The accounts active on ``day`` (any rollup row carries its account) that were not active
+    earlier in ``day``'s UTC week: each account's first active day of each week, the
+    ``account_weeks`` record the account cohorts read. ``activity`` must hold that week's rollup
+    rows up to ``day``; other rows are ignored."""
+    dates = activity["date"].astype(str)
+    this_week = (week_start(dates) == week_start(pd.Series([day.isoformat()])).iloc[0]).to_numpy(bool)
+    earlier = activity["account_id"][this_week & (dates < day.isoformat()).to_numpy(bool)]
+    today = activity["account_id"][(dates == day.isoformat()).to_numpy(bool)]
+    accounts = pd.Series(today[~today.isin(earlier.unique())].unique(), dtype="string").sort_values()
+    return pd.DataFrame(
+        {"date": day.isoformat(), "account_id": accounts.to_numpy()}, columns=list(ACCOUNT_WEEK_COLUMNS)
+    )

@@ -1,9 +1,11 @@
-"""First-seen users, weekly retention cohorts and time to value.
+"""First-seen users, weekly retention cohorts (``kpi_retention_weekly``, ``kpi_cohort_retention``)
+and time to value.
 
-All three read activity rollup rows over all staged history (the assets give
-them ``user_weeks``: each user's first active day of each week), not raw
-telemetry; time to value also reads every day's attempts, as a DuckDB relation.
-A user's cohort is the Monday of the UTC week of their first production event.
+They read the narrow weekly records over all staged history (``user_weeks``: each user's first
+active day of each week; ``account_weeks``, the same for accounts), not raw telemetry; time to
+value also reads every day's attempts, as a DuckDB relation. A unit's cohort is the Monday of the
+UTC week of its first production event; "on" counts units active in week cohort + n, "on or after"
+units active in that week or any later one up to the week of the last staged date.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import numpy as np
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
-from kpi_pipeline.kpis.activity import week_start
+from kpi_pipeline.kpis.activity import week_index, week_label, week_start
 from kpi_pipeline.kpis.common import Events, query, ratio, relation
 from kpi_pipeline.tables import table
 
 FIRST_SEEN_COLUMNS: tuple[str, ...] = ("user_id", "first_date", "first_at")
 RETENTION_COLUMNS: tuple[str, ...] = table("kpi_retention_weekly").column_names
+COHORT_COLUMNS: tuple[str, ...] = table("kpi_cohort_retention").column_names
+MODES: tuple[str, ...] = ("on", "on_or_after")
 TIME_TO_VALUE_COLUMNS: tuple[str, ...] = table("kpi_time_to_value_weekly").column_names
 # The attempt columns time to value reads (all days' attempts: read only these).
 TIME_TO_VALUE_ATTEMPT_COLUMNS: tuple[str, ...] = ("user_id", "started_at", "completed", "completed_at")
@@ -41,10 +45,61 @@ def _with_cohort(seen: pd.DataFrame) -> pd.DataFrame:
     return seen.assign(cohort_week=week_start(seen["first_date"]))
 
 
-def _weeks_between(first: pd.Series, last: pd.Series) -> np.ndarray:
-    """Whole weeks from Monday ISO dates ``first`` to Monday ISO dates ``last``."""
-    days = pd.to_datetime(last, format="%Y-%m-%d") - pd.to_datetime(first, format="%Y-%m-%d")
-    return (days.dt.days.to_numpy() // 7).astype("int64")
+def active_weeks(rows: pd.DataFrame, unit: str, last_date: dt.date) -> pd.DataFrame:
+    """Distinct (``unit`` id, week index) of the weekly record's rows up to ``last_date``, with each
+    unit's cohort week index (its first week)."""
+    dates = rows["date"].astype(str)
+    history = rows[(dates <= last_date.isoformat()).to_numpy(bool)]
+    weeks = pd.DataFrame({"unit": history[unit].astype(str), "week": week_index(history["date"])})
+    weeks = weeks.drop_duplicates().reset_index(drop=True)
+    return weeks.assign(cohort=weeks.groupby("unit")["week"].transform("min"))
+
+
+def retention_grid(weeks: pd.DataFrame, last_date: dt.date) -> pd.DataFrame:
+    """Per cohort week and week_number 0 … the week of ``last_date``: cohort size, units active in
+    that week (``on``) and units active in it or any later week (``on_or_after``).
+
+    ``weeks`` are :func:`active_weeks` rows. A unit active up to week number k is retained "on or
+    after" every n ≤ k: a reversed cumulative count of each unit's last active week number.
+    """
+    last_week = int(week_index(pd.Series([last_date.isoformat()])).iloc[0])
+    cohorts = weeks.drop_duplicates("unit")
+    sizes = cohorts.groupby("cohort", sort=True).size()
+    span = (last_week - sizes.index.to_numpy(dtype="int64") + 1).clip(min=0)
+    grid = pd.DataFrame(
+        {
+            "cohort": np.repeat(sizes.index.to_numpy(dtype="int64"), span),
+            "cohort_size": np.repeat(sizes.to_numpy(dtype="int64"), span),
+        }
+    )
+    grid["week_number"] = grid.groupby("cohort", sort=False).cumcount().astype("int64")
+
+    numbered = weeks.assign(week_number=weeks["week"] - weeks["cohort"])
+    on = numbered.groupby(["cohort", "week_number"]).size().rename("on")
+    last_seen = numbered.groupby(["unit", "cohort"])["week_number"].max().reset_index()
+    ends = last_seen.groupby(["cohort", "week_number"]).size().rename("ends")
+
+    out = grid.join(on, on=["cohort", "week_number"]).join(ends, on=["cohort", "week_number"])
+    out[["on", "ends"]] = out[["on", "ends"]].fillna(0).astype("int64")
+    reversed_rows = out.iloc[::-1]
+    out["on_or_after"] = reversed_rows.groupby("cohort", sort=False)["ends"].cumsum().iloc[::-1]
+    out["cohort_week"] = week_label(out["cohort"].to_numpy())
+    return out[["cohort_week", "week_number", "cohort_size", "on", "on_or_after"]].reset_index(drop=True)
+
+
+def cohort_retention(
+    user_weeks: pd.DataFrame, account_weeks: pd.DataFrame, last_date: dt.date
+) -> pd.DataFrame:
+    """kpi_cohort_retention: units user and account, modes on and on_or_after, every cohort week
+    and week_number up to the week of ``last_date``. The (user, on) rows are kpi_retention_weekly."""
+    frames = []
+    for unit, rows, key in (("user", user_weeks, "user_id"), ("account", account_weeks, "account_id")):
+        grid = retention_grid(active_weeks(rows, key, last_date), last_date)
+        for mode in MODES:
+            frames.append(grid.assign(unit=unit, mode=mode, retained=grid[mode]))
+    out = pd.concat(frames, ignore_index=True)
+    out["retention_rate"] = ratio(out["retained"], out["cohort_size"])
+    return out[list(COHORT_COLUMNS)].astype(table("kpi_cohort_retention").dtypes())
 
 
 def retention_weekly(activity: pd.DataFrame, last_date: dt.date) -> pd.DataFrame:
@@ -53,32 +108,12 @@ def retention_weekly(activity: pd.DataFrame, last_date: dt.date) -> pd.DataFrame
     Rollup rows after ``last_date`` are ignored. A week in which no cohort
     user came back has ``retained_users`` 0 (the row is still written).
     """
-    history = activity[(activity["date"].astype(str) <= last_date.isoformat()).to_numpy(bool)]
-    cohorts = _with_cohort(first_seen(history))
-    sizes = cohorts.groupby("cohort_week", sort=True)["user_id"].nunique().rename("cohort_users")
-    last_week = week_start(pd.Series([last_date.isoformat()])).iloc[0]
-
-    span = _weeks_between(pd.Series(sizes.index), pd.Series(last_week, index=range(len(sizes)))) + 1
-    grid = pd.DataFrame(
-        {
-            "cohort_week": np.repeat(sizes.index.to_numpy(dtype=object), span),
-            "cohort_users": np.repeat(sizes.to_numpy(), span),
-        }
-    )
-    grid["week_number"] = grid.groupby("cohort_week", sort=False).cumcount().astype("int64")
-
-    visits = history[["user_id", "date"]].drop_duplicates()
-    visits = visits.assign(week=week_start(visits["date"]))[["user_id", "week"]].drop_duplicates()
-    visits = visits.merge(cohorts[["user_id", "cohort_week"]], on="user_id", how="inner")
-    visits["week_number"] = _weeks_between(visits["cohort_week"], visits["week"])
-    retained = visits.groupby(["cohort_week", "week_number"])["user_id"].nunique().rename("retained_users")
-
-    out = grid.merge(retained.reset_index(), on=["cohort_week", "week_number"], how="left")
-    out["retained_users"] = out["retained_users"].fillna(0).astype("int64")
-    out["cohort_users"] = out["cohort_users"].astype("int64")
-    out["cohort_week"] = out["cohort_week"].astype(str)
+    grid = retention_grid(active_weeks(activity, "user_id", last_date), last_date)
+    out = grid.rename(columns={"cohort_size": "cohort_users", "on": "retained_users"})
     out["retention_rate"] = ratio(out["retained_users"], out["cohort_users"])
-    return out[list(RETENTION_COLUMNS)].reset_index(drop=True)
+    return out[list(RETENTION_COLUMNS)].astype(
+        {"cohort_week": "str", "week_number": "int64", "cohort_users": "int64", "retained_users": "int64"}
+    )
 
 
 def time_to_value_weekly(activity: pd.DataFrame, attempts: Events, config: KpiConfig) -> pd.DataFrame:
