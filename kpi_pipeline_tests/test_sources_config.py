@@ -214,3 +214,100 @@ def test_bad_format_and_delimiter() -> None:
     assert "sources.tickets.delimiter: String should have at most 1 character" in error_of(
         {"sources": {"tickets": {**MINIMAL_TICKETS, "delimiter": ";;"}}}
     )
+
+
+def test_minutes_after_counts_from_a_mapped_timestamp_field() -> None:
+    fields = {
+        **MINIMAL_TICKETS["fields"],
+        "first_reply_at": {"column": "Reply mins", "minutes_after": "created_at"},
+    }
+    mapping = parse_config({"sources": {"tickets": {"fields": fields}}}).sources.tickets
+    assert mapping is not None
+    assert mapping.fields["first_reply_at"] == FieldSpec(column="Reply mins", minutes_after="created_at")
+    assert mapping.minutes_fields() == {"first_reply_at": "created_at"}
+    assert "Reply mins" not in mapping.text_columns()  # minutes are numbers, not timestamp text
+    assert "Reply mins" in mapping.read_columns()
+
+
+def test_minutes_after_only_on_timestamp_fields_and_from_one() -> None:
+    def message(**extra: Any) -> str:
+        return error_of({"sources": {"tickets": {"fields": {**MINIMAL_TICKETS["fields"], **extra}}}})
+
+    assert (
+        "sources.tickets: fields.status.minutes_after: only timestamp fields (created_at, updated_at, "
+        "first_reply_at, solved_at) are given as minutes after another"
+    ) in message(status={"column": "State", "minutes_after": "created_at"})
+    assert (
+        "fields.first_reply_at.minutes_after: 'topic' is not a tickets timestamp field (created_at, "
+        "updated_at, first_reply_at, solved_at)"
+    ) in message(first_reply_at={"column": "Mins", "minutes_after": "topic"})
+    assert "fields.first_reply_at.minutes_after: 'createdAt' is not a tickets timestamp field" in message(
+        first_reply_at={"column": "Mins", "minutes_after": "createdAt"}
+    )
+
+
+def test_minutes_after_a_field_the_mapping_does_not_read_from_a_column() -> None:
+    def message(**extra: Any) -> str:
+        return error_of({"sources": {"tickets": {"fields": {**MINIMAL_TICKETS["fields"], **extra}}}})
+
+    assert "fields.first_reply_at.minutes_after: solved_at is not mapped; map fields.solved_at" in message(
+        first_reply_at={"column": "Mins", "minutes_after": "solved_at"}
+    )
+    assert "fields.first_reply_at.minutes_after: a field cannot be minutes after itself" in message(
+        first_reply_at={"column": "Mins", "minutes_after": "first_reply_at"}
+    )
+    chained = message(
+        solved_at={"column": "Solve mins", "minutes_after": "created_at"},
+        first_reply_at={"column": "Mins", "minutes_after": "solved_at"},
+    )
+    assert (
+        "fields.first_reply_at.minutes_after: solved_at is itself minutes after created_at; the field it "
+        "counts from must be read from a timestamp column"
+    ) in chained
+    assert "fields.solved_at.minutes_after" not in chained  # solved_at itself is fine
+    cycle = message(
+        solved_at={"column": "Solve mins", "minutes_after": "first_reply_at"},
+        first_reply_at={"column": "Mins", "minutes_after": "solved_at"},
+    )
+    assert "fields.first_reply_at.minutes_after: solved_at is itself minutes after first_reply_at" in cycle
+    assert "fields.solved_at.minutes_after: first_reply_at is itself minutes after solved_at" in cycle
+
+
+def test_minutes_after_is_not_a_timestamp_format_and_names_a_field() -> None:
+    fields = {
+        **MINIMAL_TICKETS["fields"],
+        "first_reply_at": {"column": "Mins", "minutes_after": "created_at", "format": "%d/%m/%Y"},
+    }
+    assert (
+        "sources.tickets.fields.first_reply_at: format and minutes_after: a column holds "
+        "either timestamps (format) or minutes after another timestamp field (minutes_after), not both"
+    ) in error_of({"sources": {"tickets": {"fields": fields}}})
+    empty = {**MINIMAL_TICKETS["fields"], "first_reply_at": {"column": "Mins", "minutes_after": ""}}
+    assert "sources.tickets.fields.first_reply_at.minutes_after: String should have at least 1 character" in (
+        error_of({"sources": {"tickets": {"fields": empty}}})
+    )
+
+
+def test_zendesk_first_reply_is_minutes_after_creation_and_can_be_overridden() -> None:
+    preset = parse_config({"sources": {"tickets": "zendesk_tickets"}}).sources.tickets
+    assert preset is not None
+    assert preset.fields["first_reply_at"] == FieldSpec(
+        column="First reply time in minutes", minutes_after="created_at"
+    )
+    own = parse_config(
+        {
+            "sources": {
+                "tickets": {"preset": "zendesk_tickets", "fields": {"first_reply_at": "First reply at"}}
+            }
+        }
+    ).sources.tickets
+    assert own is not None and own.fields["first_reply_at"] == FieldSpec(column="First reply at")
+    dropped = parse_config(
+        {"sources": {"tickets": {"preset": "zendesk_tickets", "fields": {"first_reply_at": None}}}}
+    ).sources.tickets
+    assert dropped is not None and "first_reply_at" not in dropped.fields
+    # removing the field it counts from is an error naming both keys
+    message = error_of(
+        {"sources": {"tickets": {"preset": "zendesk_tickets", "fields": {"created_at": None}}}}
+    )
+    assert "fields.first_reply_at.minutes_after: created_at is not mapped" in message

@@ -3,10 +3,12 @@
 The result looks like the rows of a native file (a string column per contract
 field plus ``_line``), so the contract's validation, quarantine and
 latest-version rules apply unchanged. Timestamps are parsed here, with the
-source's format and time zone, and handed on as ISO-8601 UTC text. What the
-mapping itself rejects (a timestamp that does not parse, a value its map does
-not know) travels in ``_reason``; validation merges it with its own reasons
-by the contract's precedence. ``_order`` carries the version order.
+source's format and time zone, and handed on as ISO-8601 UTC text; a field
+given as ``minutes_after`` another is that field's time plus its column's
+minutes. What the mapping itself rejects (a timestamp that does not parse, a
+value its map does not know, minutes that are not a number ≥ 0) travels in
+``_reason``; validation merges it with its own reasons by the contract's
+precedence. ``_order`` carries the version order.
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ from kpi_pipeline.sources.model import FILE_COLUMN, LINE_COLUMN, FieldSpec, Sour
 
 # A timestamp that states its own offset; any other is read in the source's time zone.
 OFFSET_PATTERN = r"(?:Z|UTC|GMT|[+-]\d{2}:?\d{2})$"
+# A number of minutes as exports write numbers (the contract's decimal numbers, as
+# ``ingest.rows.NUMBER_PATTERN``): optional sign, digits with an optional fraction and exponent.
+MINUTES_PATTERN = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+MICROSECONDS_PER_MINUTE = 60_000_000
+# The latest time a field given in minutes may reach: its ISO-8601 text has a four-digit year.
+LAST_MICROSECOND = np.datetime64("9999-12-31T23:59:59.999999", "us").astype(np.int64)
 
 Column = Callable[[str], pd.Series]
 
@@ -158,12 +166,63 @@ def _field_text(
     return values, rejected
 
 
+def minutes_after(base: pd.Series, minutes: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """``base`` (UTC timestamps) plus ``minutes`` (text), to the microsecond; and the rows whose
+    minutes are given but are not a decimal number ≥ 0 (or would pass the year 9999).
+
+    Blank minutes, or a base without a time, give NaT.
+    """
+    text = minutes.str.strip()
+    decimal = text.str.fullmatch(MINUTES_PATTERN).fillna(False).to_numpy(dtype=bool)
+    number = pd.to_numeric(text.where(decimal), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    with np.errstate(invalid="ignore", over="ignore"):
+        micro = np.rint(number * MICROSECONDS_PER_MINUTE)
+        fits = np.isfinite(micro) & (micro >= 0) & (micro <= LAST_MICROSECOND)
+    delta = np.where(fits, micro, 0.0).astype(np.int64)
+    wall = base.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+    fits &= delta <= LAST_MICROSECOND - np.maximum(wall.astype(np.int64), 0)  # NaT counts as 1970
+    stamps = np.where(fits, wall + delta.astype("timedelta64[us]"), np.datetime64("NaT", "us"))
+    result = pd.Series(stamps, index=base.index, dtype="datetime64[us]").dt.tz_localize("UTC")
+    return result, minutes.notna().to_numpy(dtype=bool) & ~fits
+
+
+@dataclass
+class _Timestamps:
+    """A timestamp field of the rows: its ``text`` as handed on, ``parsed`` UTC times, the rows
+    whose text is no timestamp (``unparsed``) and those the mapping rejects (``rejected``)."""
+
+    text: pd.Series
+    parsed: pd.Series
+    unparsed: np.ndarray
+    rejected: np.ndarray
+
+
+def _timestamp_field(
+    name: str, mapping: SourceMapping, column: Column, index: pd.Index, done: dict[str, _Timestamps]
+) -> _Timestamps:
+    """A timestamp field, parsed in the source's format and zone or counted in minutes after
+    another (``minutes_after``; that one is parsed once, kept in ``done``)."""
+    if name in done:
+        return done[name]
+    values, rejected = _field_text(name, mapping, column, index)
+    spec = mapping.fields.get(name)
+    if spec is not None and spec.minutes_after is not None:
+        base = _timestamp_field(spec.minutes_after, mapping, column, index, done)
+        parsed, bad = minutes_after(base.parsed, values)
+        field = _Timestamps(iso_text(parsed), parsed, np.zeros(len(index), dtype=bool), rejected | bad)
+    else:
+        parsed = parse_local_timestamps(values, mapping.format_of(name), mapping.timezone)
+        unparsed = (values.notna() & parsed.isna()).to_numpy(dtype=bool)
+        field = _Timestamps(iso_text(parsed).where(~unparsed, values), parsed, unparsed, rejected)
+    done[name] = field
+    return field
+
+
 def mapped_timestamps(rows: pd.DataFrame, mapping: SourceMapping, name: str, file_label: str) -> pd.Series:
     """One timestamp field of every row (no filters applied), as UTC timestamps; NaT where absent
     or unparseable."""
     column = _column_reader(rows, file_label, _markers(mapping))
-    text, _ = _field_text(name, mapping, column, rows.index)
-    return parse_local_timestamps(text, mapping.format_of(name), mapping.timezone)
+    return _timestamp_field(name, mapping, column, rows.index, {}).parsed
 
 
 def map_rows(rows: pd.DataFrame, mapping: SourceMapping, file_label: str) -> MappedRows:
@@ -182,13 +241,14 @@ def map_rows(rows: pd.DataFrame, mapping: SourceMapping, file_label: str) -> Map
     bad_timestamp = np.zeros(len(rows), dtype=bool)
     labels: list[str] = []
     rejected: list[np.ndarray] = []
+    timestamps: dict[str, _Timestamps] = {}
     for name in fields:
-        values, unknown = _field_text(name, mapping, column, rows.index)
         if name in mapping.TIMESTAMPS:
-            parsed = parse_local_timestamps(values, mapping.format_of(name), mapping.timezone)
-            unparsed = (values.notna() & parsed.isna()).to_numpy(dtype=bool)
-            bad_timestamp |= unparsed
-            values = iso_text(parsed).where(~unparsed, values)
+            field = _timestamp_field(name, mapping, column, rows.index, timestamps)
+            values, unknown = field.text, field.rejected
+            bad_timestamp |= field.unparsed
+        else:
+            values, unknown = _field_text(name, mapping, column, rows.index)
         out[name] = values
         labels.append(f"{BAD_VALUE}:{name}")
         rejected.append(unknown)

@@ -62,7 +62,12 @@ def fold(value: str) -> str:
 
 
 class FieldSpec(_Model):
-    """Where one contract field comes from: a source column (or several, joined), translated."""
+    """Where one contract field comes from: a source column (or several, joined), translated.
+
+    A timestamp field may be given as ``minutes_after`` another timestamp field of the
+    source: its column then holds a number of minutes (a duration such as Zendesk's
+    "First reply time in minutes"), and the field is that field's time plus those minutes.
+    """
 
     column: str | None = None
     columns: tuple[str, ...] = ()
@@ -72,6 +77,7 @@ class FieldSpec(_Model):
     default: str | None = None
     split: str | None = Field(None, min_length=1)
     format: str | None = None
+    minutes_after: str | None = Field(None, min_length=1)
 
     @field_validator("format")
     @classmethod
@@ -89,6 +95,11 @@ class FieldSpec(_Model):
         clashes = sorted({k for k in folded if folded.count(k) > 1})
         if clashes:
             raise ValueError(f"values: keys {clashes} differ only in case or surrounding spaces")
+        if self.minutes_after is not None and self.format is not None:
+            raise ValueError(
+                "format and minutes_after: a column holds either timestamps (format) or minutes "
+                "after another timestamp field (minutes_after), not both"
+            )
         return self
 
     @property
@@ -191,11 +202,40 @@ class SourceMapping(_Model):
                 problems.append(f"fields.{name}.split: only list fields split (here: {lists})")
             if spec.format is not None and name not in self.TIMESTAMPS:
                 problems.append(f"fields.{name}.format: only timestamp fields ({', '.join(self.TIMESTAMPS)})")
+            problems += self._minutes_after_problems(name, spec)
         if self.columns and self.format == "jsonl":
             problems.append("columns: JSON lines name their own fields; columns is for csv and whitespace")
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _minutes_after_problems(self, name: str, spec: FieldSpec) -> list[str]:
+        """What is wrong with a field's ``minutes_after``: it must be a timestamp field given as
+        minutes after another timestamp field that this mapping reads from a column (no chains)."""
+        base = spec.minutes_after
+        if base is None:
+            return []
+        key = f"fields.{name}.minutes_after"
+        timestamps = ", ".join(self.TIMESTAMPS)
+        if name not in self.TIMESTAMPS:
+            return [f"{key}: only timestamp fields ({timestamps}) are given as minutes after another"]
+        if base == name:
+            return [f"{key}: a field cannot be minutes after itself"]
+        if base not in self.TIMESTAMPS:
+            return [f"{key}: {base!r} is not a {self.SOURCE} timestamp field ({timestamps})"]
+        if base not in self.fields:
+            return [f"{key}: {base} is not mapped; map fields.{base} to a timestamp column"]
+        further = self.fields[base].minutes_after
+        if further is not None:
+            return [
+                f"{key}: {base} is itself minutes after {further}; the field it counts from "
+                "must be read from a timestamp column"
+            ]
+        return []
+
+    def minutes_fields(self) -> dict[str, str]:
+        """Timestamp fields given as minutes after another: field → the field it counts from."""
+        return {n: s.minutes_after for n, s in self.fields.items() if s.minutes_after is not None}
 
     def format_of(self, field: str) -> str:
         """The timestamp format of a timestamp field."""
@@ -217,8 +257,10 @@ class SourceMapping(_Model):
         return tuple(dict.fromkeys(n for n in names if n not in PSEUDO_COLUMNS))
 
     def text_columns(self) -> tuple[str, ...]:
-        """Source columns holding timestamps, kept as raw text when JSON is parsed."""
-        names = [n for f in self.TIMESTAMPS if f in self.fields for n in self.fields[f].names]
+        """Source columns holding timestamps, kept as raw text when JSON is parsed (a column of
+        minutes is a number, not one of them)."""
+        timestamps = [f for f in self.TIMESTAMPS if f in self.fields and f not in self.minutes_fields()]
+        names = [n for f in timestamps for n in self.fields[f].names]
         names += [self.version.column] if self.version and self.version.type == "timestamp" else []
         return tuple(dict.fromkeys(n for n in names if n not in PSEUDO_COLUMNS))
 
