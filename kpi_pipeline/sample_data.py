@@ -1,11 +1,12 @@
 """A deterministic, realistic sample data set in the layout of the input data contract.
 
 ``generate_dataset`` simulates the users of a B2B product over a range of days and writes
-telemetry partitions, support-ticket exports and incident exports under a data root, with
-the defects the pipeline has to explain: bad rows of every quarantine reason, blank lines,
-schema drift, an instrumentation bug week (``task_done``) and a SEV1 incident. Everything is
-built column-wise (numpy for the simulation, pyarrow compute for the text), so a million
-events take seconds, and the same arguments always give the same bytes.
+telemetry partitions, support-ticket exports (answered and solved in support's business hours)
+and incident exports under a data root, with the defects the pipeline has to explain: bad rows
+of every quarantine reason, blank lines, schema drift, an instrumentation bug week
+(``task_done``) and a SEV1 incident. Everything is built column-wise (numpy for the
+simulation, pyarrow compute for the text), so a million events take seconds, and the same
+arguments always give the same bytes.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import holidays
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
-from kpi_pipeline.config import KpiConfig, load_config, parse_config
+from kpi_pipeline.config import WEEKDAYS, BusinessHours, KpiConfig, load_config, parse_config
 from kpi_pipeline.contract import (
     BAD_TIMESTAMP,
     BAD_VALUE,
@@ -335,6 +338,7 @@ class _World:
     incidents: tuple[_Incident, ...]
     bug_window: tuple[int, int]  # [from, until) in ms
     bug_workflow: int  # workflow code, -1 when not configured
+    business_hours: BusinessHours | None  # when support agents work (None: around the clock)
 
     @property
     def start_ms(self) -> int:
@@ -643,6 +647,7 @@ def _build_world(
         incidents=_incidents(start, days) if with_incidents else (),
         bug_window=(_ms(bug_from), _ms(bug_until) + DAY),
         bug_workflow=names.index(BUG_WORKFLOW) if BUG_WORKFLOW in names else -1,
+        business_hours=config.support.business_hours,
     )
 
 
@@ -1204,11 +1209,100 @@ def _survey_file(
 
 # ----------------------------------------------------------------------------- tickets
 
+# Agents reply and solve only in support's business hours (kpi.yaml support.business_hours): the
+# delays below are business time, so a ticket created on Friday evening is answered on Monday.
+_REPLY_MEDIAN = 1.5 * HOUR  # business time to the first reply of a normal email ticket
+_SOLVE_MEDIAN = 6 * HOUR  # business time from the first reply to the solve of a normal ticket
+_REPLY_BY_PRIORITY = np.array([1.5, 1.0, 0.6, 0.25])  # factor on the reply time: low … urgent
+_SOLVE_BY_PRIORITY = np.array([1.6, 1.0, 0.7, 0.45])  # factor on the solve time: low … urgent
+_REPLY_BY_CHANNEL = {"chat": 0.3, "phone": 0.1}  # answered live; other channels 1.0
+_NO_REPLY_SHARE = 0.02  # duplicates and spam, solved (merged) without a reply
+_CLOCK_MARGIN_DAYS = 42  # the business-day table reaches this far past the data's end
+
+
+@dataclass(frozen=True)
+class _BusinessClock:
+    """Support's opening intervals ``[opens, closes)`` (UTC ms, sorted) and the business time
+    before and up to the end of each, so business time and instants convert both ways with a
+    ``searchsorted`` per ticket. After ``tail`` (past the data's end) time runs with the calendar,
+    so however long a delay, its instant is finite and later than the data."""
+
+    opens: np.ndarray
+    closes: np.ndarray
+    ends: np.ndarray  # business ms up to the close of each interval (cumulative)
+    tail: int
+
+    @classmethod
+    def build(cls, hours: BusinessHours, first_ms: int, last_ms: int) -> _BusinessClock:
+        """The intervals of every local day from the day before ``first_ms`` to ``last_ms``: the
+        listed weekdays that are neither listed holidays nor public ones of ``country``."""
+        first = EPOCH + dt.timedelta(milliseconds=first_ms) - dt.timedelta(days=1)
+        last = EPOCH + dt.timedelta(milliseconds=last_ms)
+        days = pd.date_range(pd.Timestamp(first), pd.Timestamp(last), freq="D", unit="ms")
+        closed = list(hours.holidays)
+        if hours.country:
+            country, _, subdivision = hours.country.partition("-")
+            years = range(first.year, last.year + 1)
+            closed += holidays.country_holidays(country, subdiv=subdivision or None, years=years).keys()
+        open_day = np.isin(days.day_of_week, [WEEKDAYS.index(day) for day in hours.days]) & ~np.isin(
+            days.to_numpy().astype("datetime64[D]"), np.array(closed, dtype="datetime64[D]")
+        )
+        days = days[open_day]
+        opens = _utc_ms(days + pd.Timedelta(minutes=hours.start), hours.timezone)
+        closes = _utc_ms(days + pd.Timedelta(minutes=hours.end), hours.timezone)
+        keep = closes > opens  # hours inside a spring-forward gap are no hours
+        opens, closes = opens[keep], closes[keep]
+        tail = max(int(closes[-1]) if len(closes) else last_ms, last_ms)
+        return cls(opens=opens, closes=closes, ends=np.cumsum(closes - opens), tail=tail)
+
+    @property
+    def total(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def position(self, at: np.ndarray) -> np.ndarray:
+        """Business ms from the table's start to each instant."""
+        after = self.total + np.maximum(at - self.tail, 0)
+        if not len(self.opens):
+            return after
+        k = np.searchsorted(self.closes, at, side="right")  # the first interval that closes after ``at``
+        i = np.minimum(k, len(self.opens) - 1)
+        inside = self.ends[i] - (self.closes[i] - np.maximum(at, self.opens[i]))
+        return np.where(k < len(self.opens), inside, after)
+
+    def instant(self, position: np.ndarray) -> np.ndarray:
+        """The instant at which each business time is reached (inside an interval, start included)."""
+        after = self.tail + (position - self.total)
+        if not len(self.opens):
+            return after
+        j = np.searchsorted(self.ends, position, side="right")  # the first interval ending after it
+        i = np.minimum(j, len(self.opens) - 1)
+        inside = self.closes[i] - (self.ends[i] - position)
+        return np.where(j < len(self.opens), inside, after)
+
+    def after(self, at: np.ndarray, delay: np.ndarray) -> np.ndarray:
+        """The instant ``delay`` business ms after each instant ``at``."""
+        return self.instant(self.position(at) + delay)
+
+
+def _utc_ms(walls: pd.DatetimeIndex, zone: str) -> np.ndarray:
+    """Naive local wall times → UTC ms: a time the zone repeats at its first occurrence, a time it
+    skips at the end of the gap (as kpi_support_daily's business minutes place them)."""
+    located = walls.tz_localize(zone, ambiguous=np.ones(len(walls), dtype=bool), nonexistent="shift_forward")
+    return located.tz_convert(None).as_unit("ms").to_numpy().view(np.int64)
+
 
 def _tickets(
-    rng: np.random.Generator, world: _World, pop: _Population, ev: dict[str, np.ndarray]
+    rng: np.random.Generator,
+    trng: np.random.Generator,
+    world: _World,
+    pop: _Population,
+    ev: dict[str, np.ndarray],
 ) -> _Tickets:
-    """Tickets after fallbacks, after help views, during the SEV1, and in the background."""
+    """Tickets after fallbacks, after help views, during the SEV1, and in the background.
+
+    ``rng`` draws what it always drew (so the tickets themselves, their priorities, channels and
+    work are those of earlier versions, seed for seed); ``trng`` draws what business hours added.
+    """
     users = len(pop.account)
     active_users = np.unique(ev["user"]) if len(ev["user"]) else np.arange(users)
     production = ev["env"] != _STAGING
@@ -1260,24 +1354,43 @@ def _tickets(
     priority = np.where(
         is_urgent, rng.integers(2, 4, n), rng.choice(len(TICKET_PRIORITIES), n, p=[0.2, 0.55, 0.2, 0.05])
     )
-    first_reply = created_all + (
-        rng.lognormal(np.log(1.5 * HOUR), 0.8, n) * np.array([1.5, 1.0, 0.6, 0.25])[priority]
-    ).astype(np.int64)
-    solved = first_reply + rng.lognormal(np.log(6 * HOUR), 1.0, n).astype(np.int64)
-    pending = np.where(rng.random(n) < 0.25, first_reply + (solved - first_reply) * 2 // 5, NEVER)
+    reply_draw = rng.lognormal(np.log(_REPLY_MEDIAN), 0.8, n)
+    solve_draw = rng.lognormal(np.log(_SOLVE_MEDIAN), 1.0, n)
+    goes_pending = rng.random(n) < 0.25
+    external = rng.integers(1, 500, n)
+    channel = rng.choice(len(TICKET_CHANNELS), n, p=[0.4, 0.3, 0.2, 0.05, 0.05])
+    work_tenths = np.maximum(10, rng.lognormal(np.log(150), 0.8, n).astype(np.int64))
+    reopens = rng.choice(3, n, p=[0.92, 0.07, 0.01])
+
+    by_channel = np.array([_REPLY_BY_CHANNEL.get(c, 1.0) for c in TICKET_CHANNELS])
+    reply_delay = (reply_draw * _REPLY_BY_PRIORITY[priority] * by_channel[channel]).astype(np.int64)
+    solve_delay = (solve_draw * _SOLVE_BY_PRIORITY[priority]).astype(np.int64)
+    no_reply = trng.random(n) < _NO_REPLY_SHARE
+    hours = world.business_hours
+    if hours is None:  # support around the clock: business time is calendar time
+
+        def business_after(at: np.ndarray, delay: np.ndarray) -> np.ndarray:
+            return at + delay
+
+    else:
+        clock = _BusinessClock.build(hours, world.start_ms, world.end_ms + _CLOCK_MARGIN_DAYS * DAY)
+        business_after = clock.after
+    replied = business_after(created_all, reply_delay)  # a duplicate is merged when first looked at
+    solved = np.where(no_reply, replied, business_after(replied, solve_delay))
+    pending = np.where(goes_pending & ~no_reply, business_after(replied, solve_delay * 2 // 5), NEVER)
     return _Tickets(
         created=created_all,
         requester=req,
-        external=rng.integers(1, 500, n),
+        external=external,
         topic=np.concatenate(topic)[order],
-        channel=rng.choice(len(TICKET_CHANNELS), n, p=[0.4, 0.3, 0.2, 0.05, 0.05]),
+        channel=channel,
         priority=priority,
-        first_reply=first_reply,
+        first_reply=np.where(no_reply, NEVER, replied),
         pending=pending,
         solved=solved,
         closed=solved + 72 * HOUR,
-        work_tenths=np.maximum(10, rng.lognormal(np.log(150), 0.8, n).astype(np.int64)),
-        reopens=rng.choice(3, n, p=[0.92, 0.07, 0.01]),
+        work_tenths=work_tenths,
+        reopens=reopens,
     )
 
 
@@ -1559,7 +1672,9 @@ def generate_dataset(
         telemetry_rows += len(part["ts"]) + sum(bad.values())
         for reason, count in bad.items():
             telemetry_bad[reason] = telemetry_bad.get(reason, 0) + count
-    tickets = _tickets(rng, world, pop, ev)
+    # What business hours added to the tickets draws from a generator of its own too, so rng's draws
+    # (which tickets, their priorities, channels, work and reopens) are those of before, seed for seed.
+    tickets = _tickets(rng, np.random.default_rng([seed, 15]), world, pop, ev)
     ticket_rows, ticket_bad = _write_tickets(rng, world, pop, tickets, out, files)
     incident_rows, incident_count, incident_bad = _write_incidents(world, out, files)
     return GenerationSummary(

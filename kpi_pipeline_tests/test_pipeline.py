@@ -45,9 +45,9 @@ def test_every_run_succeeds(pipeline_run: PipelineRun) -> None:
         (days, 1),
         ("unpartitioned", 1),
         ("unpartitioned", 1),
-        (days, 15),
+        (days, 16),
         (days, 1),
-        ("unpartitioned", 7),
+        ("unpartitioned", 10),
     ]
 
 

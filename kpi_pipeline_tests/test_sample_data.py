@@ -11,11 +11,15 @@ import datetime as dt
 import gzip
 import io
 import json
+import statistics
+import zoneinfo
 from collections import Counter
 from pathlib import Path
 
+import holidays
 import pytest
 
+from kpi_pipeline.config import WEEKDAYS, BusinessHours, load_config
 from kpi_pipeline.contract import (
     EVENT_TYPES,
     INCIDENT_FIELDS,
@@ -28,6 +32,7 @@ from kpi_pipeline.contract import (
 )
 from kpi_pipeline.sample_data import (
     BUG_WEEK,
+    TICKET_CHANNELS,
     GenerationSummary,
     bug_week_for,
     generate_dataset,
@@ -467,3 +472,194 @@ def test_more_weekly_ticket_exports_than_kinds_of_bad_rows(tmp_path: Path) -> No
     exports = sorted((tmp_path / "raw" / "tickets").iterdir())
     assert len(exports) == 7
     assert len(summary.bad_rows["tickets"]) == 6 and all(n > 0 for n in summary.bad_rows["tickets"].values())
+
+
+# ----------------------------------------------------------------------------- support service
+
+
+def _ticket_versions(root: Path) -> dict[str, list[dict[str, str]]]:
+    """The valid versions of each ticket, export by export (oldest first)."""
+    versions: dict[str, list[dict[str, str]]] = {}
+    for path in sorted((root / "raw" / "tickets").iterdir()):
+        for rec in _records(path):
+            if _ticket_reason(rec) is None:
+                versions.setdefault(rec["ticket_id"], []).append(rec)
+    return versions
+
+
+def _closed_days(hours: BusinessHours, years: range) -> set[dt.date]:
+    country = holidays.country_holidays(hours.country, years=years) if hours.country else {}
+    return set(hours.holidays) | set(country)
+
+
+def _in_hours(at: dt.datetime, hours: BusinessHours, closed: set[dt.date]) -> bool:
+    local = at.astimezone(zoneinfo.ZoneInfo(hours.timezone))
+    minute = local.hour * 60 + local.minute
+    return (
+        WEEKDAYS[local.weekday()] in hours.days
+        and local.date() not in closed
+        and hours.start <= minute < hours.end
+    )
+
+
+def _business_minutes(
+    start: dt.datetime, end: dt.datetime, hours: BusinessHours, closed: set[dt.date]
+) -> float:
+    """Minutes of [start, end) inside the hours, day by day (an independent, slow reckoning)."""
+    zone = zoneinfo.ZoneInfo(hours.timezone)
+    total = 0.0
+    day = start.astimezone(zone).date()
+    while day <= end.astimezone(zone).date():
+        if WEEKDAYS[day.weekday()] in hours.days and day not in closed:
+            midnight = dt.datetime.combine(day, dt.time(), tzinfo=zone)
+            opens = (midnight + dt.timedelta(minutes=hours.start)).astimezone(UTC)
+            closes = (midnight + dt.timedelta(minutes=hours.end)).astimezone(UTC)
+            total += max((min(end, closes) - max(start, opens)).total_seconds(), 0.0) / 60
+        day += dt.timedelta(days=1)
+    return total
+
+
+@pytest.fixture(scope="module")
+def tickets(dataset: tuple[Path, GenerationSummary, list[str]]) -> dict[str, list[dict[str, str]]]:
+    return _ticket_versions(dataset[0])
+
+
+def test_sample_config_has_support_hours_costs_and_slas() -> None:
+    packaged = Path(__file__).parents[1] / "kpi_pipeline" / "sample_kpi.yaml"
+    support = load_config(packaged).support
+    hours = support.business_hours
+    assert hours is not None
+    assert (hours.timezone, hours.days, hours.start, hours.end, hours.country) == (
+        "Europe/Berlin",
+        ("mon", "tue", "wed", "thu", "fri"),
+        9 * 60,
+        17 * 60,
+        "DE",
+    )
+    # a listed day off inside the default sample range (2025-01-01 …), not a public holiday already
+    assert hours.holidays == (dt.date(2025, 1, 2),)
+    assert dt.date(2025, 1, 2) not in holidays.country_holidays("DE", years=2025)
+    costs = support.cost_per_ticket_by_channel
+    assert set(costs) == set(TICKET_CHANNELS) and len(set(costs.values())) == len(costs)
+    assert costs["phone"] > costs["email"] > costs["chat"]
+    for targets in (support.sla.first_reply, support.sla.resolution):
+        order = [targets[p] for p in ("urgent", "high", "normal", "low")]
+        assert order == sorted(set(order))  # urgent tightest, low loosest
+
+
+def test_replies_and_solves_fall_in_business_hours(
+    dataset: tuple[Path, GenerationSummary, list[str]], tickets: dict[str, list[dict[str, str]]]
+) -> None:
+    root = dataset[0]
+    hours = load_config(root / "config" / "kpi.yaml").support.business_hours
+    assert hours is not None
+    closed = _closed_days(hours, range(2024, 2027))
+    replies = solves = 0
+    off_hours_created = []
+    for history in tickets.values():
+        for version in history:
+            if version["first_reply_at"]:
+                replies += 1
+                assert _in_hours(_timestamp(version["first_reply_at"]), hours, closed), version
+            if version["solved_at"]:
+                solves += 1
+                assert _in_hours(_timestamp(version["solved_at"]), hours, closed), version
+        latest = history[-1]
+        created = _timestamp(latest["created_at"])
+        if latest["first_reply_at"] and not _in_hours(created, hours, closed):
+            off_hours_created.append((created, _timestamp(latest["first_reply_at"])))
+    assert replies > 100 and solves > 100
+    berlin = zoneinfo.ZoneInfo("Europe/Berlin")
+    local_days = {c.astimezone(berlin).date() for c, _ in off_hours_created}
+    # tickets arrive on the public holiday (New Year), the listed day off and at the weekend too ...
+    assert {dt.date(2025, 1, 1), dt.date(2025, 1, 2), dt.date(2025, 1, 4), dt.date(2025, 1, 5)} <= local_days
+    # ... and a ticket created on Friday evening or at the weekend is answered on Monday
+    weekend = [
+        (c, r)
+        for c, r in off_hours_created
+        if c.astimezone(berlin).weekday() >= 5
+        or (c.astimezone(berlin).weekday() == 4 and c.astimezone(berlin).hour >= 17)
+    ]
+    assert weekend and Counter(r.astimezone(berlin).weekday() for _, r in weekend).most_common(1)[0][0] == 0
+
+
+def test_urgent_tickets_are_answered_faster_than_low_ones(
+    dataset: tuple[Path, GenerationSummary, list[str]], tickets: dict[str, list[dict[str, str]]]
+) -> None:
+    hours = load_config(dataset[0] / "config" / "kpi.yaml").support.business_hours
+    assert hours is not None
+    closed = _closed_days(hours, range(2024, 2027))
+    waits: dict[str, list[float]] = {}
+    for history in tickets.values():
+        latest = history[-1]
+        if latest["first_reply_at"]:
+            start, end = _timestamp(latest["created_at"]), _timestamp(latest["first_reply_at"])
+            waits.setdefault(latest["priority"], []).append(_business_minutes(start, end, hours, closed))
+    medians = {p: statistics.median(w) for p, w in waits.items()}
+    assert len(waits["urgent"]) >= 5 and len(waits["low"]) >= 5
+    assert medians["urgent"] < medians["high"] < medians["low"]
+    assert medians["urgent"] < medians["normal"] < medians["low"]
+    assert 3 * medians["urgent"] < medians["low"]  # drawn: a sixth of the low-priority wait
+    assert max(max(w) for w in waits.values()) > 8 * 60  # some wait longer than a business day
+
+
+def test_open_unanswered_and_reopened_tickets_at_the_end(
+    dataset: tuple[Path, GenerationSummary, list[str]], tickets: dict[str, list[dict[str, str]]]
+) -> None:
+    latest = [history[-1] for history in tickets.values()]
+    unanswered = [t for t in latest if not t["first_reply_at"] and not t["solved_at"]]
+    unsolved = [t for t in latest if t["first_reply_at"] and not t["solved_at"]]
+    merged = [t for t in latest if not t["first_reply_at"] and t["solved_at"]]
+    assert unanswered and unsolved and merged  # the as-of rule and the reply clock's fallbacks matter
+    assert {t["status"].lower() for t in unanswered} == {"new"}
+    assert {t["status"].lower() for t in unsolved} <= {"open", "pending"}
+    reopened = [t for history in tickets.values() for t in history if int(t["reopens"]) > 0]
+    assert reopened and all(t["solved_at"] for t in reopened)
+    assert all(t["status"].lower() in ("solved", "closed") for t in reopened)
+    channels = Counter(t["channel"] for t in latest)
+    assert set(channels) == set(TICKET_CHANNELS) and channels["email"] > channels["phone"]
+
+
+def test_business_hours_draw_from_their_own_random_stream(tmp_path: Path) -> None:
+    """Without business hours the tickets are the same tickets at other times, and telemetry and
+    incidents are byte for byte those of the sample config: hours take no draw of the main stream."""
+    with_hours = generate_dataset(tmp_path / "a", days=9, seed=4, start=START, users=40)
+    config = (tmp_path / "a" / "config" / "kpi.yaml").read_text(encoding="utf-8")
+    before, _, after = config.partition("\nsupport:")
+    without = before + after[after.index("\nworkflows:") :]
+    (tmp_path / "b" / "config").mkdir(parents=True)
+    (tmp_path / "b" / "config" / "kpi.yaml").write_text(without, encoding="utf-8")
+    around_the_clock = generate_dataset(tmp_path / "b", days=9, seed=4, start=START, users=40)
+    assert load_config(tmp_path / "b" / "config" / "kpi.yaml").support.business_hours is None
+    assert with_hours.files[1:] == around_the_clock.files  # the first wrote config/kpi.yaml
+    for name in with_hours.files:
+        if name.startswith(("raw/telemetry/", "raw/incidents/")):
+            assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    a, b = _ticket_versions(tmp_path / "a"), _ticket_versions(tmp_path / "b")
+    assert set(a) == set(b)
+    fixed = ("created_at", "channel", "priority", "topic", "requester_id")
+    assert all([a[t][-1][f] for f in fixed] == [b[t][-1][f] for f in fixed] for t in a)
+    assert any(a[t][-1]["first_reply_at"] != b[t][-1]["first_reply_at"] for t in a)
+
+
+def test_every_lifecycle_status_occurs(classified: list) -> None:
+    """Growth accounting on the production events, by UTC Monday week (kpis-v2.md)."""
+    active: dict[dt.date, set[str]] = {}
+    for _, reason, rec in classified:
+        if reason is None and (rec.get("environment") or "production") == "production":
+            day = _timestamp(rec["occurred_at"]).date()
+            active.setdefault(day - dt.timedelta(days=day.weekday()), set()).add(rec["user_id"])
+    weeks = sorted(active)
+    first_week: dict[str, dt.date] = {}
+    for week in weeks:
+        for user in active[week]:
+            first_week.setdefault(user, week)
+    counts: Counter[str] = Counter()
+    for week in weeks:
+        now, before = active[week], active.get(week - dt.timedelta(days=7), set())
+        new = {u for u in now if first_week[u] == week}
+        counts["new"] += len(new)
+        counts["returning"] += len((now & before) - new)
+        counts["resurrecting"] += len(now - before - new)
+        counts["dormant"] += len(before - now)
+    assert all(counts[s] > 0 for s in ("new", "returning", "resurrecting", "dormant")), counts
