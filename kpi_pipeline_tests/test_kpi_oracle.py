@@ -11,23 +11,31 @@ error/fallback strictly before the first completion; of duplicate starts the ear
 ``task_started`` wins (ties: smaller event_id); every window counted from an event includes both
 ends, incident windows are half-open; a ticket created before the user's first help view of the
 day does not undo a deflection; retention runs to the week of the last production date; the
-scorecard is as of the day before the latest completion date, with ratio-of-sums rates.
+scorecard is as of the day before the latest completion date, with ratio-of-sums rates. Of
+kpis-v2.md: support clocks stop at the ticket as-of time (the latest staged updated_at), an end
+before created_at is 0 minutes and business minutes come from the oracle's own day-by-day walk
+(a wall time skipped by DST shifts forward, a repeated one takes its first pass); lifecycle weeks
+run from the earliest staged partition to the week of the latest staged event (any environment),
+as do the cohort_retention weeks.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import holidays
 import numpy as np
 import pandas as pd
 import pytest
 
-from kpi_pipeline.config import KpiConfig, load_config
+from kpi_pipeline.config import BusinessHours, KpiConfig, load_config
 from kpi_pipeline.tables import TELEMETRY_EVENTS, table
 from kpi_pipeline_tests.support import PipelineRun
 
@@ -103,9 +111,10 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 def _or_unknown(value: Any) -> str:
-    """kpis-v2.md: a missing release or error_code is ``unknown`` (blank text is missing, as v1
-    says of persona and channel)."""
-    return "unknown" if _norm(value) is None or not str(value).strip() else str(value)
+    """kpis-v2.md: a missing release, error_code, ticket channel or priority is ``unknown`` (blank
+    text is missing, as v1 says of persona and channel); other text is trimmed (the project's
+    decision: a padded " chat " is the channel chat, as a padded release is that release)."""
+    return "unknown" if _norm(value) is None or not str(value).strip() else str(value).strip()
 
 
 def _hours(delta: pd.Timedelta) -> float:
@@ -971,6 +980,225 @@ def expected_surveys(
     return rows
 
 
+# --------------------------------------------------------------------------- support (kpis-v2.md)
+
+_WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_UTC = dt.UTC
+
+
+def _wall(instant: dt.datetime, zone: ZoneInfo) -> dt.datetime:
+    """The zone's (naive) wall clock at an instant."""
+    return instant.astimezone(zone).replace(tzinfo=None)
+
+
+def _first_instant(day: dt.date, minute: int, zone: ZoneInfo) -> dt.datetime:
+    """The first UTC instant at which the zone's clock shows ``minute`` minutes after midnight of
+    the local ``day`` (24:00 is the next midnight). The spec only says "DST as the zone defines it";
+    the project's rule (kpi_pipeline/kpis/business_time.py): a wall time the zone skips (spring
+    forward) becomes the first instant after the gap, a repeated one (fall back) its first pass."""
+    wall = dt.datetime.combine(day, dt.time()) + dt.timedelta(minutes=minute)
+    early = wall.replace(tzinfo=zone, fold=0).astimezone(_UTC)  # the first pass when repeated
+    if _wall(early, zone) == wall:
+        return early
+    # In a gap, fold=1 reads the wall with the offset after the change (an instant before the gap)
+    # and fold=0 with the one before it (after the gap): bisect, in whole seconds (tz changes fall
+    # on whole seconds), to the first second whose wall clock is at or after ``wall``.
+    lo, hi = int(wall.replace(tzinfo=zone, fold=1).timestamp()), int(early.timestamp())
+    assert lo < hi and _wall(dt.datetime.fromtimestamp(lo, _UTC), zone) < wall
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _wall(dt.datetime.fromtimestamp(mid, _UTC), zone) >= wall else (mid, hi)
+    return dt.datetime.fromtimestamp(hi, _UTC)
+
+
+def _closed_dates(hours: BusinessHours, years: Iterable[int]) -> set[dt.date]:
+    """The listed holidays and, with ``country`` (``DE``, ``DE-BY`` …), its public holidays."""
+    dates = set(hours.holidays)
+    if hours.country:
+        country, _, subdivision = hours.country.partition("-")
+        dates |= set(holidays.country_holidays(country, subdiv=subdivision or None, years=list(years)))
+    return dates
+
+
+def business_minutes_reference(start: Any, end: Any, hours: BusinessHours) -> float:
+    """kpis-v2.md "Business minutes": the minutes of [start, end) on a listed weekday, not a holiday,
+    in [start, end) of local time. Plain Python: walk the local days the interval can touch (one
+    more either side) and intersect each open day's [open, close) with the interval; 0 when end is
+    not after start (the project clips a negative elapsed time at 0)."""
+    a, b = pd.Timestamp(start).to_pydatetime(), pd.Timestamp(end).to_pydatetime()
+    if b <= a:
+        return 0.0
+    zone = ZoneInfo(hours.timezone)
+    first, last = _wall(a, zone).date() - dt.timedelta(days=1), _wall(b, zone).date() + dt.timedelta(days=1)
+    closed = _closed_dates(hours, range(first.year, last.year + 1))
+    open_days = {_WEEKDAY_NAMES.index(d) for d in hours.days}
+    total = dt.timedelta(0)
+    day = first
+    while day <= last:
+        if day.weekday() in open_days and day not in closed:
+            lo = max(a, _first_instant(day, hours.start, zone))
+            hi = min(b, _first_instant(day, hours.end, zone))
+            if hi > lo:
+                total += hi - lo
+        day += dt.timedelta(days=1)
+    return total / dt.timedelta(minutes=1)
+
+
+def expected_support(tickets: pd.DataFrame, cfg: KpiConfig) -> list[Row]:
+    """kpis-v2.md kpi_support_daily, ticket by ticket. ``tickets`` are the staged ones, already the
+    latest version of each ticket (stg_support_tickets). Project choices where the spec is silent:
+    the as-of time is the latest updated_at of them (= of all staged versions); an end before
+    created_at is 0 minutes; without a reply the reply clock stops at solved_at, else at the as-of
+    time; medians are continuous (statistics.median); a blank channel/priority is ``unknown``;
+    reopened = solved and reopens > 0; missing agent minutes count 0."""
+    hours = cfg.support.business_hours
+    sla = cfg.support.sla
+    records = _records(tickets)
+    as_of = max((t["updated_at"] for t in records), default=None)
+
+    def minutes(start: pd.Timestamp, end: pd.Timestamp) -> float:
+        return max((end - start).total_seconds() / 60, 0.0)
+
+    def elapsed(start: pd.Timestamp, end: pd.Timestamp) -> float:
+        """SLA time: business minutes where business_hours is set, else calendar minutes."""
+        return minutes(start, end) if hours is None else business_minutes_reference(start, end, hours)
+
+    groups: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
+    for t in records:
+        groups[(_iso(t["created_at"]), _or_unknown(t["channel"]), _or_unknown(t["priority"]))].append(t)
+    rows = []
+    for (date, channel, priority), group in groups.items():
+        reply, reply_business, resolution, resolution_business = [], [], [], []
+        reply_targets = reply_breaches = resolution_targets = resolution_breaches = 0
+        for t in group:
+            created, replied, solved = t["created_at"], t["first_reply_at"], t["solved_at"]
+            if replied is not None:
+                reply.append(minutes(created, replied))
+                if hours is not None:
+                    reply_business.append(business_minutes_reference(created, replied, hours))
+            if solved is not None:
+                resolution.append(minutes(created, solved))
+                if hours is not None:
+                    resolution_business.append(business_minutes_reference(created, solved, hours))
+            target = sla.first_reply.get(priority)
+            if target is not None:
+                clock = replied if replied is not None else solved if solved is not None else as_of
+                reply_targets += 1
+                reply_breaches += elapsed(created, clock) > target  # exactly at the target: no breach
+            target = sla.resolution.get(priority)
+            if target is not None:
+                resolution_targets += 1
+                resolution_breaches += elapsed(created, solved if solved is not None else as_of) > target
+        n_solved = sum(t["solved_at"] is not None for t in group)
+        reopened = sum(t["solved_at"] is not None and (t["reopens"] or 0) > 0 for t in group)
+        per_ticket = cfg.support.cost_per_ticket_by_channel.get(channel, cfg.cost_per_ticket)
+        rows.append(
+            {
+                "date": date,
+                "channel": channel,
+                "priority": priority,
+                "tickets": len(group),
+                "solved": n_solved,
+                "median_first_reply_minutes": statistics.median(reply) if reply else None,
+                "median_first_reply_business_minutes": (
+                    statistics.median(reply_business) if reply_business else None
+                ),
+                "median_resolution_minutes": statistics.median(resolution) if resolution else None,
+                "median_resolution_business_minutes": (
+                    statistics.median(resolution_business) if resolution_business else None
+                ),
+                "first_reply_breaches": reply_breaches,
+                "first_reply_breach_rate": _ratio(reply_breaches, reply_targets),
+                "resolution_breaches": resolution_breaches,
+                "resolution_breach_rate": _ratio(resolution_breaches, resolution_targets),
+                "reopened": reopened,
+                "reopen_rate": _ratio(reopened, n_solved),
+                "agent_minutes": float(sum(t["agent_work_minutes"] or 0.0 for t in group)),
+                "cost": len(group) * per_ticket,
+            }
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------- growth (kpis-v2.md)
+
+
+def _weeks_active(events: pd.DataFrame, unit: str) -> dict[str, set[str]]:
+    """Each user (``user_id``) or account (``account_id``) → the Mondays of the weeks it has a
+    production event in. Like the pipeline's daily_activity rollup (kpi_pipeline/kpis/activity.py)
+    only events with both a user_id and an account_id count (the contract requires both anyway)."""
+    weeks: dict[str, set[str]] = defaultdict(set)
+    keyed = events[
+        (events["environment"] == "production") & events[["user_id", "account_id"]].notna().all(axis=1)
+    ]
+    for e in keyed[["occurred_at", unit]].itertuples(index=False):
+        weeks[e[1]].add(_monday(_iso(e[0])))
+    return weeks
+
+
+def expected_lifecycle(events: pd.DataFrame, first_date: str, last_date: str) -> list[Row]:
+    """kpis-v2.md kpi_lifecycle_weekly from the week of ``first_date`` (the project: the earliest
+    staged telemetry partition) to the week of ``last_date`` (the UTC date of the latest staged
+    event of any environment), the four statuses of every week in the order new, returning,
+    resurrecting, dormant."""
+    weeks = _weeks_active(events, "user_id")
+    first_week = {user: min(active) for user, active in weeks.items()}
+    by_week: dict[str, set[str]] = defaultdict(set)
+    for user, active in weeks.items():
+        for week in active:
+            by_week[week].add(user)
+    rows = []
+    week, last = _monday(first_date), _monday(last_date)
+    while week <= last:
+        active, before = by_week.get(week, set()), by_week.get(_shift(week, -7), set())
+        new = {u for u in active if first_week[u] == week}
+        counts = {
+            "new": len(new),
+            "returning": len((active & before) - new),
+            "resurrecting": len(active - before - new),
+            "dormant": len(before - active),
+        }
+        quick = _ratio(counts["new"] + counts["resurrecting"], counts["dormant"])
+        rows += [{"week": week, "status": s, "users": n, "quick_ratio": quick} for s, n in counts.items()]
+        week = _shift(week, 7)
+    return rows
+
+
+def expected_cohort_retention(events: pd.DataFrame, last_date: str) -> list[Row]:
+    """kpis-v2.md kpi_cohort_retention: per unit (user, account) and mode (on, on_or_after), every
+    cohort week and week_number 0 … the week of ``last_date`` (the last staged date, any
+    environment). An account is active in the weeks of the production events carrying its
+    account_id; its cohort is the first of them."""
+    last = _monday(last_date)
+    rows = []
+    for unit, column in (("user", "user_id"), ("account", "account_id")):
+        weeks = _weeks_active(events, column)
+        cohorts: dict[str, list[str]] = defaultdict(list)
+        for member, active in weeks.items():
+            cohorts[min(active)].append(member)
+        for mode in ("on", "on_or_after"):
+            for cohort, members in sorted(cohorts.items()):
+                n = 0
+                while (week := _shift(cohort, 7 * n)) <= last:
+                    if mode == "on":
+                        retained = sum(week in weeks[m] for m in members)
+                    else:
+                        retained = sum(any(week <= w <= last for w in weeks[m]) for m in members)
+                    rows.append(
+                        {
+                            "unit": unit,
+                            "mode": mode,
+                            "cohort_week": cohort,
+                            "week_number": n,
+                            "cohort_size": len(members),
+                            "retained": retained,
+                            "retention_rate": _ratio(retained, len(members)),
+                        }
+                    )
+                    n += 1
+    return rows
+
+
 # --------------------------------------------------------------------------- expected tables
 
 
@@ -1148,6 +1376,57 @@ def test_survey_daily_at_its_edges() -> None:
         ]
         actual = fixture.survey_daily(events, fixture.ATTEMPTS, fixture.CONFIG, day)
         assert_table_matches("kpi_survey_daily", actual, expected)
+
+
+def _last_staged_date(inp: Inputs) -> str:
+    """The UTC date of the latest staged event of any environment (the project's "last staged
+    date", as for the as-of time of open incidents)."""
+    return _iso(inp.events_all["occurred_at"].max())
+
+
+def test_support_daily(pipeline_run: PipelineRun, inputs: Inputs) -> None:
+    expected = expected_support(inputs.tickets, inputs.config)
+    assert sum(r["tickets"] for r in expected) == len(inputs.tickets) > 0
+    assert sum(r["first_reply_breaches"] for r in expected) > 0
+    if inputs.config.support.business_hours is not None:
+        assert any(r["median_first_reply_business_minutes"] is not None for r in expected)
+    actual = pipeline_run.warehouse.read("kpi_support_daily")
+    assert_table_matches("kpi_support_daily", actual, expected)
+
+
+def test_lifecycle_weekly(pipeline_run: PipelineRun, inputs: Inputs) -> None:
+    expected = expected_lifecycle(inputs.events_all, inputs.partition_dates[0], _last_staged_date(inputs))
+    assert {r["status"] for r in expected if r["users"]} == {"new", "returning", "resurrecting", "dormant"}
+    actual = pipeline_run.warehouse.read("kpi_lifecycle_weekly")
+    assert_table_matches("kpi_lifecycle_weekly", actual, expected)
+    # The project's row order: weeks in order, each with new, returning, resurrecting, dormant.
+    assert list(zip(actual["week"], actual["status"], strict=True)) == [
+        (r["week"], r["status"]) for r in expected
+    ]
+
+
+def test_cohort_retention(pipeline_run: PipelineRun, inputs: Inputs) -> None:
+    expected = expected_cohort_retention(inputs.events_all, _last_staged_date(inputs))
+    actual = pipeline_run.warehouse.read("kpi_cohort_retention")
+    assert_table_matches("kpi_cohort_retention", actual, expected)
+    # The project's row order: unit (user, account), mode (on, on_or_after), cohort, week_number.
+    grain = ["unit", "mode", "cohort_week", "week_number"]
+    assert list(actual[grain].itertuples(index=False, name=None)) == [
+        tuple(r[g] for g in grain) for r in expected
+    ]
+    # kpis-v2.md: the (user, on) rows equal kpi_retention_weekly.
+    user_on = [
+        {
+            "cohort_week": r["cohort_week"],
+            "week_number": r["week_number"],
+            "cohort_users": r["cohort_size"],
+            "retained_users": r["retained"],
+            "retention_rate": r["retention_rate"],
+        }
+        for r in expected
+        if (r["unit"], r["mode"]) == ("user", "on")
+    ]
+    assert_table_matches("kpi_retention_weekly", pipeline_run.warehouse.read("kpi_retention_weekly"), user_on)
 
 
 def test_roi_daily(pipeline_run: PipelineRun, roi: list[Row]) -> None:
