@@ -14,14 +14,15 @@ from kpi_pipeline.defs.checks import merge_checks
 from kpi_pipeline.defs.resources import KpiData, ParquetIOManager, StagedDays
 from kpi_pipeline.ingest.telemetry import stage_telemetry_partition
 from kpi_pipeline.kpis.activity import EVENT_COLUMNS as ACTIVITY_EVENT_COLUMNS
-from kpi_pipeline.kpis.activity import daily_activity, user_days, user_weeks
+from kpi_pipeline.kpis.activity import account_weeks, daily_activity, user_days, user_weeks
 from kpi_pipeline.kpis.attempts import EVENT_COLUMNS as ATTEMPT_EVENT_COLUMNS
 from kpi_pipeline.kpis.attempts import build_attempts, task_starts
 from kpi_pipeline.kpis.deflection import EVENT_COLUMNS as DEFLECTION_EVENT_COLUMNS
 from kpi_pipeline.kpis.deflection import ticket_deflection_daily
 from kpi_pipeline.kpis.engagement import engagement_daily, first_seen_on
+from kpi_pipeline.kpis.lifecycle import lifecycle_weekly
 from kpi_pipeline.kpis.reliability import attempt_days
-from kpi_pipeline.kpis.retention import first_seen, retention_weekly, time_to_value_weekly
+from kpi_pipeline.kpis.retention import cohort_retention, first_seen, retention_weekly, time_to_value_weekly
 from kpi_pipeline.sample_data import generate_dataset
 from kpi_pipeline.tables import TELEMETRY_EVENTS
 from kpi_pipeline.windows import TRAILING_DAYS
@@ -277,6 +278,38 @@ def test_cohort_tables_from_user_weeks_equal_them_from_user_days() -> None:
     pd.testing.assert_frame_equal(
         time_to_value_weekly(weeks, attempts, config), time_to_value_weekly(record, attempts, config)
     )
+
+
+def test_growth_tables_from_the_weekly_records_equal_them_from_every_active_day() -> None:
+    """kpi_lifecycle_weekly and kpi_cohort_retention read user_weeks and account_weeks (a row per
+    unit and active week, each built from its own week's days only); they must equal the tables
+    computed from every active (user, day) and (account, day), with shared accounts and users in
+    several accounts, over weeks that end mid-week."""
+    rows = []
+    for day in range(45):
+        date = dt.date(2025, 2, 26) + dt.timedelta(days=day)
+        for user in range(14):
+            if (user * 5 + day * 2) % (user % 5 + 2) == 0 and (day // 7 + user) % 4:
+                rows.append(
+                    (f"{date}T{(user + day) % 24:02d}:10:00Z", f"u{user}", f"a{user % 4}", "task_started")
+                )
+                rows.append(
+                    (f"{date}T{(user + day) % 24:02d}:50:00Z", f"u{user}", f"a{user % 3}", "feature_used")
+                )
+    activity = daily_activity(events(rows))
+    record = user_days(activity)
+    dates = [dt.date.fromisoformat(d) for d in sorted(set(record["date"].astype(str)))]
+    weeks = pd.concat([user_weeks(record, d) for d in dates], ignore_index=True)
+    accounts = pd.concat([account_weeks(activity, d) for d in dates], ignore_index=True)
+    every_day = activity[["date", "account_id"]].drop_duplicates()
+    assert len(accounts) < len(every_day) and len(weeks) < len(record)
+    first, last = dt.date(2025, 2, 26), dt.date(2025, 4, 9)
+    pd.testing.assert_frame_equal(
+        cohort_retention(weeks, accounts, last), cohort_retention(record, every_day, last)
+    )
+    pd.testing.assert_frame_equal(lifecycle_weekly(weeks, first, last), lifecycle_weekly(record, first, last))
+    statuses = lifecycle_weekly(weeks, first, last).groupby("status")["users"].sum()
+    assert (statuses > 0).all()  # every status occurs, so the comparison covers each
 
 
 def test_requesters_are_looked_up_among_staged_users_not_read_whole(tmp_path) -> None:
