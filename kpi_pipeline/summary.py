@@ -113,7 +113,9 @@ def support_lines(support: pd.DataFrame) -> list[str]:
     """SLA breach rates per priority over every date. Every ticket of a priority with a target has
     it, so a priority's rate is its breaches over the tickets of its rows whose rate is set."""
     lines = ["SLA breaches by priority over all dates (first reply / resolution; tickets):"]
-    for priority, rows in support.groupby("priority", sort=False):
+    order = {p: i for i, p in enumerate(("urgent", "high", "normal", "low"))}
+    ranked = support.assign(rank=support["priority"].map(order).fillna(len(order)))
+    for (_, priority), rows in ranked.groupby(["rank", "priority"], sort=True):
         rates = []
         for kind in ("first_reply", "resolution"):
             with_target = rows[rows[f"{kind}_breach_rate"].notna()]
