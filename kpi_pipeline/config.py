@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 import math
 import re
 import zoneinfo
@@ -448,6 +449,16 @@ def _yaml_error(exc: yaml.YAMLError) -> str:
     return " ".join(f"{where}{problem}".split())
 
 
+LOG = logging.getLogger("kpi_pipeline.config")
+
+
+@functools.lru_cache(maxsize=16)
+def _say_defaults(path: str) -> None:
+    """Say once per process that the default kpi.yaml is absent, so the built-in defaults (no
+    workflows, no topics) are never a silent surprise."""
+    LOG.warning(f"no kpi.yaml at {path}: using the built-in defaults (set KPI_CONFIG to require a file)")
+
+
 def load_config(path: str | Path | UPath | None, required: bool = False) -> KpiConfig:
     """Load kpi.yaml from ``path`` (a local path or an object-store ``UPath``); built-in defaults
     when ``path`` is None, or absent and not ``required`` (the default location may be absent; a
@@ -459,6 +470,7 @@ def load_config(path: str | Path | UPath | None, required: bool = False) -> KpiC
     if not path.exists():
         if required:
             raise ConfigError(f"{path}: configuration file not found (named by KPI_CONFIG)")
+        _say_defaults(str(path))
         return KpiConfig()
     try:
         content = path.read_bytes()

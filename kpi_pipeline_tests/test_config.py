@@ -23,6 +23,15 @@ def write_yaml(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def test_an_absent_default_kpi_yaml_is_said_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    missing = tmp_path / "config" / "kpi.yaml"
+    with caplog.at_level("WARNING", logger="kpi_pipeline.config"):
+        assert load_config(missing) == load_config(missing) == KpiConfig()
+    assert caplog.messages == [
+        f"no kpi.yaml at {missing}: using the built-in defaults (set KPI_CONFIG to require a file)"
+    ]
+
+
 def test_defaults_when_the_file_is_absent(tmp_path: Path) -> None:
     for config in (load_config(tmp_path / "missing.yaml"), load_config(None)):
         assert config == KpiConfig()
