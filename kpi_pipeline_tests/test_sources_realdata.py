@@ -154,7 +154,7 @@ def test_servicenow_log_as_tickets(
     )
 
 
-# Quoted verbatim by README.md (presets on the real sample exports, servicenow_incident_log).
+# Quoted verbatim by docs/sources.md (presets on the real sample exports, servicenow_incident_log).
 SERVICENOW_RESOLUTION = """\
 | priority | tickets | solved | solved share | median resolution |
 |---|---|---|---|---|
@@ -167,7 +167,7 @@ SERVICENOW_RESOLUTION = """\
 
 
 def resolution_table(figures: dict[str, tuple[int, int, float]]) -> str:
-    """Markdown rows of (tickets, solved, median resolution minutes) per priority, as the README
+    """Markdown rows of (tickets, solved, median resolution minutes) per priority, as docs/sources.md
     prints them."""
     lines = ["| priority | tickets | solved | solved share | median resolution |", "|---|---|---|---|---|"]
     for name, (tickets, solved, minutes) in figures.items():
@@ -375,7 +375,7 @@ def test_cdnow_purchases_give_weekly_cohorts_of_the_right_size(
     assert week_one["retained_users"].tolist() == [len(back)]
 
 
-# Quoted verbatim by README.md (presets on the real sample exports, purchases): kpi_cohort_retention's
+# Quoted verbatim by docs/sources.md (presets on the real sample exports, purchases): kpi_cohort_retention's
 # account-unit "on or after" week-4 rows of the first three cohorts, and two weeks of
 # kpi_lifecycle_weekly, on the whole CDNOW log.
 CDNOW_ACCOUNT_WEEK_4 = """\
@@ -554,8 +554,8 @@ def test_cdnow_lifecycle_weeks(cdnow_weekly: CdnowWeekly, cdnow_purchases: list[
     assert "\n".join(lines) + "\n" == CDNOW_LIFECYCLE
 
 
-def test_codespaces_uptime_in_2023_in_the_readme_is_the_raw_files_own(tmp_path: Path) -> None:
-    """The README's monthly uptime of the busiest status-page service of 2023, recomputed from the
+def test_codespaces_uptime_in_2023_in_the_docs_is_the_raw_files_own(tmp_path: Path) -> None:
+    """docs/sources.md's monthly uptime of the busiest status-page service of 2023, recomputed from the
     raw file with plain Python (kpis-v2.md, kpi_uptime_monthly: the largest weight at each instant,
     open incidents until the as-of time), and through the pipeline: all three agree."""
     weight = {"critical": 1.0, "major": 1.0, "minor": 0.3, "none": 0.0}
@@ -600,8 +600,8 @@ def test_codespaces_uptime_in_2023_in_the_readme_is_the_raw_files_own(tmp_path: 
             (f"2023-{month:02d}", active, outage, 1 - outage / minutes, outage / (0.001 * minutes))
         )
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    block = readme.split("<!-- codespaces-uptime-2023:start -->")[1].split(
+    doc = (Path(__file__).parents[1] / "docs" / "sources.md").read_text(encoding="utf-8")
+    block = doc.split("<!-- codespaces-uptime-2023:start -->")[1].split(
         "<!-- codespaces-uptime-2023:end -->"
     )[0]
     shown = [line.strip("| ").split(" | ") for line in block.strip().splitlines()[2:]]
@@ -624,18 +624,18 @@ def test_codespaces_uptime_in_2023_in_the_readme_is_the_raw_files_own(tmp_path: 
         assert row.budget_used == pytest.approx(used, abs=1e-9)
 
 
-# README.md quotes these tables between <!-- name:start --> and <!-- name:end --> markers.
-README_TABLES = {
+# docs/sources.md quotes these tables between <!-- name:start --> and <!-- name:end --> markers.
+DOC_TABLES = {
     "servicenow-resolution-by-priority": SERVICENOW_RESOLUTION,
     "cdnow-account-week-4-retention": CDNOW_ACCOUNT_WEEK_4,
     "cdnow-lifecycle-weeks": CDNOW_LIFECYCLE,
 }
 
 
-@pytest.mark.parametrize("name", README_TABLES)
-def test_readme_quotes_the_tested_tables(name: str) -> None:
-    """Each table a test above recomputes is the one README.md shows."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+@pytest.mark.parametrize("name", DOC_TABLES)
+def test_docs_quote_the_tested_tables(name: str) -> None:
+    """Each table a test above recomputes is the one docs/sources.md shows."""
+    doc = (Path(__file__).parents[1] / "docs" / "sources.md").read_text(encoding="utf-8")
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    assert start in readme and end in readme, f"README.md must quote {name} between {start} and {end}"
-    assert readme.split(start)[1].split(end)[0].strip("\n") + "\n" == README_TABLES[name]
+    assert start in doc and end in doc, f"docs/sources.md must quote {name} between {start} and {end}"
+    assert doc.split(start)[1].split(end)[0].strip("\n") + "\n" == DOC_TABLES[name]
