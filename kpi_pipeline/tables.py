@@ -793,7 +793,7 @@ def conform(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
 
 
 def reference_markdown() -> str:
-    """The README's table reference (grain and columns of every warehouse table), generated here."""
+    """docs/tables.md's table reference (grain and columns of every warehouse table), generated here."""
     parts = []
     for spec in TABLES.values():
         parts.append(f"#### `{spec.name}` — grain ({', '.join(spec.grain)})\n\n{spec.description}\n")

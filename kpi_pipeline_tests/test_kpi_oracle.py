@@ -6,7 +6,7 @@ importing ``kpi_pipeline.kpis``. Both read the same staged inputs (telemetry Par
 environment, ``stg_support_tickets``, ``stg_incidents``, kpi.yaml), so any difference in a grain
 key or a column is a disagreement about the definitions, reported with the key and both values.
 
-Documented choices the oracle follows (see the README of each table): first-pass means no
+Documented choices the oracle follows (see each table in docs/tables.md): first-pass means no
 error/fallback strictly before the first completion; of duplicate starts the earliest
 ``task_started`` wins (ties: smaller event_id); every window counted from an event includes both
 ends, incident windows are half-open; a ticket created before the user's first help view of the
