@@ -27,7 +27,7 @@ demo: setup $(DAGSTER_HOME)  ## generate the sample data (if absent), materializ
 test: setup  ## run the whole test suite
 	$(BIN)/pytest -q
 
-browser: setup  ## what the Dagster UI shows, in Debian's headless chromium (skipped without it)
+browser: setup  ## what the Dagster UI and the KPI report show, in Debian's headless chromium (skipped without it)
 	$(BIN)/pytest -q -n 0 browser_tests
 
 deploy-test: setup  ## the deployment files, the PostgreSQL topology of docs/deploy.md and the data root in S3 (moto; needs KPI_TEST_POSTGRES_URL)

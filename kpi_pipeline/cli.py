@@ -20,6 +20,7 @@ from kpi_pipeline.ingest.incidents import stage_incidents
 from kpi_pipeline.ingest.raw_files import UnreadableFileError
 from kpi_pipeline.ingest.telemetry import MissingPartitionError, stage_telemetry_partition
 from kpi_pipeline.ingest.tickets import stage_tickets
+from kpi_pipeline.report.files import report_path
 from kpi_pipeline.run_history import InstanceLockTimeout, cli_instance
 from kpi_pipeline.runner import (
     StepResult,
@@ -36,7 +37,7 @@ from kpi_pipeline.runner import (
 from kpi_pipeline.settings import Settings
 from kpi_pipeline.sources.files import available_sources
 from kpi_pipeline.sources.importer import TelemetryImportError, import_telemetry
-from kpi_pipeline.storage import StorageError, location
+from kpi_pipeline.storage import StorageError, location, named
 from kpi_pipeline.warehouse import database_reason, engine_for
 
 
@@ -121,7 +122,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         first, last = summary.bug_week
         print(
             f"instrumentation bug: {summary.bug_events:,} {summary.bug_workflow} completions sent as "
-            f"task_done on {first} … {last} (the README's repair walkthrough)"
+            f"task_done on {first} … {last} (docs/automation.md, the repair walkthrough)"
         )
     return 0
 
@@ -208,6 +209,10 @@ def materialize_range(
     succeeded = len(results) - len(failed) - split
     retried = f" ({split} ranged run(s) failed and ran again one day at a time)" if split else ""
     print(f"done: {succeeded} runs succeeded, {len(failed) - skipped} failed, {skipped} skipped{retried}")
+    for result in results:
+        written = result.metadata.get("kpi_report", {}).get("report")
+        if result.success and written:
+            print(f"report: {named(settings.data_dir, str(written))}")
     return 1 if failed else 0
 
 
@@ -230,6 +235,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cmd_generate(generate)
     status = materialize_range(settings, None, None, None)
     print_summary(settings)
+    report = report_path(settings.data_dir)
+    if report.exists():
+        print(f"open the KPI report in a browser (it works offline): {report}")
     return status
 
 

@@ -10,6 +10,7 @@ from kpi_pipeline.defs.checks import asset_checks
 from kpi_pipeline.defs.kpis import kpi_assets
 from kpi_pipeline.defs.outdated import graph_nodes, inputs_current_definitions
 from kpi_pipeline.defs.partitions import day_partitions, first_partition_day, range_policy
+from kpi_pipeline.defs.report import report_assets
 from kpi_pipeline.defs.resources import KpiData, ParquetIOManager, WarehouseIOManager, WarehouseResource
 from kpi_pipeline.defs.staging import staging_assets
 from kpi_pipeline.settings import Settings
@@ -36,7 +37,11 @@ def build_definitions(settings: Settings, config: KpiConfig | None = None) -> dg
     data_dir = _shown(settings, "KPI_DATA_DIR", str(settings.data_dir))
     url = _shown(settings, "KPI_WAREHOUSE_URL", settings.warehouse_url)
     policy = range_policy(settings.max_days_per_run)
-    assets = [*staging_assets(config, partitions, policy), *kpi_assets(config, partitions, policy)]
+    assets = [
+        *staging_assets(config, partitions, policy),
+        *kpi_assets(config, partitions, policy),
+        *report_assets(config),
+    ]
     nodes = graph_nodes(assets)  # what each asset reads, from its partition mappings
     automation = automation_definitions(config, partitions, nodes, settings.max_days_per_run)
     current = inputs_current_definitions(nodes)

@@ -19,7 +19,8 @@ re-exported historical day must reach its KPIs too).
   include D); the days whose deflection and fallback windows see the changed
   tickets; and once the unpartitioned tables. Each KPI day is requested once per
   change, and never before the data it reads is staged; consecutive days are one
-  ranged run.
+  ranged run. ``refresh_kpis_job`` ends with ``kpi_report``, so the HTML report follows
+  every change.
 
 The sensors and ``raw_telemetry_files`` are built by factories from the partitions
 and the kpi.yaml that :func:`kpi_pipeline.definitions.build_definitions` built.
@@ -64,7 +65,7 @@ EXECUTOR = dg.in_process_executor
 run's own process. A multiprocess step pays a fresh interpreter, ``import kpi_pipeline.definitions``
 and Dagster's step set-up (~3-4 s on two cores) before it starts; our steps take less at a day's
 scale, and the heavy ones (staging, history scans) run DuckDB, which already uses every core. See
-the README's "Executors" and ``benchmarks/ui_vs_cli.py``."""
+docs/automation.md, "Executors", and ``benchmarks/ui_vs_cli.py``."""
 
 # A staging run observes its raw days, then stages them (see raw_telemetry_files).
 DAY_STAGING_ASSETS = ("raw_telemetry_files", "telemetry_events", "telemetry_quarantine")
@@ -98,6 +99,7 @@ UNPARTITIONED_KPI_ASSETS = (
     "kpi_release_quality",
     "kpi_uptime_monthly",
     "kpi_scorecard",
+    "kpi_report",  # the HTML report of the tables above (defs/report.py)
 )
 
 daily_kpi_job = dg.define_asset_job(
@@ -123,7 +125,7 @@ exports_job = dg.define_asset_job(
 refresh_kpis_job = dg.define_asset_job(
     "refresh_kpis_job",
     selection=without_inputs_current(*UNPARTITIONED_KPI_ASSETS),
-    description="Recompute the unpartitioned KPI tables from all partitions.",
+    description="Recompute the unpartitioned KPI tables from all partitions, then the HTML report.",
     executor_def=EXECUTOR,
 )
 observe_telemetry_job = dg.define_asset_job(

@@ -29,7 +29,14 @@ import dagster as dg
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
-from kpi_pipeline.defs.metadata import markdown_preview, owner, shown, table_metadata, workflow_owner_table
+from kpi_pipeline.defs.metadata import (
+    completion_trend,
+    markdown_preview,
+    owner,
+    shown,
+    table_metadata,
+    workflow_owner_table,
+)
 from kpi_pipeline.defs.partitions import run_days
 from kpi_pipeline.defs.resources import (
     IO_RETRY,
@@ -251,7 +258,7 @@ def kpi_assets(
             group_name=group_name,
             owners=owners,
             kinds={engine, "sql"},
-            description=f"{spec.description} Grain: {', '.join(spec.grain)}. See README, '{name}'.",
+            description=f"{spec.description} Grain: {', '.join(spec.grain)}. See docs/tables.md, '{name}'.",
             metadata={**table_metadata(spec, source), **(owned if owners is workflow_owners else {})},
             ins=dict(ins),
             **extra,
@@ -451,10 +458,16 @@ def kpi_assets(
         context: dg.AssetExecutionContext, task_attempts: StagedDays
     ) -> dg.Output[pd.DataFrame]:
         def headline(day: pd.DataFrame) -> dict[str, object]:
+            # Each workflow's rate too: the asset page's partition plots then show each one's trend.
+            by_workflow = day.groupby("workflow")[["completions", "attempts"]].sum()
             return {
                 "attempts": int(day["attempts"].sum()),
                 "completion_rate": _rate(day["completions"], day["attempts"]),
                 "first_pass_rate": _rate(day["first_pass_completions"], day["attempts"]),
+                **{
+                    f"completion_rate/{name}": _rate(row[["completions"]], row[["attempts"]])
+                    for name, row in by_workflow.iterrows()
+                },
             }
 
         return _output(per_day(context, lambda day: task_completion_daily(task_attempts.day(day)), headline))
@@ -844,7 +857,12 @@ def kpi_assets(
             as_of,
             kpi_survey_daily,
         )
-        return _output(out, {"as_of": as_of.isoformat(), "regressed": int((out["status"] != "ok").sum())})
+        # Each workflow's 7-day rate (the UI plots it across materializations, one a day) and the
+        # last 28 days by day as a picture and JSON (a trend from the first materialization on).
+        rates = {f"completion_rate/{r.workflow}": r.completion_rate for r in out.itertuples(index=False)}
+        regressed = int((out["status"] != "ok").sum())
+        trend = completion_trend(kpi_task_completion_daily, as_of, config)
+        return _output(out, {"as_of": as_of.isoformat(), "regressed": regressed, **rates, **trend})
 
     return [
         task_starts_asset,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 
@@ -10,6 +11,10 @@ import numpy as np
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
+from kpi_pipeline.report.colors import workflow_colors
+from kpi_pipeline.report.formatting import percent
+from kpi_pipeline.report.series import all_dates, daily_rate, in_window
+from kpi_pipeline.report.trend import data_uri, line_chart_svg, sparkline
 from kpi_pipeline.storage import StoragePath, relative_name
 from kpi_pipeline.tables import TableSpec
 
@@ -91,3 +96,42 @@ def counts_markdown(counts: Mapping[str, int], label: str) -> dg.MetadataValue:
     lines = [f"| {label} | rows |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     return dg.MetadataValue.md("\n".join(lines))
+
+
+TREND_DAYS = 28
+
+
+def completion_trend(
+    completion: pd.DataFrame, as_of: dt.date, config: KpiConfig
+) -> dict[str, dg.MetadataValue]:
+    """The last 28 days' daily completion rate per workflow up to ``as_of``, for an unpartitioned
+    asset's page (a partitioned one plots its per-day figures itself): ``completion_trend``, a
+    markdown line chart (an SVG ``data:`` image, which the UI's markdown renders) and a table with
+    each workflow's owner, a sparkline and the rate of the last 7 days; ``daily_completion_rate``,
+    the same series as JSON."""
+    dates = all_dates(as_of - dt.timedelta(days=TREND_DAYS - 1), as_of)
+    rates, attempts = daily_rate(in_window(completion, as_of, TREND_DAYS), "completions", "attempts", dates)
+    seen = list(rates.columns)
+    workflows = [w for w in config.workflows if w in seen] + sorted(set(seen) - set(config.workflows))
+    series = {w: [float(v) for v in rates[w]] for w in workflows}
+    title = f"Completion rate by day, {dates[0]} … {dates[-1]}"
+    svg = line_chart_svg(dates, series, workflow_colors(workflows), title)
+    week = completion[completion["date"].astype(str).between(dates[-7], dates[-1])]
+    done = week.groupby("workflow")[["completions", "attempts"]].sum()
+    table = [f"| workflow | owner | {dates[0]} … {dates[-1]} | last 7 days |", "|---|---|---|---|"]
+    for name in workflows:
+        rate = done.loc[name, "completions"] / done.loc[name, "attempts"] if name in done.index else math.nan
+        table.append(
+            f"| {name} | {config.workflow_owner(name)} | `{sparkline(series[name])}` | {percent(rate)} |"
+        )
+    markdown = "\n".join([f"![{title}]({data_uri(svg)})", "", *table])
+    values = {
+        "as_of": as_of.isoformat(),
+        "dates": dates,
+        "completion_rate": {w: [None if math.isnan(v) else shown(v) for v in series[w]] for w in workflows},
+        "attempts": {w: [int(n) for n in attempts[w]] for w in workflows},
+    }
+    return {
+        "completion_trend": dg.MetadataValue.md(markdown),
+        "daily_completion_rate": dg.MetadataValue.json(values),
+    }
