@@ -1,5 +1,5 @@
-"""Shared fixtures: one small generated data set, materialized once per test session, and an empty
-warehouse on each backend."""
+"""Shared fixtures: the generated data sets materialized once per test session (under pytest-xdist,
+once for all workers), an empty warehouse on each backend, and the order xdist hands files out."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import fcntl
 import os
 import pickle
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import dagster as dg
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -18,37 +20,107 @@ from kpi_pipeline.definitions import build_definitions
 from kpi_pipeline.runner import StepResult
 from kpi_pipeline.sample_data import GenerationSummary, generate_dataset
 from kpi_pipeline_tests.postgres import POSTGRES_ENV, POSTGRES_SKIP_REASON, postgres_schema_url
-from kpi_pipeline_tests.support import DAYS, START, PipelineRun, materialize_all, settings_for
+from kpi_pipeline_tests.support import (
+    DAYS,
+    SMALL_DAYS,
+    START,
+    PipelineRun,
+    SmallRun,
+    materialize_all,
+    settings_for,
+    small_days,
+)
+
+# Test files in the order pytest-xdist hands them to the workers, most expensive first (seconds of
+# one core, measured with --durations), so the two workers end together instead of one running
+# the longest files last; every other file follows in pytest's order. --no-loadscope-reorder (in
+# pyproject.toml) turns off xdist's own reordering (by the number of tests in a file), which put
+# these files last.
+HEAVY_FIRST = (
+    "test_pipeline.py",  # ~60 s; builds the sample first, while the other worker has no use for it
+    "test_runner_ranges.py",  # ~45 s
+    "test_ranged_runs.py",  # ~35 s
+    "test_inputs_current.py",  # ~35 s
+    "test_ranged_runs_blocked.py",  # ~25 s
+    "test_sources_realdata.py",  # ~25 s
+    "test_checks_pipeline.py",  # ~20 s
+    "test_automation.py",  # ~20 s
+    "test_ingest_fast_path.py",  # ~15 s
+    "test_warehouse.py",  # ~15 s
+    "test_cli_robustness.py",  # ~10 s
+    "test_pipeline_gaps.py",
+    "test_quality_expectations.py",
+    "test_ingest_properties.py",
+    "test_partition_store.py",
+    "test_sources_pipeline.py",
+    "test_ingest_surveys.py",
+    "test_kpi_oracle.py",
+)
 
 
-def _build_sample(root: Path, days: list[dt.date]) -> tuple[GenerationSummary, list[StepResult]]:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: n for n, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
+
+
+def shared_build(
+    tmp_path_factory: pytest.TempPathFactory, worker_id: str, name: str, build: Callable[[Path], Any]
+) -> tuple[Path, Any]:
+    """``build(root)`` once per session: its data root and what it returned (pickled).
+
+    Under pytest-xdist the first worker to need it builds it, under a file lock, in the directory
+    all workers share; the others wait for it and read the same files. Callers copy the root before
+    writing to it."""
+    if worker_id == "master":
+        root = tmp_path_factory.mktemp(name) / "data"
+        return root, build(root)
+    shared = tmp_path_factory.getbasetemp().parent / f"{name}_built"
+    with open(shared.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "built.pickle").exists():
+            shutil.rmtree(shared / "data", ignore_errors=True)  # a failed build's leftovers
+            built = build(shared / "data")
+            (shared / "built.pickle").write_bytes(pickle.dumps(built))
+    return shared / "data", pickle.loads((shared / "built.pickle").read_bytes())
+
+
+def _build_sample(root: Path) -> tuple[GenerationSummary, list[StepResult]]:
     summary = generate_dataset(root, days=DAYS, seed=11, start=START, users=120)
+    days = [START + dt.timedelta(days=i) for i in range(DAYS)]
     return summary, materialize_all(settings_for(root), days)[1]
 
 
 @pytest.fixture(scope="session")
 def pipeline_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> PipelineRun:
-    """The sample data set (21 days, 120 users), generated and materialized end to end.
-
-    Under pytest-xdist the first worker to need it builds it once (under a file lock, in the
-    directory all workers share); every worker then works on its own copy, as tests write to it.
-    """
-    days = [START + dt.timedelta(days=i) for i in range(DAYS)]
+    """The sample data set (21 days, 120 users), generated and materialized end to end, in a data
+    root of this worker's own (tests write to it: re-materialize a day, run a follow-up)."""
+    built, (summary, results) = shared_build(tmp_path_factory, worker_id, "sample", _build_sample)
     root = tmp_path_factory.mktemp("sample")
-    if worker_id == "master":
-        summary, results = _build_sample(root, days)
-    else:
-        shared = tmp_path_factory.getbasetemp().parent / "sample_built"
-        with open(shared.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not (shared / "built.pickle").exists():
-                shutil.rmtree(shared / "data", ignore_errors=True)  # a failed build's leftovers
-                built = _build_sample(shared / "data", days)
-                (shared / "built.pickle").write_bytes(pickle.dumps(built))
-        shutil.copytree(shared / "data", root, dirs_exist_ok=True)
-        summary, results = pickle.loads((shared / "built.pickle").read_bytes())
+    shutil.copytree(built, root, dirs_exist_ok=True)
     settings = settings_for(root)
+    days = [START + dt.timedelta(days=i) for i in range(DAYS)]
     return PipelineRun(settings, summary, build_definitions(settings), days, results)
+
+
+def _build_small(root: Path) -> list[StepResult]:
+    generate_dataset(root, days=SMALL_DAYS, seed=9, start=START, users=40)
+    return materialize_all(settings_for(root), small_days())[1]
+
+
+@pytest.fixture(scope="session")
+def small_built(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> tuple[Path, list[StepResult]]:
+    """A small data set (4 days, 40 users) materialized end to end once per session; not to be
+    written to: :func:`small_run` is a test's own copy."""
+    return shared_build(tmp_path_factory, worker_id, "small", _build_small)
+
+
+@pytest.fixture
+def small_run(small_built: tuple[Path, list[StepResult]], tmp_path: Path) -> SmallRun:
+    """The small data set materialized end to end, in a data root of the test's own."""
+    built, results = small_built
+    root = tmp_path / "small"
+    shutil.copytree(built, root)
+    return SmallRun(root, settings_for(root), small_days(), results)
 
 
 # Hypothesis profiles: "ci" (the default) keeps the property suites inside the test budget and
@@ -86,3 +158,10 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     with postgres_schema_url() as scoped:
         yield scoped
+
+
+@pytest.fixture
+def no_retry_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Steps that fail with a retryable error are retried as often as their policy says, without the
+    policy's wait between tries (about 1 + 2 + 4 s of sleep per failing step)."""
+    monkeypatch.setattr(dg.RetryPolicy, "calculate_delay", lambda self, attempt_num: 0)

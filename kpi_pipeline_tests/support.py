@@ -16,6 +16,11 @@ from kpi_pipeline.warehouse import Warehouse
 
 START = dt.date(2025, 1, 1)
 DAYS = 21  # covers the sample data's bug week (2025-01-13 … 2025-01-19)
+SMALL_DAYS = 4  # the small data set: 2025-01-01 … 2025-01-04, 40 users
+
+
+def small_days() -> list[dt.date]:
+    return [START + dt.timedelta(days=i) for i in range(SMALL_DAYS)]
 
 
 @dataclass
@@ -29,6 +34,16 @@ class PipelineRun:
     @property
     def warehouse(self) -> Warehouse:
         return Warehouse(self.settings.warehouse_url)
+
+
+@dataclass
+class SmallRun:
+    """A test's own copy of the small data set, materialized end to end (conftest.small_run)."""
+
+    root: Path
+    settings: Settings
+    days: list[dt.date]
+    results: list[StepResult]
 
 
 def settings_for(root: Path) -> Settings:

@@ -12,13 +12,14 @@ import pytest
 
 import kpi_pipeline.defs.kpis as kpi_defs
 from kpi_pipeline.cli import main
+from kpi_pipeline.definitions import build_definitions
 from kpi_pipeline.defs.checks import check_result
 from kpi_pipeline.ingest.telemetry import partition_folder, stage_telemetry_partition
 from kpi_pipeline.quality.outcome import CheckOutcome
 from kpi_pipeline.runner import execute, plan
 from kpi_pipeline.sample_data import generate_dataset
 from kpi_pipeline.warehouse import Warehouse
-from kpi_pipeline_tests.support import START, PipelineRun, materialize_all, settings_for
+from kpi_pipeline_tests.support import START, PipelineRun, SmallRun
 
 DAYS = [START + dt.timedelta(days=i) for i in range(4)]
 BAD_DAY = DAYS[2]
@@ -46,16 +47,15 @@ def test_clean_run_passes_every_check(pipeline_run: PipelineRun) -> None:
 
 @pytest.fixture
 def four_days(tmp_path: Path) -> Path:
-    generate_dataset(tmp_path, days=4, seed=9, start=START, users=40)
+    """The small data set of conftest.small_run, generated and not materialized yet."""
+    generate_dataset(tmp_path, days=len(DAYS), seed=9, start=START, users=40)
     return tmp_path
 
 
-def test_corrupted_day_stops_its_kpis_and_keeps_previous_rows(
-    four_days: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    settings = settings_for(four_days)
-    defs, results = materialize_all(settings, DAYS)
-    assert all(r.success for r in results)
+def test_corrupted_day_stops_its_kpis_and_keeps_previous_rows(small_run: SmallRun) -> None:
+    four_days, settings = small_run.root, small_run.settings
+    assert small_run.days == DAYS and all(r.success for r in small_run.results)
+    defs = build_definitions(settings)
     warehouse = Warehouse(settings.warehouse_url)
     before = {d: warehouse.read("kpi_task_completion_daily", date_range=(d, d)) for d in DAYS}
     where = {"source": "telemetry", "partition": BAD_DAY.isoformat()}
@@ -115,7 +115,7 @@ def test_cli_prints_check_summary_and_exits_nonzero_on_blocking_failure(
 
 
 def test_a_kpi_table_breaking_its_invariants_feeds_neither_roi_nor_the_scorecard(
-    four_days: Path, monkeypatch: pytest.MonkeyPatch
+    small_run: SmallRun, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = kpi_defs.task_completion_daily
 
@@ -124,8 +124,9 @@ def test_a_kpi_table_breaking_its_invariants_feeds_neither_roi_nor_the_scorecard
         out.loc[out.index[:1], "completions"] = out["attempts"].iloc[:1] + 1  # more completions than attempts
         return out
 
-    settings = settings_for(four_days)
-    defs, _ = materialize_all(settings, DAYS)
+    settings = small_run.settings
+    assert small_run.days == DAYS and all(r.success for r in small_run.results)
+    defs = build_definitions(settings)
     warehouse = Warehouse(settings.warehouse_url)
     roi_before = warehouse.read("kpi_roi_daily", date_range=(BAD_DAY, BAD_DAY))
     scorecard_before = warehouse.read("kpi_scorecard")

@@ -15,6 +15,7 @@ import pytest
 from kpi_pipeline.config import parse_config
 from kpi_pipeline.contract import TELEMETRY_FIELDS
 from kpi_pipeline.ingest.telemetry import partition_folder, stage_telemetry_partition
+from kpi_pipeline_tests.support import SmallRun
 
 DAY = dt.date(2026, 2, 4)
 SURVEYS = parse_config(
@@ -160,27 +161,24 @@ def test_a_survey_change_moves_every_days_data_version_and_the_built_ins_none() 
     assert telemetry_data_versions(files, (), "", custom) != before
 
 
-def test_survey_responses_reach_kpi_survey_daily_through_dagster(tmp_path: Path) -> None:
+def test_survey_responses_reach_kpi_survey_daily_through_dagster(small_run: SmallRun) -> None:
     """End to end: responses staged with the day, paired with yesterday's attempt, and one about an
-    attempt three days old that only names the workflow (looked up through task_starts)."""
-    from kpi_pipeline.sample_data import generate_dataset
+    attempt three days old that only names the workflow (looked up through task_starts). The small
+    data set is materialized already; the responses come in a file of its last day, staged again."""
     from kpi_pipeline.warehouse import Warehouse
-    from kpi_pipeline_tests.support import START, materialize_all, settings_for
+    from kpi_pipeline_tests.support import materialize_all
 
-    days = [START + dt.timedelta(days=n) for n in range(4)]
-    generate_dataset(tmp_path, days=4, users=30, seed=3, start=START)
+    root, settings, days = small_run.root, small_run.settings, small_run.days
+    assert len(days) == 4 and all(r.success for r in small_run.results)
     # Surveys of the test's own, apart from the sample's csat, ces and nps answers.
-    with (tmp_path / "config" / "kpi.yaml").open("a") as config:
+    with (root / "config" / "kpi.yaml").open("a") as config:
         config.write(
             "surveys:\n"
             "  probe: {kind: csat, scale: [1, 5], top_box: [4, 5], bottom_box: [1, 2]}\n"
             "  probe_nps: {kind: nps, scale: [0, 10], top_box: [9, 10], bottom_box: [0, 6]}\n"
         )
-    settings = settings_for(tmp_path)
-    _, results = materialize_all(settings, days[:3])
-    assert all(r.success for r in results)
-    attempts = pd.read_parquet(tmp_path / "staging" / "task_attempts" / f"date={days[0]}" / "data.parquet")
-    yesterday = pd.read_parquet(tmp_path / "staging" / "task_attempts" / f"date={days[2]}" / "data.parquet")
+    attempts = pd.read_parquet(root / "staging" / "task_attempts" / f"date={days[0]}" / "data.parquet")
+    yesterday = pd.read_parquet(root / "staging" / "task_attempts" / f"date={days[2]}" / "data.parquet")
     recent = yesterday[yesterday["completed"]].iloc[0]
     old = attempts[attempts["workflow"] != recent["workflow"]].iloc[0]
     at = f"{days[3]}T12:00:00Z"
@@ -190,7 +188,7 @@ def test_survey_responses_reach_kpi_survey_daily_through_dagster(tmp_path: Path)
         response("s3", occurred_at=at, task_id=old["task_id"], score=3, survey="probe"),
         response("s4", occurred_at=at, task_id=None, score=2, survey="probe_nps"),
     ]
-    folder = partition_folder(tmp_path, days[3])
+    folder = partition_folder(root, days[3])
     (folder / "surveys.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     _, results = materialize_all(settings, days[3:])
     assert all(r.success for r in results), [r.message for r in results if not r.success]

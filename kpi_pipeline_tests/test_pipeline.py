@@ -20,7 +20,7 @@ from kpi_pipeline.runner import execute, plan
 from kpi_pipeline.sample_data import generate_dataset
 from kpi_pipeline.tables import TABLES
 from kpi_pipeline.warehouse import Warehouse
-from kpi_pipeline_tests.support import START, PipelineRun, materialize_all, settings_for
+from kpi_pipeline_tests.support import START, PipelineRun, SmallRun, materialize_all, settings_for
 
 
 def _snapshot(run: PipelineRun) -> dict[str, pd.DataFrame]:
@@ -167,11 +167,10 @@ def small_root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_unreadable_file_fails_the_partition_and_keeps_previous_rows(small_root: Path) -> None:
-    settings = settings_for(small_root)
-    days = [START + dt.timedelta(days=i) for i in range(3)]
-    defs, results = materialize_all(settings, days)
-    assert all(r.success for r in results)
+def test_unreadable_file_fails_the_partition_and_keeps_previous_rows(small_run: SmallRun) -> None:
+    settings, days = small_run.settings, small_run.days
+    assert all(r.success for r in small_run.results)
+    defs = build_definitions(settings)
     day = days[1]
     staged_file = settings.staging_dir / "telemetry_events" / f"date={day}" / "data.parquet"
     staged_before = pd.read_parquet(staged_file)
@@ -180,7 +179,7 @@ def test_unreadable_file_fails_the_partition_and_keeps_previous_rows(small_root:
     quarantine_before = warehouse.count("quarantine", partition)
     completion_before = warehouse.read("kpi_task_completion_daily", date_range=(day, day))
 
-    broken = partition_folder(small_root, day) / "zz-broken.jsonl.gz"
+    broken = partition_folder(small_run.root, day) / "zz-broken.jsonl.gz"
     broken.write_bytes(b"this is not gzip")
     results = execute(defs, plan(defs, [day]), dg.DagsterInstance.ephemeral())
     staging = results[0]

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from kpi_pipeline.definitions import build_definitions
 from kpi_pipeline.runner import Step, StepResult, execute, plan, ranged
 from kpi_pipeline.sample_data import generate_dataset
 from kpi_pipeline.tables import TABLES
 from kpi_pipeline.warehouse import Warehouse
-from kpi_pipeline_tests.support import START, settings_for
+from kpi_pipeline_tests.support import START, SmallRun, settings_for
 
 DAYS = [START + dt.timedelta(days=n) for n in range(6)]
 PARQUET = ("telemetry_events", "task_attempts", "daily_activity")
@@ -34,9 +36,10 @@ def stored(root: Path) -> dict[str, pd.DataFrame]:
     }
 
 
-def run(root: Path, steps_of) -> list[StepResult]:
+def run(root: Path, steps_of, instance: dg.DagsterInstance | None = None) -> list[StepResult]:
     defs = build_definitions(settings_for(root))
-    return execute(defs, steps_of(plan(defs, DAYS)), dg.DagsterInstance.ephemeral(), lookback_days=1)
+    instance = instance or dg.DagsterInstance.ephemeral()
+    return execute(defs, steps_of(plan(defs, DAYS)), instance, lookback_days=1)
 
 
 def assert_same_storage(got: Path, expected: Path) -> None:
@@ -71,15 +74,32 @@ def test_ranged_plan_merges_consecutive_days_of_the_same_assets_up_to_the_limit(
     ]
 
 
-def test_ranged_runs_store_exactly_what_one_run_per_day_stores(tmp_path: Path) -> None:
-    per_day, ranges = tmp_path / "per_day", tmp_path / "ranges"
+@dataclass
+class Compared:
+    """The 6-day sample run one day at a time (``per_day``) and, in a copy, in ranges of 4 days."""
+
+    per_day: Path
+    ranges: Path
+    daily: list[StepResult]
+    merged: list[StepResult]
+    instance: dg.DagsterInstance  # the ranged runs'
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory: pytest.TempPathFactory) -> Compared:
+    root = tmp_path_factory.mktemp("compared")
+    per_day, ranges = root / "per_day", root / "ranges"
     generate_dataset(per_day, days=len(DAYS), users=60, seed=11, start=START)
     shutil.copytree(per_day, ranges)
-
     daily = run(per_day, lambda steps: steps)
     # Ranges of 4 days: the KPI windows (attempts read D-1 … D+1, 28-day windows) cross a boundary.
-    merged = run(ranges, lambda steps: ranged(steps, max_days=4))
+    instance = dg.DagsterInstance.ephemeral()
+    merged = run(ranges, lambda steps: ranged(steps, max_days=4), instance)
+    return Compared(per_day, ranges, daily, merged, instance)
 
+
+def test_ranged_runs_store_exactly_what_one_run_per_day_stores(compared: Compared) -> None:
+    daily, merged = compared.daily, compared.merged
     assert all(r.success for r in daily) and all(r.success for r in merged)
     assert len(daily) == 6 + 2 + 6 + 6 + 1  # telemetry, exports, the KPIs, then their retries, by day
     assert [r.step.label for r in merged] == [
@@ -97,71 +117,42 @@ def test_ranged_runs_store_exactly_what_one_run_per_day_stores(tmp_path: Path) -
     assert attempts["preview"].startswith("| ") and attempts["attempts"] > 0
     staged = merged[0].metadata["telemetry_events"]
     assert staged["raw_rows"] == staged["staged_rows"] + staged["quarantined_rows"] > 0
-    assert_same_storage(ranges, per_day)
-    assert len(stored(ranges)["task_attempts date=2025-01-04"]) > 0
+    assert_same_storage(compared.ranges, compared.per_day)
+    assert len(stored(compared.ranges)["task_attempts date=2025-01-04"]) > 0
 
 
-def test_a_blocked_day_runs_its_range_again_one_day_at_a_time(tmp_path: Path) -> None:
-    per_day, ranges = tmp_path / "per_day", tmp_path / "ranges"
-    generate_dataset(per_day, days=len(DAYS), users=60, seed=11, start=START)
-    blocked_day = DAYS[3]
-    folder = per_day / "raw" / "telemetry" / f"date={blocked_day}"
-    broken = "".join(f'{{"event_id": "x{n}", "occurred_at": "not a time"\n' for n in range(50_000))
-    (folder / "broken.jsonl").write_text(broken, encoding="utf-8")  # quarantine_rate blocks the day
-    shutil.copytree(per_day, ranges)
-
-    daily = run(per_day, lambda steps: steps)
-    merged = run(ranges, lambda steps: ranged(steps))
-
-    [split] = [r for r in merged if r.split]
-    assert split.step == Step(("telemetry_events",), DAYS[0].isoformat(), last=DAYS[-1].isoformat())
-    assert f"telemetry_events {blocked_day} was not stored: quarantine_rate" in split.message
-
-    def outcomes(results: list[StepResult]) -> list[tuple[str, str, bool, bool]]:
-        return [
-            (r.step.label, ",".join(r.step.assets), r.success, r.skipped)
-            for r in results
-            if not r.split and r.step.partition
-        ]
-
-    # After the split every day has the outcome it has with one run per day: the blocked day and
-    # the day before it (its attempts read the blocked day) wait; the others are computed.
-    assert sorted(outcomes(merged)) == sorted(outcomes(daily))
-    failed = {label for label, _, ok, _ in outcomes(merged) if not ok}
-    assert failed == {blocked_day.isoformat(), DAYS[2].isoformat()}
-    assert_same_storage(ranges, per_day)
-
-
-def test_window_tables_write_no_rows_for_days_whose_telemetry_was_never_staged(tmp_path: Path) -> None:
+def test_window_tables_write_no_rows_for_days_whose_telemetry_was_never_staged(small_run: SmallRun) -> None:
     """A UI backfill also targets the 27 days after its range (their 28-day windows read it); days
     without staged telemetry must not get adoption or engagement rows made of earlier days alone."""
-    generate_dataset(tmp_path, days=2, users=40, seed=3, start=START)
-    defs = build_definitions(settings_for(tmp_path))
+    defs = build_definitions(small_run.settings)
+    assert all(r.success for r in small_run.results)  # its 4 days, staged and computed
+    first, last = (small_run.days[-1] + dt.timedelta(days=n) for n in (1, 3))
+    windows = ("kpi_feature_adoption_daily", "kpi_engagement_daily")
+    later = Step(windows, first.isoformat(), last=last.isoformat())
     instance = dg.DagsterInstance.ephemeral()
-    assert all(r.success for r in execute(defs, ranged(plan(defs, DAYS[:2])), instance))
-    later = Step(
-        ("kpi_feature_adoption_daily", "kpi_engagement_daily"), DAYS[2].isoformat(), last=DAYS[4].isoformat()
-    )
     [result] = execute(defs, [later], instance)
     assert result.success
-    warehouse = Warehouse(settings_for(tmp_path).warehouse_url)
-    for name in ("kpi_feature_adoption_daily", "kpi_engagement_daily"):
+    warehouse = Warehouse(small_run.settings.warehouse_url)
+    for name in windows:
+        records = instance.fetch_materializations(dg.AssetKey(name), limit=10).records
+        assert sorted(str(r.partition_key) for r in records) == later.days, name  # computed, ...
         dates = set(warehouse.read(name)["date"])
-        assert dates == {DAYS[0].isoformat(), DAYS[1].isoformat()}, name
+        assert dates == {d.isoformat() for d in small_run.days}, name  # ... and no rows written
 
 
-def test_each_partition_of_a_ranged_staging_run_carries_its_own_figures(tmp_path: Path) -> None:
+def test_each_partition_of_a_ranged_staging_run_carries_its_own_figures(compared: Compared) -> None:
     """One run stages four days and one computes their KPIs; each day's materializations (events,
     quarantine, a KPI table) show that day's row counts and headline, as stored, not the range's."""
-    generate_dataset(tmp_path, days=4, users=60, seed=11, start=START)
-    defs = build_definitions(settings_for(tmp_path))
-    instance = dg.DagsterInstance.ephemeral()
-    days = [START + dt.timedelta(days=n) for n in range(4)]
-    results = execute(defs, ranged(plan(defs, days)), instance)
-    assert all(r.success for r in results)
-    result = results[0]
+    instance, root = compared.instance, compared.ranges
+    assert all(r.success for r in compared.merged)
+    days = DAYS[:4]
+    result = compared.merged[0]
     assert result.step.label == "2025-01-01 … 2025-01-04" and result.step.assets == ("telemetry_events",)
-    warehouse = Warehouse(settings_for(tmp_path).warehouse_url)
+    kpi_run = compared.merged[4]
+    assert (
+        kpi_run.step.label == "2025-01-01 … 2025-01-04" and "kpi_task_completion_daily" in kpi_run.step.assets
+    )
+    warehouse = Warehouse(settings_for(root).warehouse_url)
     figures = []
     for day in map(str, days):
         [events] = instance.fetch_materializations(
@@ -172,9 +163,7 @@ def test_each_partition_of_a_ranged_staging_run_carries_its_own_figures(tmp_path
             limit=5,
         ).records
         meta = {k: v.value for k, v in events.asset_materialization.metadata.items()}
-        staged = len(
-            pd.read_parquet(tmp_path / "staging" / "telemetry_events" / f"date={day}" / "data.parquet")
-        )
+        staged = len(pd.read_parquet(root / "staging" / "telemetry_events" / f"date={day}" / "data.parquet"))
         stored_quarantine = warehouse.count("quarantine", {"source": "telemetry", "partition": day})
         assert meta["dagster/row_count"] == meta["staged_rows"] == staged
         assert meta["quarantined_rows"] == stored_quarantine

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from kpi_pipeline.definitions import build_definitions
+from kpi_pipeline.defs.resources import IO_RETRY
 from kpi_pipeline.runner import execute, plan
 from kpi_pipeline.warehouse import Warehouse
 from kpi_pipeline_tests.support import settings_for
@@ -130,15 +131,19 @@ def test_a_ticket_export_failing_its_expectations_is_not_stored(tmp_path: Path) 
 
 
 def test_a_day_that_fails_after_staging_leaves_no_pending_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_retry_wait: None
 ) -> None:
     """DuckDB writes the day's events to a reserved pending file before its checks run; a failure
     after that (here in Great Expectations) deletes the file rather than leaving it to the process's
-    end, and the DuckDB connection keeps no frame of the day."""
+    end, and the DuckDB connection keeps no frame of the day. The error is retried (as an unknown
+    error is): every try cleans up after itself."""
     from kpi_pipeline.defs import staging
     from kpi_pipeline.ingest.engine import shared_connection
 
+    tries = []
+
     def broken(*_: object) -> None:
+        tries.append(1)
         raise RuntimeError("GX is broken")
 
     settings = settings_for(tmp_path)
@@ -148,6 +153,7 @@ def test_a_day_that_fails_after_staging_leaves_no_pending_file(
     [result] = execute(defs, plan(defs, [DAY], ["telemetry_events"]), dg.DagsterInstance.ephemeral())
     assert not result.success
     assert "GX is broken" in (result.message or "")
+    assert len(tries) == 1 + IO_RETRY.max_retries
     assert sorted(p.name for p in (tmp_path / "staging" / "_pending").iterdir()) == []
     assert not (tmp_path / "staging" / "telemetry_events" / f"date={DAY}").exists()
     left = shared_connection().sql("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()
