@@ -34,7 +34,7 @@ from kpi_pipeline.defs.outdated import nodes_of
 from kpi_pipeline.defs.resources import KpiData
 from kpi_pipeline.runner import execute, plan, ranged
 from kpi_pipeline.sample_data import generate_dataset
-from kpi_pipeline_tests.support import PipelineRun, settings_for
+from kpi_pipeline_tests.support import PipelineRun, SmallRun, settings_for
 
 HOUR_NS = 3600 * 10**9
 
@@ -291,30 +291,31 @@ def spans(requests: list[dg.RunRequest]) -> list[str | None]:
     return [None if s is None else s[0] if s[0] == s[1] else f"{s[0]}…{s[1]}" for s in shown]
 
 
-def test_followup_after_a_daily_run_recomputes_the_days_that_read_it(pipeline_run: PipelineRun) -> None:
+def test_followup_after_a_daily_run_recomputes_the_days_that_read_it(small_run: SmallRun) -> None:
+    defs = build_definitions(small_run.settings)
     instance = dg.DagsterInstance.ephemeral()
-    job = pipeline_run.defs.resolve_job_def(daily_kpi_job.name)
-    result = job.execute_in_process(instance=instance, partition_key="2025-01-05", raise_on_error=False)
+    job = defs.resolve_job_def(daily_kpi_job.name)
+    result = job.execute_in_process(instance=instance, partition_key="2025-01-03", raise_on_error=False)
     assert result.success
     context = dg.build_run_status_sensor_context(
         sensor_name="kpi_followup_sensor",
         dagster_event=result.get_run_success_event(),
         dagster_instance=instance,
         dagster_run=result.dagster_run,
-        resources={"kpi_data": kpi_data(pipeline_run.settings.data_dir)},
+        resources={"kpi_data": kpi_data(small_run.settings.data_dir)},
     )
-    requests = pipeline_run.defs.resolve_sensor_def("kpi_followup_sensor")(context)
-    # The 21-day sample: the day before (its attempts read the 5th), the day before that (its
-    # retries are the 4th's attempts) and the 16 staged days after it (the 6th's attempts read the
-    # 5th as D-1; wau/mau/28-day adoption of later days include it).
-    # The 5th again, as its retries are the 6th's attempts, which this follow-up recomputes; the
+    requests = defs.resolve_sensor_def("kpi_followup_sensor")(context)
+    # The 4-day small set: the day before (its attempts read the 3rd), the day before that (its
+    # retries are the 2nd's attempts) and the staged day after it (its attempts read the 3rd as
+    # D-1; its wau/mau/28-day adoption include it).
+    # The 3rd again, as its retries are the 4th's attempts, which this follow-up recomputes; the
     # consecutive days are one ranged run, so each asset goes over all of them in dependency order.
-    assert spans(requests) == ["2025-01-03…2025-01-21", None]
+    assert spans(requests) == ["2025-01-01…2025-01-04", None]
     assert {r.job_name for r in requests[:-1]} == {"kpi_day_job"}
     assert requests[-1].job_name == "refresh_kpis_job"
-    assert requests[0].run_key == f"followup:{result.run_id}:2025-01-03…2025-01-21"
+    assert requests[0].run_key == f"followup:{result.run_id}:2025-01-01…2025-01-04"
     # The ranged request runs as Dagster launches it: kpi_day_job with the range tags.
-    day_job = pipeline_run.defs.resolve_job_def(kpi_day_job.name)
+    day_job = defs.resolve_job_def(kpi_day_job.name)
     ranged_run = day_job.execute_in_process(instance=instance, tags=requests[0].tags, raise_on_error=False)
     assert ranged_run.success
     retried = [
@@ -322,7 +323,7 @@ def test_followup_after_a_daily_run_recomputes_the_days_that_read_it(pipeline_ru
         for e in ranged_run.get_asset_materialization_events()
         if e.asset_key == dg.AssetKey("kpi_retry_daily")
     ]
-    assert sorted(retried) == [f"2025-01-{d:02d}" for d in range(3, 22)]
+    assert sorted(retried) == [f"2025-01-{d:02d}" for d in range(1, 5)]
 
 
 def nodes_for(root: Path, config: KpiConfig) -> list[Node]:

@@ -115,8 +115,8 @@ def test_latest_ticket_version_wins(pipeline_run: PipelineRun) -> None:
 def test_rematerializing_a_day_changes_nothing(pipeline_run: PipelineRun) -> None:
     before = _snapshot(pipeline_run)
     day = dt.date(2025, 1, 10)
+    # The day staged again, its KPIs and the tables over all days: all come out as they were.
     results = execute(pipeline_run.defs, plan(pipeline_run.defs, [day]), dg.DagsterInstance.ephemeral())
-    results += execute(pipeline_run.defs, plan(pipeline_run.defs, [day]), dg.DagsterInstance.ephemeral())
     assert all(r.success for r in results)
     after = _snapshot(pipeline_run)
     for name in before:

@@ -36,10 +36,12 @@ def stored(root: Path) -> dict[str, pd.DataFrame]:
     }
 
 
-def run(root: Path, steps_of, instance: dg.DagsterInstance | None = None) -> list[StepResult]:
+def run(
+    root: Path, steps_of, instance: dg.DagsterInstance | None = None, days: list[dt.date] = DAYS
+) -> list[StepResult]:
     defs = build_definitions(settings_for(root))
     instance = instance or dg.DagsterInstance.ephemeral()
-    return execute(defs, steps_of(plan(defs, DAYS)), instance, lookback_days=1)
+    return execute(defs, steps_of(plan(defs, days)), instance, lookback_days=1)
 
 
 def assert_same_storage(got: Path, expected: Path) -> None:

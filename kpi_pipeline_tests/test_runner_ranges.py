@@ -170,15 +170,36 @@ def materialize(root: Path, first: dt.date, last: dt.date, monkeypatch: pytest.M
     assert main(["materialize", "--start", first.isoformat(), "--end", last.isoformat()]) == 0
 
 
-def test_ranges_in_any_order_equal_one_run_over_all_days(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def without_cli_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI reads KPI_DATA_DIR alone; without DAGSTER_HOME each call has a fresh instance."""
     for name in ("KPI_WAREHOUSE_URL", "KPI_CONFIG", "DAGSTER_HOME"):
         monkeypatch.delenv(name, raising=False)
-    whole, ranges = tmp_path / "whole", tmp_path / "ranges"
-    generate_dataset(whole, days=3, users=40, seed=5, start=START)
-    shutil.copytree(whole, ranges)
-    materialize(whole, day(1), day(3), monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three days (Wed 01-01 … Fri 01-03, one week) materialized by one CLI call; not to be written
+    to: a test copies it."""
+    root = tmp_path_factory.mktemp("whole") / "data"
+    generate_dataset(root, days=3, users=40, seed=5, start=START)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        without_cli_environment(monkeypatch)
+        materialize(root, day(1), day(3), monkeypatch)
+    return root
+
+
+def raw_copy(root: Path, to: Path) -> Path:
+    """The raw files and kpi.yaml of ``root``, nothing staged or stored."""
+    for folder in ("raw", "config"):
+        shutil.copytree(root / folder, to / folder)
+    return to
+
+
+def test_ranges_in_any_order_equal_one_run_over_all_days(
+    whole: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    without_cli_environment(monkeypatch)
+    ranges = raw_copy(whole, tmp_path / "ranges")
 
     # The middle day first, then the day before it (01-02 reads it: attempts and windows), then
     # the day after it (01-02's attempts read it). Without DAGSTER_HOME each call has a fresh
@@ -206,16 +227,14 @@ def test_ranges_in_any_order_equal_one_run_over_all_days(
 
 
 def test_restaging_a_day_that_loses_a_user_moves_their_week_to_their_next_day(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    whole: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """user_weeks of the later days of a week read the re-staged day: when a fix removes a user from
     the day that opened their week, the CLI recomputes those days, and the cohort tables equal a
     fresh run over the fixed files."""
-    for name in ("KPI_WAREHOUSE_URL", "KPI_CONFIG", "DAGSTER_HOME"):
-        monkeypatch.delenv(name, raising=False)
+    without_cli_environment(monkeypatch)
     fixed, fresh = tmp_path / "fixed", tmp_path / "fresh"
-    generate_dataset(fixed, days=3, users=40, seed=5, start=START)  # Wed 01-01 … Fri 01-03: one week
-    materialize(fixed, day(1), day(3), monkeypatch)
+    shutil.copytree(whole, fixed)  # materialized: Wed 01-01 … Fri 01-03, one week
     weeks = Warehouse(settings_for(fixed).warehouse_url).read("user_weeks")
     opened = weeks[weeks["date"].astype(str) == "2025-01-01"]["user_id"]
     later = Warehouse(settings_for(fixed).warehouse_url).read("user_days")
@@ -228,8 +247,7 @@ def test_restaging_a_day_that_loses_a_user_moves_their_week_to_their_next_day(
     kept = [line for line in lines if f'"{user}"' not in line]
     assert len(kept) < len(lines)
     raw.write_text("".join(kept), encoding="utf-8")
-    shutil.copytree(fixed / "raw", fresh / "raw")
-    shutil.copytree(fixed / "config", fresh / "config")
+    raw_copy(fixed, fresh)
     materialize(fixed, day(1), day(1), monkeypatch)
     materialize(fresh, day(1), day(3), monkeypatch)
 
