@@ -24,10 +24,10 @@ $(DAGSTER_HOME):
 demo: setup $(DAGSTER_HOME)  ## generate the sample data (if absent), materialize every asset, print KPIs
 	$(BIN)/kpi-pipeline demo
 
-test: setup  ## run the whole test suite
+test: setup  ## run the whole test suite, the browser tests with it (skipped without chromium)
 	$(BIN)/pytest -q
 
-browser: setup  ## what the Dagster UI and the KPI report show, in Debian's headless chromium (skipped without it)
+browser: setup  ## only the browser tests: the Dagster UI and the KPI report in Debian's headless chromium
 	$(BIN)/pytest -q -n 0 browser_tests
 
 deploy-test: setup  ## the deployment files, the PostgreSQL topology of docs/deploy.md and the data root in S3 (moto; needs KPI_TEST_POSTGRES_URL)

@@ -1,5 +1,5 @@
 """Shared fixtures: the generated data sets materialized once per test session (under pytest-xdist,
-once for all workers), an empty warehouse on each backend, and the order xdist hands files out."""
+once for all workers) and an empty warehouse on each backend."""
 
 from __future__ import annotations
 
@@ -30,37 +30,6 @@ from kpi_pipeline_tests.support import (
     settings_for,
     small_days,
 )
-
-# Test files in the order pytest-xdist hands them to the workers, most expensive first (seconds of
-# one core, measured with --durations), so the two workers end together instead of one running
-# the longest files last; every other file follows in pytest's order. --no-loadscope-reorder (in
-# pyproject.toml) turns off xdist's own reordering (by the number of tests in a file), which put
-# these files last.
-HEAVY_FIRST = (
-    "test_pipeline.py",  # ~60 s; builds the sample first, while the other worker has no use for it
-    "test_runner_ranges.py",  # ~45 s
-    "test_ranged_runs.py",  # ~35 s
-    "test_inputs_current.py",  # ~35 s
-    "test_ranged_runs_blocked.py",  # ~25 s
-    "test_sources_realdata.py",  # ~25 s
-    "test_checks_pipeline.py",  # ~20 s
-    "test_automation.py",  # ~20 s
-    "test_ingest_fast_path.py",  # ~15 s
-    "test_warehouse.py",  # ~15 s
-    "test_cli_robustness.py",  # ~10 s
-    "test_pipeline_gaps.py",
-    "test_quality_expectations.py",
-    "test_ingest_properties.py",
-    "test_partition_store.py",
-    "test_sources_pipeline.py",
-    "test_ingest_surveys.py",
-    "test_kpi_oracle.py",
-)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    rank = {name: n for n, name in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
 
 
 def shared_build(

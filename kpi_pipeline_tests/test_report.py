@@ -1,7 +1,7 @@
 """The KPI report's pure parts on small hand-made frames: numbers for people, each chart's data
 (rates, shaded incident windows, release marks, the funnel's week), the scorecard table's cells and
 colours, the page's offline rules, the trend pictures of the UI and the atomic files. Expected
-values are computed here by hand. (The page in a real browser: browser_tests/test_report.py.)"""
+values are computed here by hand. (The page in a real browser: browser_tests/test_ui_and_report.py.)"""
 
 from __future__ import annotations
 
