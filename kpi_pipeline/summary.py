@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig, load_config
+from kpi_pipeline.contract import TICKET_PRIORITIES
 from kpi_pipeline.kpis.scorecard import not_significant
 from kpi_pipeline.settings import Settings
 from kpi_pipeline.tables import TABLES
@@ -113,7 +114,7 @@ def support_lines(support: pd.DataFrame) -> list[str]:
     """SLA breach rates per priority over every date. Every ticket of a priority with a target has
     it, so a priority's rate is its breaches over the tickets of its rows whose rate is set."""
     lines = ["SLA breaches by priority over all dates (first reply / resolution; tickets):"]
-    order = {p: i for i, p in enumerate(("urgent", "high", "normal", "low"))}
+    order = {p: i for i, p in enumerate(TICKET_PRIORITIES[::-1])}  # urgent first
     ranked = support.assign(rank=support["priority"].map(order).fillna(len(order)))
     for (_, priority), rows in ranked.groupby(["rank", "priority"], sort=True):
         rates = []

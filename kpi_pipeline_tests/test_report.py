@@ -15,13 +15,14 @@ import pandas as pd
 import pytest
 
 from kpi_pipeline.config import parse_config
+from kpi_pipeline.contract import TICKET_PRIORITIES
 from kpi_pipeline.defs.metadata import completion_trend
 from kpi_pipeline.kpis.scorecard import SCORECARD_COLUMNS
 from kpi_pipeline.report import charts
 from kpi_pipeline.report import formatting as fmt
 from kpi_pipeline.report.files import write_report
 from kpi_pipeline.report.page import ReportData, report_page, scorecard_table
-from kpi_pipeline.report.series import complete_week, daily_rate
+from kpi_pipeline.report.series import complete_week, daily_rate, ordered
 from kpi_pipeline.report.trend import data_uri, line_chart_svg, sparkline
 
 CONFIG = parse_config(
@@ -86,6 +87,19 @@ def test_daily_rates_are_ratios_of_sums_with_gaps_for_days_without_attempts() ->
     assert rates["a"].tolist()[2] == 0.5 and attempts["a"].tolist() == [10, 0, 10]
     trailing, _ = daily_rate(frame, "completions", "attempts", dates, trailing=7)
     assert trailing["a"].tolist() == [0.6, 0.6, 11 / 20]
+
+
+def test_known_values_come_in_their_order_then_the_others_sorted() -> None:
+    # kpi.yaml's workflows in its order, a workflow it does not list after them, an absent one left out.
+    seen = ["zeta", "invoice_download", "access_request", "invoice_download", "alpha"]
+    assert ordered(list(CONFIG.workflows), seen) == ["access_request", "invoice_download", "alpha", "zeta"]
+    # Ticket priorities urgent first (the support chart's bars), an unknown priority last.
+    assert ordered(TICKET_PRIORITIES[::-1], ["low", "odd", "urgent", "normal"]) == [
+        "urgent",
+        "normal",
+        "low",
+        "odd",
+    ]
 
 
 def test_the_funnel_week_is_the_latest_complete_monday_to_sunday() -> None:

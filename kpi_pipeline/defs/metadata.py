@@ -13,7 +13,7 @@ import pandas as pd
 from kpi_pipeline.config import KpiConfig
 from kpi_pipeline.report.colors import workflow_colors
 from kpi_pipeline.report.formatting import percent
-from kpi_pipeline.report.series import all_dates, daily_rate, in_window
+from kpi_pipeline.report.series import all_dates, daily_rate, in_window, ordered
 from kpi_pipeline.report.trend import data_uri, line_chart_svg, sparkline
 from kpi_pipeline.storage import StoragePath, relative_name
 from kpi_pipeline.tables import TableSpec
@@ -111,8 +111,7 @@ def completion_trend(
     the same series as JSON."""
     dates = all_dates(as_of - dt.timedelta(days=TREND_DAYS - 1), as_of)
     rates, attempts = daily_rate(in_window(completion, as_of, TREND_DAYS), "completions", "attempts", dates)
-    seen = list(rates.columns)
-    workflows = [w for w in config.workflows if w in seen] + sorted(set(seen) - set(config.workflows))
+    workflows = ordered(config.workflows, rates.columns)
     series = {w: [float(v) for v in rates[w]] for w in workflows}
     title = f"Completion rate by day, {dates[0]} … {dates[-1]}"
     svg = line_chart_svg(dates, series, workflow_colors(workflows), title)

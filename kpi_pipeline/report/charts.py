@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from kpi_pipeline.config import KpiConfig
+from kpi_pipeline.contract import TICKET_PRIORITIES
 from kpi_pipeline.report import formatting as fmt
 from kpi_pipeline.report.colors import PALETTE
 from kpi_pipeline.report.series import (
@@ -27,6 +28,7 @@ from kpi_pipeline.report.series import (
     floats,
     in_window,
     last_date,
+    ordered,
     summed,
     touched_days,
     utc_text,
@@ -631,9 +633,7 @@ def support_chart(support: pd.DataFrame) -> go.Figure | None:
         return None
     window = in_window(support, last, 28)
     fig = go.Figure()
-    order = ["urgent", "high", "normal", "low"]
-    priorities = [p for p in order if p in set(window["priority"].astype(str))]
-    priorities += sorted(set(window["priority"].astype(str)) - set(order))
+    priorities = ordered(TICKET_PRIORITIES[::-1], window["priority"].astype(str))  # urgent first
     for kind, color in (("first_reply", PALETTE[0]), ("resolution", PALETTE[1])):
         targeted = window[window[f"{kind}_breach_rate"].notna()]
         sums = summed(targeted, ["priority"], ["tickets", f"{kind}_breaches"]).reindex(priorities)

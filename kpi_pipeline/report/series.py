@@ -4,7 +4,7 @@ computed from the KPI tables as frames: rates are ratios of summed counts, never
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,13 @@ def in_window(
 def all_dates(first: dt.date, last: dt.date) -> list[str]:
     """Every ISO date from ``first`` to ``last``, both included."""
     return [(first + dt.timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+
+def ordered(preferred: Sequence[str], seen: Iterable[str]) -> list[str]:
+    """The values of ``seen`` in ``preferred``'s order, then the others sorted (what the report
+    shows for workflows kpi.yaml lists and priorities the contract names)."""
+    present = set(seen)
+    return [p for p in preferred if p in present] + sorted(present - set(preferred))
 
 
 def summed(frame: pd.DataFrame, by: Sequence[str], columns: Sequence[str]) -> pd.DataFrame:
