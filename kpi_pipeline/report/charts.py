@@ -196,22 +196,36 @@ def incident_spans(incidents: pd.DataFrame, span: tuple[str, str]) -> list[tuple
     return out
 
 
+def _full_height(fig: go.Figure, kind: str, x0: str, x1: str, **style: object) -> None:
+    """A shape (``rect`` or ``line``) from ``x0`` to ``x1`` over the plot's whole height, drawn
+    below the data."""
+    fig.add_shape(type=kind, xref="x", yref="paper", x0=x0, x1=x1, y0=0, y1=1, layer="below", **style)
+
+
+def _hover_markers(
+    fig: go.Figure, x: Sequence[str], y: float, name: str, marker: dict[str, object], hover: list[str]
+) -> None:
+    """One marker per ``x`` at height ``y`` of the first panel, whose hover text is ``hover``."""
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=[y] * len(x),
+            mode="markers",
+            name=name,
+            marker=marker,
+            customdata=hover,
+            hovertemplate="%{customdata}<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
+
+
 def _incident_windows(fig: go.Figure, incidents: pd.DataFrame, span: tuple[str, str]) -> None:
     shown = incident_spans(incidents, span) if len(incidents) else []
     for _, severity, x0, x1 in shown:
-        fig.add_shape(
-            type="rect",
-            xref="x",
-            yref="paper",
-            x0=x0,
-            x1=x1,
-            y0=0,
-            y1=1,
-            fillcolor=INCIDENT_COLOR,
-            opacity=SEVERITY_SHADE.get(severity, 0.1),
-            line={"width": 0},
-            layer="below",
-        )
+        opacity = SEVERITY_SHADE.get(severity, 0.1)
+        _full_height(fig, "rect", x0, x1, fillcolor=INCIDENT_COLOR, opacity=opacity, line={"width": 0})
     if not shown:
         return
     ids = {incident for incident, *_ in shown}
@@ -226,19 +240,8 @@ def _incident_windows(fig: go.Figure, incidents: pd.DataFrame, span: tuple[str, 
         + f"<br>affected: {_text(r.affected_workflows) or 'no workflow named'}"
         for r, s in zip(rows.itertuples(index=False), utc_text(rows["started_at"]), strict=True)
     ]
-    fig.add_trace(
-        go.Scatter(
-            x=utc_text(rows["started_at"]),
-            y=[1.03] * len(rows),
-            mode="markers",
-            name="incident",
-            marker={"symbol": "triangle-down", "size": 10, "color": INCIDENT_COLOR},
-            customdata=hover,
-            hovertemplate="%{customdata}<extra></extra>",
-        ),
-        row=1,
-        col=1,
-    )
+    marker = {"symbol": "triangle-down", "size": 10, "color": INCIDENT_COLOR}
+    _hover_markers(fig, utc_text(rows["started_at"]), 1.03, "incident", marker, hover)
 
 
 def _release_marks(
@@ -254,16 +257,8 @@ def _release_marks(
     if changed.empty:
         return
     for start, workflow in zip(starts, changed["workflow"].astype(str), strict=True):
-        fig.add_shape(
-            type="line",
-            xref="x",
-            yref="paper",
-            x0=start,
-            x1=start,
-            y0=0,
-            y1=1,
-            line={"color": _color(workflow, colors), "width": 1, "dash": "dot"},
-            layer="below",
+        _full_height(
+            fig, "line", start, start, line={"color": _color(workflow, colors), "width": 1, "dash": "dot"}
         )
     hover = [
         f"{r.workflow} {r.release} (after {r.previous_release}), first attempt {s} UTC<br>"
@@ -271,24 +266,13 @@ def _release_marks(
         f"({fmt.p_value(r.completion_p_value)}) over {fmt.number(r.attempts)} attempts"
         for r, s in zip(changed.itertuples(index=False), starts, strict=True)
     ]
-    fig.add_trace(
-        go.Scatter(
-            x=starts,
-            y=[0.03] * len(starts),
-            mode="markers",
-            name="release",
-            marker={
-                "symbol": "diamond",
-                "size": 9,
-                "color": [_color(w, colors) for w in changed["workflow"].astype(str)],
-                "line": {"width": 1, "color": "#333"},
-            },
-            customdata=hover,
-            hovertemplate="%{customdata}<extra></extra>",
-        ),
-        row=1,
-        col=1,
-    )
+    marker = {
+        "symbol": "diamond",
+        "size": 9,
+        "color": [_color(w, colors) for w in changed["workflow"].astype(str)],
+        "line": {"width": 1, "color": "#333"},
+    }
+    _hover_markers(fig, starts, 0.03, "release", marker, hover)
 
 
 def funnel_chart(funnel: pd.DataFrame, as_of: dt.date | None, colors: Mapping[str, str]) -> go.Figure | None:
