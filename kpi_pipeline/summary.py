@@ -8,7 +8,7 @@ import pandas as pd
 
 from kpi_pipeline.config import KpiConfig, load_config
 from kpi_pipeline.contract import TICKET_PRIORITIES
-from kpi_pipeline.kpis.scorecard import not_significant
+from kpi_pipeline.kpis.scorecard import flagged_metrics, not_significant
 from kpi_pipeline.settings import Settings
 from kpi_pipeline.tables import TABLES
 from kpi_pipeline.warehouse import Warehouse
@@ -208,7 +208,7 @@ def scorecard_lines(card: pd.DataFrame, config: KpiConfig) -> list[str]:
     ]
     quiet = not_significant(card, config)
     for i, row in card.iterrows():
-        flagged = row["status"].removeprefix("regressed: ").split(", ") if row["status"] != "ok" else []
+        flagged = flagged_metrics(row["status"])
         shown = [f"{m} (p {_p(row.get(f'{m}_p_value'))})" if f"{m}_p_value" in row else m for m in flagged]
         status = "regressed: " + ", ".join(shown) if shown else "ok"
         held = [f"{m} (p {_p(row[f'{m}_p_value'])})" for m in quiet[i].split(", ") if m]

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from kpi_pipeline.config import KpiConfig, parse_config
-from kpi_pipeline.kpis.scorecard import SCORECARD_COLUMNS, scorecard
+from kpi_pipeline.kpis.scorecard import SCORECARD_COLUMNS, flagged_metrics, scorecard
 from kpi_pipeline.kpis.statistics import pooled_z_test, wilson_interval
 
 L = dt.date(2025, 1, 14)  # current period 01-08..01-14, previous 01-01..01-07
@@ -149,6 +149,9 @@ def test_scorecard_periods_rates_and_status() -> None:
     assert (ar["attempts"], ar["attempts_prev"]) == (20, 20)
     assert (ar["net_value"], ar["net_value_prev"]) == (150.0, 200.0)  # (150 - 200) / 200 = -25 %: regressed
     assert ar["status"] == "regressed: first_pass_rate, fallback_to_ticket_rate, net_value"
+    # The report and the demo summary read the flagged metrics back from the status text.
+    assert flagged_metrics(ar["status"]) == ["first_pass_rate", "fallback_to_ticket_rate", "net_value"]
+    assert flagged_metrics("ok") == [] and flagged_metrics(None) == []
     # p-values from the summed counts of each period
     assert ar["completion_rate_p_value"] == pytest.approx(_p(15, 20, 16, 20), abs=1e-12)
     assert ar["first_pass_rate_p_value"] == pytest.approx(_p(13, 20, 15, 20), abs=1e-12)  # 0.49

@@ -191,6 +191,13 @@ def scorecard(
     return out.reset_index()[list(SCORECARD_COLUMNS)]
 
 
+def flagged_metrics(status: object) -> list[str]:
+    """The metrics a ``status`` names, the inverse of :func:`scorecard`'s text: ``regressed: a, b``
+    gives ``[a, b]``; ``ok`` (or no status) gives none."""
+    text = status if isinstance(status, str) else ""
+    return text.removeprefix("regressed: ").split(", ") if text.startswith("regressed") else []
+
+
 def not_significant(card: pd.DataFrame, config: KpiConfig) -> pd.Series:
     """Per scorecard row, the rates that moved the wrong way by more than the threshold but whose
     p-value is not below ``scorecard.alpha``: what the threshold rule alone would have flagged."""

@@ -17,7 +17,13 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from kpi_pipeline.config import KpiConfig
-from kpi_pipeline.kpis.scorecard import HIGHER_IS_WORSE, METRICS, RELATIVE_METRICS, not_significant
+from kpi_pipeline.kpis.scorecard import (
+    HIGHER_IS_WORSE,
+    METRICS,
+    RELATIVE_METRICS,
+    flagged_metrics,
+    not_significant,
+)
 from kpi_pipeline.report import charts
 from kpi_pipeline.report import formatting as fmt
 from kpi_pipeline.report.colors import workflow_colors
@@ -214,11 +220,6 @@ def workflow_order(data: ReportData, config: KpiConfig) -> list[str]:
     return [*config.workflows, *sorted(set(seen) - set(config.workflows))]
 
 
-def _status_metrics(status: object) -> list[str]:
-    text = status if isinstance(status, str) else ""
-    return text.removeprefix("regressed: ").split(", ") if text.startswith("regressed") else []
-
-
 def direction(metric: str, current: object, previous: object) -> str:
     """``worse``, ``better`` or ``same``: how ``metric`` moved (lower is worse except for the
     fallback-to-ticket rate); ``same`` when either side is missing."""
@@ -282,7 +283,7 @@ def scorecard_table(card: pd.DataFrame, config: KpiConfig) -> str:
     rows = []
     for i, row in card.iterrows():
         status = str(row["status"])
-        flagged = _status_metrics(status)
+        flagged = flagged_metrics(status)
         quiet = [m for m in str(held[i]).split(", ") if m]
         cells = "".join(metric_cell(row, m, flagged, quiet, config.currency) for m in METRICS)
         state = "ok" if status == "ok" else "regressed"
