@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from kpi_pipeline.definitions import build_definitions
 from kpi_pipeline.runner import StepResult, execute, plan, ranged
@@ -44,6 +45,14 @@ class SmallRun:
     settings: Settings
     days: list[dt.date]
     results: list[StepResult]
+
+
+def cli_on(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI as a user runs it on ``root``: KPI_DATA_DIR names it, and no warehouse URL, kpi.yaml
+    or DAGSTER_HOME comes from the environment (each CLI call then has a fresh in-memory instance)."""
+    monkeypatch.setenv("KPI_DATA_DIR", str(root))
+    for name in ("KPI_WAREHOUSE_URL", "KPI_CONFIG", "DAGSTER_HOME"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def settings_for(root: Path) -> Settings:

@@ -19,7 +19,7 @@ from kpi_pipeline.quality.outcome import CheckOutcome
 from kpi_pipeline.runner import execute, plan
 from kpi_pipeline.sample_data import generate_dataset
 from kpi_pipeline.warehouse import Warehouse
-from kpi_pipeline_tests.support import START, PipelineRun, SmallRun
+from kpi_pipeline_tests.support import START, PipelineRun, SmallRun, cli_on
 
 DAYS = [START + dt.timedelta(days=i) for i in range(4)]
 BAD_DAY = DAYS[2]
@@ -99,10 +99,7 @@ def test_cli_prints_check_summary_and_exits_nonzero_on_blocking_failure(
     four_days: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     corrupt(four_days, BAD_DAY, 0.2)
-    monkeypatch.setenv("KPI_DATA_DIR", str(four_days))
-    monkeypatch.delenv("KPI_WAREHOUSE_URL", raising=False)
-    monkeypatch.delenv("KPI_CONFIG", raising=False)
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    cli_on(four_days, monkeypatch)
     status = main(["materialize", "--start", DAYS[0].isoformat(), "--end", DAYS[-1].isoformat()])
     out = capsys.readouterr().out
     assert status == 1

@@ -22,6 +22,7 @@ from kpi_pipeline.cli import _print_step, main
 from kpi_pipeline.run_history import cli_instance
 from kpi_pipeline.runner import Step, execute
 from kpi_pipeline_tests.postgres import POSTGRES_ENV, POSTGRES_SKIP_REASON
+from kpi_pipeline_tests.support import cli_on
 
 REPO = Path(kpi_pipeline.__file__).resolve().parents[1]
 DAY = "2025-01-02"
@@ -252,9 +253,7 @@ def test_materialize_and_check_source_list_the_files_they_ignore(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     write_day(tmp_path)
-    monkeypatch.setenv("KPI_DATA_DIR", str(tmp_path))
-    for name in ("KPI_WAREHOUSE_URL", "KPI_CONFIG", "DAGSTER_HOME"):
-        monkeypatch.delenv(name, raising=False)
+    cli_on(tmp_path, monkeypatch)
 
     assert main(["check-source", "telemetry", "--date", DAY, "--rows", "0"]) == 0
     assert f"    telemetry: {IGNORED}" in capsys.readouterr().out.splitlines()

@@ -16,7 +16,7 @@ from kpi_pipeline.runner import not_recomputed, plan, reads_ahead
 from kpi_pipeline.sample_data import generate_dataset
 from kpi_pipeline.tables import TABLES
 from kpi_pipeline.warehouse import Warehouse
-from kpi_pipeline_tests.support import START, settings_for
+from kpi_pipeline_tests.support import START, cli_on, settings_for
 
 CHAIN = (
     "task_attempts",
@@ -166,14 +166,8 @@ def kpi_tables(root: Path, n_days: int) -> dict[str, pd.DataFrame]:
 
 
 def materialize(root: Path, first: dt.date, last: dt.date, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KPI_DATA_DIR", str(root))
+    cli_on(root, monkeypatch)
     assert main(["materialize", "--start", first.isoformat(), "--end", last.isoformat()]) == 0
-
-
-def without_cli_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI reads KPI_DATA_DIR alone; without DAGSTER_HOME each call has a fresh instance."""
-    for name in ("KPI_WAREHOUSE_URL", "KPI_CONFIG", "DAGSTER_HOME"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +177,6 @@ def whole(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("whole") / "data"
     generate_dataset(root, days=3, users=40, seed=5, start=START)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        without_cli_environment(monkeypatch)
         materialize(root, day(1), day(3), monkeypatch)
     return root
 
@@ -198,7 +191,6 @@ def raw_copy(root: Path, to: Path) -> Path:
 def test_ranges_in_any_order_equal_one_run_over_all_days(
     whole: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    without_cli_environment(monkeypatch)
     ranges = raw_copy(whole, tmp_path / "ranges")
 
     # The middle day first, then the day before it (01-02 reads it: attempts and windows), then
@@ -232,7 +224,6 @@ def test_restaging_a_day_that_loses_a_user_moves_their_week_to_their_next_day(
     """user_weeks of the later days of a week read the re-staged day: when a fix removes a user from
     the day that opened their week, the CLI recomputes those days, and the cohort tables equal a
     fresh run over the fixed files."""
-    without_cli_environment(monkeypatch)
     fixed, fresh = tmp_path / "fixed", tmp_path / "fresh"
     shutil.copytree(whole, fixed)  # materialized: Wed 01-01 … Fri 01-03, one week
     weeks = Warehouse(settings_for(fixed).warehouse_url).read("user_weeks")

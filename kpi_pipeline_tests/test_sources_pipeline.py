@@ -13,14 +13,12 @@ from kpi_pipeline.config import parse_config
 from kpi_pipeline.sample_data import generate_dataset
 from kpi_pipeline.sources.files import export_files
 from kpi_pipeline.warehouse import Warehouse
-from kpi_pipeline_tests.support import START
+from kpi_pipeline_tests.support import START, cli_on
 
 
 @pytest.fixture
 def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("KPI_DATA_DIR", str(tmp_path))
-    for name in ("KPI_WAREHOUSE_URL", "KPI_CONFIG", "DAGSTER_HOME"):
-        monkeypatch.delenv(name, raising=False)
+    cli_on(tmp_path, monkeypatch)
     return tmp_path
 
 
