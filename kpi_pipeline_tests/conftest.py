@@ -22,10 +22,10 @@ from kpi_pipeline.sample_data import GenerationSummary, generate_dataset
 from kpi_pipeline_tests.postgres import POSTGRES_ENV, POSTGRES_SKIP_REASON, postgres_schema_url
 from kpi_pipeline_tests.support import (
     DAYS,
-    SMALL_DAYS,
     START,
     PipelineRun,
     SmallRun,
+    generate_small,
     materialize_all,
     settings_for,
     small_days,
@@ -72,7 +72,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Pi
 
 
 def _build_small(root: Path) -> list[StepResult]:
-    generate_dataset(root, days=SMALL_DAYS, seed=9, start=START, users=40)
+    generate_small(root)
     return materialize_all(settings_for(root), small_days())[1]
 
 

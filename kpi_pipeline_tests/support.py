@@ -11,7 +11,7 @@ import pytest
 
 from kpi_pipeline.definitions import build_definitions
 from kpi_pipeline.runner import StepResult, execute, plan, ranged
-from kpi_pipeline.sample_data import GenerationSummary
+from kpi_pipeline.sample_data import GenerationSummary, generate_dataset
 from kpi_pipeline.settings import Settings
 from kpi_pipeline.warehouse import Warehouse
 
@@ -22,6 +22,11 @@ SMALL_DAYS = 4  # the small data set: 2025-01-01 … 2025-01-04, 40 users
 
 def small_days() -> list[dt.date]:
     return [START + dt.timedelta(days=i) for i in range(SMALL_DAYS)]
+
+
+def generate_small(root: Path) -> None:
+    """The small data set's raw files and kpi.yaml under ``root`` (conftest.small_run materializes it)."""
+    generate_dataset(root, days=SMALL_DAYS, seed=9, start=START, users=40)
 
 
 @dataclass

@@ -17,9 +17,8 @@ from kpi_pipeline.defs.checks import check_result
 from kpi_pipeline.ingest.telemetry import partition_folder, stage_telemetry_partition
 from kpi_pipeline.quality.outcome import CheckOutcome
 from kpi_pipeline.runner import execute, plan
-from kpi_pipeline.sample_data import generate_dataset
 from kpi_pipeline.warehouse import Warehouse
-from kpi_pipeline_tests.support import START, PipelineRun, SmallRun, cli_on
+from kpi_pipeline_tests.support import START, PipelineRun, SmallRun, cli_on, generate_small
 
 DAYS = [START + dt.timedelta(days=i) for i in range(4)]
 BAD_DAY = DAYS[2]
@@ -48,7 +47,7 @@ def test_clean_run_passes_every_check(pipeline_run: PipelineRun) -> None:
 @pytest.fixture
 def four_days(tmp_path: Path) -> Path:
     """The small data set of conftest.small_run, generated and not materialized yet."""
-    generate_dataset(tmp_path, days=len(DAYS), seed=9, start=START, users=40)
+    generate_small(tmp_path)
     return tmp_path
 
 
