@@ -31,6 +31,8 @@ from kpi_pipeline_tests.support import (
     small_days,
 )
 
+SAMPLE_DAYS = tuple(START + dt.timedelta(days=i) for i in range(DAYS))  # the sample: 2025-01-01 … 01-21
+
 
 def shared_build(
     tmp_path_factory: pytest.TempPathFactory, worker_id: str, name: str, build: Callable[[Path], Any]
@@ -55,8 +57,7 @@ def shared_build(
 
 def _build_sample(root: Path) -> tuple[GenerationSummary, list[StepResult]]:
     summary = generate_dataset(root, days=DAYS, seed=11, start=START, users=120)
-    days = [START + dt.timedelta(days=i) for i in range(DAYS)]
-    return summary, materialize_all(settings_for(root), days)[1]
+    return summary, materialize_all(settings_for(root), list(SAMPLE_DAYS))[1]
 
 
 @pytest.fixture(scope="session")
@@ -67,8 +68,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Pi
     root = tmp_path_factory.mktemp("sample")
     shutil.copytree(built, root, dirs_exist_ok=True)
     settings = settings_for(root)
-    days = [START + dt.timedelta(days=i) for i in range(DAYS)]
-    return PipelineRun(settings, summary, build_definitions(settings), days, results)
+    return PipelineRun(settings, summary, build_definitions(settings), list(SAMPLE_DAYS), results)
 
 
 def _build_small(root: Path) -> list[StepResult]:
