@@ -17,13 +17,14 @@ from kpi_pipeline.defs.partitions import window_dates
 from kpi_pipeline.defs.resources import KpiData, WarehouseResource
 from kpi_pipeline.quality.outcome import CheckOutcome
 from kpi_pipeline.quality.rules import (
+    FUNNEL_TABLE,
     freshness,
     funnel_monotonic,
     kpi_sanity,
     unknown_requesters,
     unknown_workflows,
 )
-from kpi_pipeline.tables import KPI_TABLES, table
+from kpi_pipeline.tables import table
 
 SEVERITY = {"ERROR": dg.AssetCheckSeverity.ERROR, "WARN": dg.AssetCheckSeverity.WARN}
 
@@ -75,14 +76,14 @@ def _now() -> pd.Timestamp:
     return pd.Timestamp.now(tz="UTC")
 
 
-def _date_range(context: dg.AssetCheckExecutionContext) -> tuple[dt.date, dt.date] | None:
-    """The days a partitioned check's run covers (one day, or a ranged run's range)."""
+def _date_range(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date] | None:
+    """The days a partitioned run covers (one day, or a ranged run's range)."""
     if not (context.has_partition_key or context.has_partition_key_range):
         return None
     return window_dates(context.partition_time_window)
 
 
-def _label(context: dg.AssetCheckExecutionContext, name: str) -> str:
+def _label(context: dg.AssetExecutionContext, name: str) -> str:
     dates = _date_range(context)
     if dates is None:
         return name
@@ -90,41 +91,48 @@ def _label(context: dg.AssetCheckExecutionContext, name: str) -> str:
     return f"{name} {first}" if first == last else f"{name} {first} … {last}"
 
 
-def kpi_sanity_checks() -> list[dg.AssetChecksDefinition]:
-    """A blocking invariant check on every KPI table (grain unique, rates in [0, 1], …)."""
+KPI_SANITY = "kpi_sanity"
+FUNNEL_STEP_ORDER = "funnel_step_order"
 
-    def sanity(name: str) -> dg.AssetChecksDefinition:
-        spec = table(name)
 
-        @dg.asset_check(
+def kpi_check_specs(name: str) -> list[dg.AssetCheckSpec]:
+    """The checks a KPI table's own asset runs on the rows it writes: the blocking invariants
+    (grain unique, rates in [0, 1], …) and, on the funnel, the step-order warning. In the asset,
+    not standalone: a standalone check is one more Dagster step per table and run that reads the
+    rows back from the warehouse, about a third of a daily run's time."""
+    spec = table(name)
+    specs = [
+        dg.AssetCheckSpec(
+            KPI_SANITY,
             asset=name,
-            name="kpi_sanity",
             blocking=True,
             description=f"Invariants of {name}: grain ({', '.join(spec.grain)}) unique, rates in [0, 1], "
             "counts non-negative, parts not larger than their whole.",
         )
-        def _check(
-            context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-        ) -> dg.AssetCheckResult:
-            frame = warehouse.get().read(
-                name, date_range=_date_range(context) if spec.partition_column else None
+    ]
+    if name == FUNNEL_TABLE:
+        specs.append(
+            dg.AssetCheckSpec(
+                FUNNEL_STEP_ORDER,
+                asset=name,
+                description="Warns when a later funnel step is reached by more attempts than the step "
+                "before it (allowed: steps count by presence, not order — but usually a sign of "
+                "instrumentation gaps).",
             )
-            return check_result(kpi_sanity(name, frame, _label(context, name)))
+        )
+    return specs
 
-        return _check
 
-    @dg.asset_check(
-        asset="kpi_funnel_daily",
-        description="Warns when a later funnel step is reached by more attempts than the step before it "
-        "(allowed: steps count by presence, not order — but usually a sign of instrumentation gaps).",
-    )
-    def funnel_step_order(
-        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-    ) -> dg.AssetCheckResult:
-        frame = warehouse.get().read("kpi_funnel_daily", date_range=_date_range(context))
-        return check_result(funnel_monotonic(frame, _label(context, "kpi_funnel_daily")))
-
-    return [*(sanity(spec.name) for spec in KPI_TABLES), funnel_step_order]
+def kpi_check_results(
+    name: str, frame: pd.DataFrame, context: dg.AssetExecutionContext
+) -> list[dg.AssetCheckResult]:
+    """The outcomes of :func:`kpi_check_specs` on ``frame``, the rows the run writes (its days, or
+    the whole table), labelled with the run's days."""
+    label = _label(context, name)
+    results = [check_result(kpi_sanity(name, frame, label), KPI_SANITY)]
+    if name == FUNNEL_TABLE:
+        results.append(check_result(funnel_monotonic(frame, label), FUNNEL_STEP_ORDER))
+    return results
 
 
 def referential_checks(config: KpiConfig) -> list[dg.AssetChecksDefinition]:
@@ -179,6 +187,7 @@ def freshness_checks(config: KpiConfig) -> list[dg.AssetChecksDefinition]:
 
 def asset_checks(config: KpiConfig) -> list[dg.AssetChecksDefinition]:
     """Every standalone asset check (the thresholds from ``config``, the kpi.yaml the definitions were
-    built with); the staging checks (Great Expectations suites, reconciliation, quarantine rate,
-    drift, volume) run inside the staging assets, before their write."""
-    return [*kpi_sanity_checks(), *referential_checks(config), *freshness_checks(config)]
+    built with). The staging checks (Great Expectations suites, reconciliation, quarantine rate,
+    drift, volume) run inside the staging assets, before their write; the KPI tables' checks
+    (:func:`kpi_check_specs`) inside their assets, on the rows written."""
+    return [*referential_checks(config), *freshness_checks(config)]

@@ -21,14 +21,17 @@ column and out of core; their KPI functions run SQL on it and return small frame
 """
 
 import datetime as dt
+import functools
+import inspect
 import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import dagster as dg
 import pandas as pd
 
 from kpi_pipeline.config import KpiConfig
+from kpi_pipeline.defs.checks import kpi_check_results, kpi_check_specs
 from kpi_pipeline.defs.metadata import (
     completion_trend,
     markdown_preview,
@@ -90,6 +93,7 @@ from kpi_pipeline.tables import (
     ATTEMPT_EVENTS,
     ATTEMPTS,
     DAILY_ACTIVITY,
+    KPI_TABLES,
     TELEMETRY_EVENTS,
     TableSpec,
     empty_frame,
@@ -104,6 +108,7 @@ from kpi_pipeline.windows import (
 )
 
 KPI_GROUP = "kpis"
+KPI_TABLE_NAMES = frozenset(spec.name for spec in KPI_TABLES)
 INTERMEDIATE_GROUP = "intermediate"
 
 
@@ -216,6 +221,24 @@ def _rate(numerator: pd.Series, denominator: pd.Series) -> float:
     return float(numerator.sum()) / total if total else float("nan")
 
 
+def with_kpi_checks(name: str, compute: Callable[..., dg.Output[pd.DataFrame]]) -> Callable:
+    """``compute`` (a KPI table's asset function), then the table's checks on the rows it returned
+    (:func:`kpi_check_specs`): yielded after the output, so the rows are written first and a
+    failed blocking check stops what reads them in the run, as a standalone check did. Dagster
+    reads the asset's parameters from ``compute``'s signature."""
+
+    @functools.wraps(compute)
+    def checked(*args: object, **kwargs: object) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
+        output = compute(*args, **kwargs)
+        yield output
+        yield from kpi_check_results(name, output.value, dg.AssetExecutionContext.get())
+
+    checked.__signature__ = inspect.signature(compute).replace(  # type: ignore[attr-defined]
+        return_annotation=Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]
+    )
+    return checked
+
+
 def kpi_assets(
     config: KpiConfig, partitions: dg.PartitionsDefinition, policy: dg.BackfillPolicy
 ) -> list[dg.AssetsDefinition]:
@@ -248,7 +271,8 @@ def kpi_assets(
         ``default_owner``, listed with the workflows' owners)."""
         spec = table(name)
         owned = {"workflow_owners": workflow_owner_table(config, [no_workflow] if no_workflow else [])}
-        return dg.asset(
+        checked = name in KPI_TABLE_NAMES
+        asset = dg.asset(
             name=name,
             partitions_def=partitions if partitioned else None,
             backfill_policy=policy if partitioned else None,
@@ -261,8 +285,10 @@ def kpi_assets(
             description=f"{spec.description} Grain: {', '.join(spec.grain)}. See docs/tables.md, '{name}'.",
             metadata={**table_metadata(spec, source), **(owned if owners is workflow_owners else {})},
             ins=dict(ins),
+            check_specs=kpi_check_specs(name) if checked else None,
             **extra,
         )
+        return (lambda compute: asset(with_kpi_checks(name, compute))) if checked else asset
 
     def parquet_asset(
         spec: TableSpec, owners: list[str], ins: Mapping[str, dg.AssetIn], **extra: object
