@@ -17,6 +17,7 @@ from kpi_pipeline.defs.checks import check_result
 from kpi_pipeline.ingest.telemetry import partition_folder, stage_telemetry_partition
 from kpi_pipeline.quality.outcome import CheckOutcome
 from kpi_pipeline.runner import execute, plan
+from kpi_pipeline.tables import KPI_TABLES
 from kpi_pipeline.warehouse import Warehouse
 from kpi_pipeline_tests.support import START, PipelineRun, SmallRun, cli_on, generate_small
 
@@ -40,8 +41,27 @@ def test_clean_run_passes_every_check(pipeline_run: PipelineRun) -> None:
     assert ("telemetry_events", "telemetry_expectations") in names
     assert ("kpi_task_completion_daily", "kpi_sanity") in names
     assert ("support_tickets", "tickets_expectations") in names
+    assert {(spec.name, "kpi_sanity") for spec in KPI_TABLES} <= names  # run inside every KPI asset
+    assert ("kpi_funnel_daily", "funnel_step_order") in names
     blocking = [c for c in checks if not c.passed and c.severity == "ERROR"]
     assert blocking == []
+
+
+def test_kpi_sanity_judges_the_rows_its_asset_wrote_for_the_runs_days(pipeline_run: PipelineRun) -> None:
+    """The check runs inside the asset, on the frame it returned: one result per run, labelled with
+    the run's days and counting exactly the rows the warehouse holds for them."""
+    name, warehouse = "kpi_task_completion_daily", pipeline_run.warehouse
+    judged = []
+    for result in pipeline_run.results:
+        if name not in result.step.assets or result.step.partition is None:
+            continue
+        days = [dt.date.fromisoformat(d) for d in result.step.days]
+        [check] = [c for c in result.checks if (c.asset, c.name) == (name, "kpi_sanity")]
+        rows = len(warehouse.read(name, date_range=(days[0], days[-1])))
+        span = f"{days[0]}" if len(days) == 1 else f"{days[0]} … {days[-1]}"
+        assert check.description == f"{name} {span}: KPI sanity passed on {rows:,} rows"
+        judged += days
+    assert judged == list(pipeline_run.days)  # every day judged once
 
 
 @pytest.fixture
