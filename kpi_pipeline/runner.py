@@ -265,12 +265,13 @@ def plan(
     roots = sorted((n for n in order if not (graph[n][1] & names)), key=lambda n: not graph[n][0])
     inner = [n for n in order if n not in roots]
     keys = [d.isoformat() for d in days]
-    steps: list[Step] = []
-    for name in roots:
-        if graph[name][0]:
-            steps += [Step((name,), key) for key in keys]
-        else:
-            steps.append(Step((name,), None))
+    steps = [Step((name,), key) for name in roots if graph[name][0] for key in keys]
+    # The unpartitioned roots (the ticket and incident exports) share one run: they do not read each
+    # other, a failing one does not stop the other (Dagster runs every step a failure does not feed),
+    # and a run of its own cost 0.4-0.6 s of CPU, 10-15 % of a one-day materialize.
+    exports = tuple(name for name in roots if not graph[name][0])
+    if exports:
+        steps.append(Step(exports, None))
     partitioned = tuple(n for n in inner if graph[n][0])
     unpartitioned = tuple(n for n in inner if not graph[n][0])
     for name in partitioned:

@@ -103,11 +103,10 @@ def compared(tmp_path_factory: pytest.TempPathFactory) -> Compared:
 def test_ranged_runs_store_exactly_what_one_run_per_day_stores(compared: Compared) -> None:
     daily, merged = compared.daily, compared.merged
     assert all(r.success for r in daily) and all(r.success for r in merged)
-    assert len(daily) == 6 + 2 + 6 + 6 + 1  # telemetry, exports, the KPIs, then their retries, by day
+    assert len(daily) == 6 + 1 + 6 + 6 + 1  # telemetry by day, the exports, the KPIs, their retries by day
     assert [r.step.label for r in merged] == [
         "2025-01-01 … 2025-01-04",
         "2025-01-05 … 2025-01-06",
-        "unpartitioned",
         "unpartitioned",
         "2025-01-01 … 2025-01-04",
         "2025-01-05 … 2025-01-06",
@@ -115,7 +114,7 @@ def test_ranged_runs_store_exactly_what_one_run_per_day_stores(compared: Compare
         "2025-01-05 … 2025-01-06",
         "unpartitioned",
     ]
-    attempts = merged[4].metadata["task_attempts"]
+    attempts = merged[3].metadata["task_attempts"]
     assert attempts["preview"].startswith("| ") and attempts["attempts"] > 0
     staged = merged[0].metadata["telemetry_events"]
     assert staged["raw_rows"] == staged["staged_rows"] + staged["quarantined_rows"] > 0
@@ -150,7 +149,7 @@ def test_each_partition_of_a_ranged_staging_run_carries_its_own_figures(compared
     days = DAYS[:4]
     result = compared.merged[0]
     assert result.step.label == "2025-01-01 … 2025-01-04" and result.step.assets == ("telemetry_events",)
-    kpi_run = compared.merged[4]
+    kpi_run = compared.merged[3]
     assert (
         kpi_run.step.label == "2025-01-01 … 2025-01-04" and "kpi_task_completion_daily" in kpi_run.step.assets
     )

@@ -130,6 +130,36 @@ def test_a_ticket_export_failing_its_expectations_is_not_stored(tmp_path: Path) 
     assert not evaluation.passed and evaluation.description.startswith("rejected version, not stored")
 
 
+def test_the_exports_share_a_run_and_a_rejected_ticket_export_still_lets_the_incidents_land(
+    tmp_path: Path,
+) -> None:
+    """The ticket and incident exports are staged in one run (a run of its own costs Dagster ~0.5 s):
+    a ticket export failing its expectations fails that run, names itself, and the incidents, which
+    do not read the tickets, are staged all the same."""
+    settings = settings_for(tmp_path)
+    defs = build_definitions(settings)
+    tickets = tmp_path / "raw" / "tickets" / "export.csv"
+    tickets.parent.mkdir(parents=True)
+    tickets.write_text(
+        "ticket_id,created_at,updated_at,status,topic\nT9,2999-01-01T10:00:00Z,2999-01-01T11:00:00Z,open,access\n"
+    )
+    incidents = tmp_path / "raw" / "incidents" / "export.csv"
+    incidents.parent.mkdir(parents=True)
+    incidents.write_text(
+        "incident_id,started_at,severity,service,detected_at,resolved_at\n"
+        "INC-1,2025-03-01T09:20:00Z,sev3,auth,2025-03-01T09:26:00Z,2025-03-01T10:10:00Z\n"
+    )
+    steps = plan(defs, [], ["support_tickets", "incidents"])
+    assert [s.assets for s in steps] == [("incidents", "support_tickets")]
+    [result] = execute(defs, steps, dg.DagsterInstance.ephemeral())
+    assert not result.success
+    assert result.message.startswith("support_tickets was not stored: tickets_expectations: ")
+    warehouse = Warehouse(settings.warehouse_url)
+    assert warehouse.read("stg_incidents")["incident_id"].tolist() == ["INC-1"]
+    assert result.metadata["incidents"]["staged_rows"] == 1
+    assert len(warehouse.read("stg_support_tickets")) == 0
+
+
 def test_a_day_that_fails_after_staging_leaves_no_pending_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_retry_wait: None
 ) -> None:
