@@ -6,7 +6,7 @@ the tests are skipped with that reason, except where ``KPI_REQUIRE_BROWSER=1`` m
 failure.
 
 One module, so that ``--dist loadfile`` gives every test to one worker and the demo is built once:
-the CLI generates DAYS days × USERS users and materializes them, which writes
+DAYS days × USERS users are generated and the CLI materializes them, which writes
 ``reports/kpi_report.html``. The report test opens that page from disk first; then the 3rd day's
 ``telemetry_events`` is re-staged alone and ``dagster dev`` serves the UI tests. The full-page
 screenshots land in the data root's ``reports/``; ``KPI_SAVE_SCREENSHOT=docs/img/kpi_report.png``
@@ -15,12 +15,14 @@ copies the report's there too (relative to the repository), to refresh the READM
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +30,7 @@ from typing import NamedTuple
 
 import pytest
 
+from kpi_pipeline.sample_data import generate_dataset
 from kpi_pipeline.warehouse import Warehouse
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,24 +95,39 @@ def first_day(today: dt.date) -> dt.date:
     return last - dt.timedelta(days=DAYS - 1)
 
 
+@contextlib.contextmanager
+def dagster_home(work: Path) -> Iterator[Path]:
+    """An empty DAGSTER_HOME, in memory (/dev/shm) where the machine has it: the run storage's
+    SQLite files sync to disk on every event, which made the CLI's materialize wait 4 s of its 26
+    here. Elsewhere under ``work``."""
+    shm = Path("/dev/shm")
+    in_memory = shm.is_dir() and os.access(shm, os.W_OK)
+    home = Path(tempfile.mkdtemp(prefix="kpi_browser_home_", dir=shm)) if in_memory else work / "dagster_home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text("")
+    try:
+        yield home
+    finally:
+        if in_memory:
+            shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
-    """DAYS days × USERS users from a Sunday, generated and materialized with the CLI on a
-    DAGSTER_HOME (the UI shows those runs)."""
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """DAYS days × USERS users from a Sunday, generated (``kpi-pipeline generate``'s function, in
+    this process) and materialized with the CLI on a DAGSTER_HOME (the UI shows those runs)."""
     _browser_or_skip()
     work = tmp_path_factory.mktemp("browser")
-    data, home = work / "data", work / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KPI_")}
-    env |= {"KPI_DATA_DIR": str(data), "DAGSTER_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-    start = first_day(dt.datetime.now(dt.UTC).date())
-    days = [(start + dt.timedelta(days=n)).isoformat() for n in range(DAYS)]
-    sample = ("--start", days[0], "--days", str(DAYS), "--users", str(USERS), "--seed", "5")
-    cli(env, "generate", "--out", str(data), *sample)
-    output = cli(env, "materialize")
-    report = data / "reports" / "kpi_report.html"
-    return Demo(work, data, env, days, output, report, hashlib.sha256(report.read_bytes()).hexdigest())
+    data = work / "data"
+    with dagster_home(work) as home:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KPI_")}
+        env |= {"KPI_DATA_DIR": str(data), "DAGSTER_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+        start = first_day(dt.datetime.now(dt.UTC).date())
+        days = [(start + dt.timedelta(days=n)).isoformat() for n in range(DAYS)]
+        generate_dataset(data, days=DAYS, seed=5, start=start, users=USERS)
+        output = cli(env, "materialize")
+        report = data / "reports" / "kpi_report.html"
+        yield Demo(work, data, env, days, output, report, hashlib.sha256(report.read_bytes()).hexdigest())
 
 
 @pytest.fixture(scope="module")
