@@ -266,12 +266,13 @@ def plan(
     inner = [n for n in order if n not in roots]
     keys = [d.isoformat() for d in days]
     steps = [Step((name,), key) for name in roots if graph[name][0] for key in keys]
-    # The unpartitioned roots (the ticket and incident exports) share one run: they do not read each
-    # other, a failing one does not stop the other (Dagster runs every step a failure does not feed),
-    # and a run of its own cost 0.4-0.6 s of CPU, 10-15 % of a one-day materialize.
-    exports = tuple(name for name in roots if not graph[name][0])
-    if exports:
-        steps.append(Step(exports, None))
+    # The unpartitioned roots (the ticket and incident exports, or selected tables whose inputs are
+    # not selected) share one run: none reads another, a failing one does not stop the others
+    # (Dagster runs every step a failure does not feed), and a run each cost the exports 0.4-0.6 s
+    # of CPU, 10-15 % of a one-day materialize (docs/benchmarks.md).
+    unpartitioned_roots = tuple(name for name in roots if not graph[name][0])
+    if unpartitioned_roots:
+        steps.append(Step(unpartitioned_roots, None))
     partitioned = tuple(n for n in inner if graph[n][0])
     unpartitioned = tuple(n for n in inner if not graph[n][0])
     for name in partitioned:

@@ -133,7 +133,7 @@ def test_a_ticket_export_failing_its_expectations_is_not_stored(tmp_path: Path) 
 def test_the_exports_share_a_run_and_a_rejected_ticket_export_still_lets_the_incidents_land(
     tmp_path: Path,
 ) -> None:
-    """The ticket and incident exports are staged in one run (a run of its own costs Dagster ~0.5 s):
+    """The ticket and incident exports are staged in one run (a run each cost ~0.5 s of CPU more):
     a ticket export failing its expectations fails that run, names itself, and the incidents, which
     do not read the tickets, are staged all the same."""
     settings = settings_for(tmp_path)
